@@ -1,0 +1,190 @@
+"""The Driver API: how a testcase spec becomes fragments and a verdict.
+
+A driver is a Python class. In the main process, ``fragments()`` turns one
+testcase into the units of work the scheduler runs. In whichever process runs
+a fragment (a worker process, the main process with --no-multiprocessing, or
+a cluster node), ``run()`` executes it and returns an ``Outcome``.
+
+Fragments are plain picklable data; a driver keeps any settings it needs in
+``Fragment.data`` rather than on ``self``, because the instance that builds a
+fragment is not the one that runs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from suite.results import CommandRecord, Outcome, Reason, Status
+
+if TYPE_CHECKING:  # pragma: no cover
+    from suite.execution import RunContext
+
+
+@dataclass
+class Command:
+    """One command to run: a string goes through ``sh -c``, a list is an argv."""
+
+    cmd: str | list[str]
+    exit_code: int = 0
+    timeout: float = 300.0
+    step: str = "run"
+
+
+@dataclass
+class Fragment:
+    """A unit of work the scheduler places on a slot."""
+
+    testcase: str
+    name: str
+    driver: str  # "module:Class" or "/path/file.py:Class", importable anywhere
+    commands: list[Command]
+    env: dict[str, str]
+    source_dir: str
+    work_dir: str
+    log_dir: str
+    prepare: bool = False  # copy the testcase directory into work_dir first
+    final: bool = False  # the testcase's last fragment
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def log_path(self) -> str:
+        return f"{self.log_dir}/{self.name}.log"
+
+    @property
+    def budget(self) -> float:
+        """The longest this fragment may legitimately take, for watchdogs."""
+        return sum(c.timeout for c in self.commands)
+
+
+@dataclass
+class Testcase:
+    """A validated testcase, as a driver sees it in the main process."""
+
+    name: str
+    source_dir: str
+    spec_file: str
+    spec: dict[str, Any]  # test.yaml merged over suite.yaml defaults
+    work_dir: str
+    log_dir: str
+    env: dict[str, str]
+    timeout: float
+    suite_root: str
+
+    def error(self, message: str, at: list | None = None) -> "NoReturn":  # noqa: F821
+        """Reject the spec with a message located at key path ``at``."""
+        from suite.spec import SpecError, key_position
+
+        line, col = key_position(self.spec_file, at or [])
+        raise SpecError(self.spec_file, [(line, col, message)])
+
+
+class Driver:
+    """Base class: runs commands and judges them by their exit status.
+
+    Subclasses override ``fragments`` to shape the work, ``check`` to judge
+    what the commands did, or ``run`` to take over execution entirely.
+    ``options_schema`` is a JSON Schema for the testcase's ``options`` key.
+    """
+
+    options_schema: dict | None = None
+
+    # -- main process -----------------------------------------------------
+    def fragments(self, test: Testcase) -> list[Fragment]:
+        """One fragment per step (or one for ``cmd``), chained in order."""
+        steps = self.steps(test)
+        if not steps:
+            test.error("nothing to run: give 'cmd' or 'steps'")
+        ref = self.reference()
+        fragments = [
+            Fragment(
+                testcase=test.name,
+                name=name,
+                driver=ref,
+                commands=[command],
+                env=test.env,
+                source_dir=test.source_dir,
+                work_dir=test.work_dir,
+                log_dir=test.log_dir,
+            )
+            for name, command in steps
+        ]
+        fragments[0].prepare = True
+        fragments[-1].final = True
+        return fragments
+
+    def steps(self, test: Testcase) -> list[tuple[str, Command]]:
+        """The (name, command) pairs the spec asks for, with defaults applied."""
+        spec = test.spec
+        exit_code = spec.get("exit_code", 0)
+        if "cmd" in spec:
+            return [("run", Command(_argv(spec["cmd"]), exit_code, test.timeout, "run"))]
+        result = []
+        names = set()
+        for number, step in enumerate(spec.get("steps", ()), start=1):
+            name = step.get("name", f"step{number}")
+            if name in names:
+                test.error(f"duplicate step name '{name}'", ["steps", number - 1, "name"])
+            names.add(name)
+            command = Command(
+                _argv(step["cmd"]),
+                step.get("exit_code", exit_code),
+                float(step.get("timeout", test.timeout)),
+                name,
+            )
+            result.append((name, command))
+        return result
+
+    @classmethod
+    def reference(cls) -> str:
+        """How a worker anywhere finds this class again."""
+        from drivers import reference_of
+
+        return reference_of(cls)
+
+    # -- wherever the fragment runs ---------------------------------------
+    def run(self, fragment: Fragment, ctx: "RunContext") -> Outcome:
+        for command in fragment.commands:
+            record = ctx.run(command)
+            failed = judge_exit(command, record)
+            if failed is not None:
+                return failed
+        return self.check(fragment, ctx)
+
+    def check(self, fragment: Fragment, ctx: "RunContext") -> Outcome:
+        """Judge a fragment whose commands all exited as expected."""
+        return Outcome(Status.PASS)
+
+
+def judge_exit(command: Command, record: CommandRecord) -> Outcome | None:
+    """FAIL for a timeout or an unexpected exit status, else None."""
+    if record.timed_out:
+        return Outcome(
+            Status.FAIL,
+            Reason.TIMEOUT,
+            f"step '{command.step}' timed out after {command.timeout:g} s",
+        )
+    if record.exit_code != command.exit_code:
+        return Outcome(
+            Status.FAIL,
+            Reason.EXIT_CODE,
+            f"step '{command.step}' exited with {describe_status(record.exit_code)}, expected {command.exit_code}",
+        )
+    return None
+
+
+def describe_status(code: int | None) -> str:
+    if code is None:
+        return "no status"
+    if code < 0:
+        import signal
+
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return str(code)
+
+
+def _argv(cmd: str | list) -> str | list[str]:
+    return cmd if isinstance(cmd, str) else [str(part) for part in cmd]

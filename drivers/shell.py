@@ -1,0 +1,7 @@
+"""The ``shell`` driver: a testcase passes when every command exits as expected."""
+
+from drivers.api import Driver
+
+
+class ShellDriver(Driver):
+    """Run ``cmd`` or ``steps``; PASS when each exits with ``exit_code``."""

@@ -1,0 +1,123 @@
+"""The on-disk report index: one JSON file per result, and ``_index.json``.
+
+Results stream in as they complete. Each is written to its own file at
+once, so a run killed half-way keeps everything that finished; the index
+itself is rewritten atomically, at most once a second while the run goes on
+and once at the end, so writing it stays linear in the number of results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from collections import Counter
+
+from suite.results import Result, Status
+
+INDEX_FILE = "_index.json"
+FORMAT_VERSION = 1
+FLUSH_INTERVAL = 1.0
+
+
+def rotate(output_dir: str) -> str:
+    """Move a previous ``new/`` to ``old/``; return a fresh, empty ``new/``."""
+    new = os.path.join(output_dir, "new")
+    old = os.path.join(output_dir, "old")
+    os.makedirs(output_dir, exist_ok=True)
+    if os.path.lexists(new):
+        if os.path.lexists(old):
+            shutil.rmtree(old)
+        os.rename(new, old)
+    os.makedirs(os.path.join(new, "results"))
+    return new
+
+
+class ReportIndex:
+    """Writes results and the index of the run under ``OUTPUT/new``."""
+
+    def __init__(self, new_dir: str, meta: dict):
+        self.dir = new_dir
+        self.results_dir = os.path.join(new_dir, "results")
+        self.meta = meta
+        self.entries: list[dict] = []
+        self.counts: Counter = Counter()
+        self.started = time.time()
+        self.monotonic = time.monotonic()
+        self.last_flush = 0.0
+        self.file_names: dict[str, str] = {}
+        self._write_index(complete=False)
+
+    def add(self, result: Result, safe_name: str) -> None:
+        """Record one result now, on disk."""
+        rel = f"results/{safe_name}.json"
+        _write_json(os.path.join(self.dir, rel), result.to_json())
+        self.counts[result.status.value] += 1
+        self.entries.append(
+            {
+                "name": result.name,
+                "status": result.status.value,
+                "reason": result.reason.value if result.reason else None,
+                "message": result.message.split("\n", 1)[0][:500],
+                "duration": round(result.duration, 6),
+                "start": result.start,
+                "slot": result.slot,
+                "tags": result.tags,
+                "attempts": result.attempts,
+                "result": rel,
+            }
+        )
+        now = time.monotonic()
+        if now - self.last_flush >= FLUSH_INTERVAL:
+            self._write_index(complete=False)
+            self.last_flush = now
+
+    def finish(self, interrupted: bool = False) -> dict:
+        return self._write_index(complete=True, interrupted=interrupted)
+
+    def _write_index(self, complete: bool, interrupted: bool = False) -> dict:
+        index = {
+            "format": FORMAT_VERSION,
+            **self.meta,
+            "start": self.started,
+            "duration": round(time.monotonic() - self.monotonic, 6),
+            "complete": complete,
+            "interrupted": interrupted,
+            "counts": {status.value: self.counts.get(status.value, 0) for status in Status},
+            "results": self.entries,
+        }
+        _write_json(os.path.join(self.dir, INDEX_FILE), index)
+        return index
+
+
+def run_metadata(argv: list[str], root: str, suite_name: str, jobs: int) -> dict:
+    return {
+        "suite": suite_name,
+        "root": os.path.abspath(root),
+        "command_line": argv,
+        "jobs": jobs,
+        "host": socket.gethostname(),
+        "python": sys.version.split()[0],
+    }
+
+
+def load_index(path: str) -> dict:
+    """Read an index from a file, a ``new/`` directory or an output directory."""
+    if os.path.isdir(path):
+        for candidate in (os.path.join(path, INDEX_FILE), os.path.join(path, "new", INDEX_FILE)):
+            if os.path.isfile(candidate):
+                path = candidate
+                break
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _write_json(path: str, data: dict) -> None:
+    """Write atomically: readers see the old file or the new, never half."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1, ensure_ascii=False)
+    os.replace(tmp, path)

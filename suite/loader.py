@@ -1,0 +1,366 @@
+"""Turn a suite directory into a Plan: every testcase, its fragments, one DAG.
+
+Problems found here (invalid specs, unknown drivers, missing dependencies,
+cycles) become ERROR results for the testcases concerned; the rest of the
+suite still runs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import traceback
+from dataclasses import dataclass, field
+
+import drivers
+from drivers.api import Driver, Fragment, Testcase
+from suite import spec as specs
+from suite.dag import Graph
+from suite.discovery import SUITE_FILE, Found, discover
+from suite.results import Reason, Result, Status
+
+DEFAULT_TIMEOUT = 300.0
+
+
+class UsageError(Exception):
+    """A problem with how run-testsuite was called: exit status 2."""
+
+
+@dataclass
+class Planned:
+    """One testcase in the plan, with its fragments or its early verdict."""
+
+    name: str
+    spec_file: str
+    source_dir: str
+    safe_name: str
+    description: str = ""
+    driver: str = ""
+    tags: list[str] = field(default_factory=list)
+    depends: list[str] = field(default_factory=list)
+    fragments: list[int] = field(default_factory=list)
+    result: Result | None = None  # decided before anything runs
+
+
+@dataclass
+class Plan:
+    suite: specs.SuiteConfig
+    testcases: list[Planned]
+    fragments: list[Fragment]
+    owner: list[int]  # fragment index -> testcase index
+    graph: Graph
+    dependents: list[list[int]]  # testcase index -> testcases that depend on it
+    output_dir: str
+    work_dir: str
+
+
+def load_suite_config(root: str) -> specs.SuiteConfig:
+    path = os.path.join(root, SUITE_FILE)
+    name = os.path.basename(os.path.abspath(root))
+    if not os.path.isfile(path):
+        return specs.SuiteConfig(root, name, {}, {})
+    data = specs.load_and_validate(path, "suite")
+    return specs.SuiteConfig(
+        root, data.get("name", name), data.get("defaults", {}), data.get("drivers", {}), path
+    )
+
+
+def select(found: list[Found], patterns: list[str]) -> list[Found]:
+    """Testcases whose name starts with, or matches the glob of, a pattern."""
+    if not patterns:
+        return found
+    chosen = []
+    unmatched = set(patterns)
+    for item in found:
+        for pattern in patterns:
+            if _matches(item.name, pattern):
+                chosen.append(item)
+                unmatched.discard(pattern)
+                break
+    if unmatched:
+        raise UsageError("no testcase matches " + ", ".join(repr(p) for p in sorted(unmatched)))
+    return chosen
+
+
+def _matches(name: str, pattern: str) -> bool:
+    pattern = pattern.rstrip("/")
+    if any(c in pattern for c in "*?["):
+        return fnmatch.fnmatchcase(name, pattern)
+    return name.startswith(pattern)
+
+
+def build_plan(
+    root: str,
+    patterns: list[str],
+    output_dir: str,
+    work_dir: str,
+    default_timeout: float | None = None,
+) -> Plan:
+    root = os.path.abspath(root)
+    if not os.path.isdir(root):
+        raise UsageError(f"suite directory '{root}' does not exist or is not a directory")
+    try:
+        suite = load_suite_config(root)
+    except specs.SpecError as exc:
+        raise UsageError(f"invalid suite configuration:\n{exc.render()}") from None
+    found = discover(root, exclude=(output_dir, work_dir))
+    by_name = {item.name: item for item in found}
+    builder = _Builder(suite, output_dir, work_dir, default_timeout or DEFAULT_TIMEOUT)
+
+    # Load the selection, then whatever it depends on, transitively.
+    queue = list(select(found, patterns))
+    index: dict[str, int] = {}
+    for item in queue:  # grows as dependencies are discovered
+        if item.name in index:
+            continue
+        index[item.name] = len(builder.testcases)
+        planned = builder.load(item)
+        for dep in planned.depends:
+            if dep in by_name and dep not in index:
+                queue.append(by_name[dep])
+    builder.link(index)
+    return builder.plan()
+
+
+class _Builder:
+    def __init__(self, suite: specs.SuiteConfig, output_dir: str, work_dir: str, timeout: float):
+        self.suite = suite
+        self.output_dir = output_dir
+        self.work_dir = work_dir
+        self.timeout = timeout
+        self.testcases: list[Planned] = []
+        self.fragments: list[Fragment] = []
+        self.owner: list[int] = []
+        self.drivers: dict[str, Driver] = {}
+        self.safe_names: set[str] = set()
+        self.log_root = os.path.join(output_dir, "new", "logs")
+
+    def load(self, item: Found) -> Planned:
+        planned = Planned(item.name, item.spec_file, item.directory, self._safe(item.name))
+        self.testcases.append(planned)
+        try:
+            raw = specs.load_and_validate(item.spec_file, "testcase")
+            merged = self._merge(raw)
+            planned.description = merged.get("description", "")
+            planned.driver = merged.get("driver", "shell")
+            planned.tags = list(merged.get("tags", []))
+            planned.depends = list(merged.get("depends", []))
+            driver = self._driver(planned.driver, item.spec_file)
+            test = self._testcase(planned, merged)
+            self._check_options(driver, test)
+            fragments = driver.fragments(test)
+            if not fragments or not all(isinstance(f, Fragment) for f in fragments):
+                raise TypeError(f"{type(driver).__name__}.fragments() must return a non-empty list of Fragment")
+        except specs.SpecError as exc:
+            planned.result = self._early(planned, Status.ERROR, Reason.SPEC, exc.render())
+            return planned
+        except drivers.DriverNotFound as exc:
+            line, col = specs.key_position(item.spec_file, ["driver"])
+            message = f"{item.spec_file}:{line}:{col}: {exc}"
+            planned.result = self._early(planned, Status.ERROR, Reason.SPEC, message)
+            return planned
+        except Exception as exc:  # a suite driver's bug: this testcase's ERROR
+            planned.result = self._early(
+                planned,
+                Status.ERROR,
+                Reason.DRIVER,
+                f"driver '{planned.driver}' failed to load the testcase: {type(exc).__name__}: {exc}",
+            )
+            planned.result.traceback = traceback.format_exc()
+            return planned
+        owner = len(self.testcases) - 1
+        for fragment in fragments:
+            planned.fragments.append(len(self.fragments))
+            self.fragments.append(fragment)
+            self.owner.append(owner)
+        return planned
+
+    def _merge(self, raw: dict) -> dict:
+        merged = dict(self.suite.defaults)
+        merged.update(raw)
+        if "env" in self.suite.defaults and "env" in raw:
+            merged["env"] = {**self.suite.defaults["env"], **raw["env"]}
+        if "tags" in self.suite.defaults:
+            merged["tags"] = list(dict.fromkeys([*self.suite.defaults["tags"], *raw.get("tags", [])]))
+        return merged
+
+    def _driver(self, name: str, spec_file: str) -> Driver:
+        driver = self.drivers.get(name)
+        if driver is None:
+            cls = drivers.resolve(name, self.suite.drivers, self.suite.root)
+            driver = self.drivers[name] = cls()
+        return driver
+
+    def _testcase(self, planned: Planned, merged: dict) -> Testcase:
+        work_dir = os.path.join(self.work_dir, planned.safe_name)
+        env = {key: _env_value(value) for key, value in merged.get("env", {}).items()}
+        env["TEST_NAME"] = planned.name
+        env["TEST_WORK_DIR"] = work_dir
+        env["TEST_SOURCE_DIR"] = planned.source_dir
+        env["TEST_SUITE_ROOT"] = self.suite.root
+        return Testcase(
+            name=planned.name,
+            source_dir=planned.source_dir,
+            spec_file=planned.spec_file,
+            spec=merged,
+            work_dir=work_dir,
+            log_dir=os.path.join(self.log_root, planned.safe_name),
+            env=env,
+            timeout=float(merged.get("timeout", self.timeout)),
+            suite_root=self.suite.root,
+        )
+
+    @staticmethod
+    def _check_options(driver: Driver, test: Testcase) -> None:
+        schema = driver.options_schema
+        if schema is None:
+            return
+        from jsonschema import Draft202012Validator
+
+        errors = list(Draft202012Validator(schema).iter_errors(test.spec.get("options", {})))
+        if errors:
+            problems = [
+                (*specs.key_position(test.spec_file, ["options", *e.absolute_path]), f"options: {e.message}")
+                for e in errors
+            ]
+            raise specs.SpecError(test.spec_file, problems)
+
+    def _safe(self, name: str) -> str:
+        """A file name for the testcase's result, logs and work directory."""
+        base = re.sub(r"[^A-Za-z0-9._-]", "_", name.replace("/", "__")) or "_"
+        safe, number = base, 1
+        while safe in self.safe_names:
+            number += 1
+            safe = f"{base}~{number}"
+        self.safe_names.add(safe)
+        return safe
+
+    def _early(self, planned: Planned, status: Status, reason: Reason, message: str) -> Result:
+        return Result(
+            name=planned.name,
+            status=status,
+            reason=reason,
+            message=message,
+            description=planned.description,
+            driver=planned.driver,
+            tags=planned.tags,
+            spec_file=planned.spec_file,
+        )
+
+    def link(self, index: dict[str, int]) -> None:
+        """Add step and dependency edges; name unknown dependencies and cycles."""
+        self.dependents: list[list[int]] = [[] for _ in self.testcases]
+        self.graph = Graph(len(self.fragments))
+        for planned in self.testcases:
+            chain = planned.fragments
+            for before, after in zip(chain, chain[1:]):
+                self.graph.add_edge(before, after)
+        deps_of: list[list[int]] = [[] for _ in self.testcases]
+        for number, planned in enumerate(self.testcases):
+            if planned.result is not None:
+                continue
+            unknown = [d for d in planned.depends if d not in index]
+            if unknown:
+                line, col = specs.key_position(planned.spec_file, ["depends"])
+                names = ", ".join(repr(d) for d in unknown)
+                planned.result = self._early(
+                    planned, Status.ERROR, Reason.SPEC,
+                    f"{planned.spec_file}:{line}:{col}: depends on unknown testcase {names}",
+                )
+                continue
+            deps_of[number] = [index[d] for d in planned.depends]
+        for cycle in find_cycles(deps_of):
+            path = cycle_path(deps_of, cycle)
+            names = " -> ".join(self.testcases[n].name for n in [*path, path[0]])
+            for number in cycle:
+                planned = self.testcases[number]
+                line, col = specs.key_position(planned.spec_file, ["depends"])
+                planned.result = self._early(
+                    planned, Status.ERROR, Reason.SPEC,
+                    f"{planned.spec_file}:{line}:{col}: dependency cycle: {names}",
+                )
+        for number, deps in enumerate(deps_of):
+            for dep in deps:
+                self.dependents[dep].append(number)
+                before, after = self.testcases[dep], self.testcases[number]
+                if before.fragments and after.fragments:
+                    self.graph.add_edge(before.fragments[-1], after.fragments[0])
+
+    def plan(self) -> Plan:
+        return Plan(
+            self.suite, self.testcases, self.fragments, self.owner, self.graph,
+            self.dependents, self.output_dir, self.work_dir,
+        )
+
+
+def find_cycles(deps_of: list[list[int]]) -> list[list[int]]:
+    """Strongly connected components that form cycles (Tarjan, iterative)."""
+    counter = 0
+    number: list[int | None] = [None] * len(deps_of)
+    low = [0] * len(deps_of)
+    on_stack = [False] * len(deps_of)
+    stack: list[int] = []
+    cycles = []
+    for start in range(len(deps_of)):
+        if number[start] is not None:
+            continue
+        work = [(start, 0)]
+        while work:
+            node, child = work.pop()
+            if child == 0:
+                number[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack[node] = True
+            recurse = False
+            for i in range(child, len(deps_of[node])):
+                succ = deps_of[node][i]
+                if number[succ] is None:
+                    work.append((node, i + 1))
+                    work.append((succ, 0))
+                    recurse = True
+                    break
+                if on_stack[succ]:
+                    low[node] = min(low[node], number[succ])
+            if recurse:
+                continue
+            if low[node] == number[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack[member] = False
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1 or node in deps_of[node]:
+                    cycles.append(sorted(component))
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return cycles
+
+
+def cycle_path(deps_of: list[list[int]], component: list[int]) -> list[int]:
+    """A real loop through ``component``, from its first node back to it."""
+    members = set(component)
+    start = component[0]
+    came_from = {start: None}
+    queue = [start]
+    for node in queue:
+        for succ in deps_of[node]:
+            if succ == start:
+                path = [node]
+                while came_from[path[-1]] is not None:
+                    path.append(came_from[path[-1]])
+                return path[::-1]
+            if succ in members and succ not in came_from:
+                came_from[succ] = node
+                queue.append(succ)
+    return component  # pragma: no cover - a component always loops
+
+
+def _env_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,109 @@
+"""Terminal output: a line per non-passing result as it arrives, then the
+details of each failure and a summary of counts and wall time."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TextIO
+
+from suite.results import Result, Status
+
+COLOURS = {
+    Status.PASS: "32",
+    Status.FAIL: "31",
+    Status.ERROR: "31;1",
+    Status.XFAIL: "33",
+    Status.XPASS: "35",
+    Status.SKIP: "36",
+}
+WORDS = {
+    Status.PASS: "passed",
+    Status.FAIL: "failed",
+    Status.XFAIL: "xfailed",
+    Status.XPASS: "xpassed",
+    Status.SKIP: "skipped",
+    Status.ERROR: "errors",
+}
+# Lines of output shown under a failure that has no diff.
+TAIL_LINES = 30
+# How many failures get their details printed at the end.
+DETAILS_MAX = 50
+
+
+def use_colour(stream: TextIO) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+class TextReport:
+    def __init__(self, stream: TextIO = sys.stdout, verbose: bool = False):
+        self.stream = stream
+        self.verbose = verbose
+        self.colour = use_colour(stream)
+        self.notable: list[Result] = []
+
+    def paint(self, status: Status, text: str) -> str:
+        return f"\033[{COLOURS[status]}m{text}\033[0m" if self.colour else text
+
+    def result(self, result: Result) -> None:
+        if result.status is Status.PASS and not self.verbose:
+            return
+        if result.status in (Status.FAIL, Status.ERROR, Status.XPASS):
+            self.notable.append(result)
+        reason = f" [{result.reason.value}]" if result.reason else ""
+        first = result.message.split("\n", 1)[0]
+        line = f"{self.paint(result.status, f'{result.status.value:<5}')} {result.name}{reason}"
+        if first:
+            line += f": {first}"
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def summary(self, counts: dict[str, int], wall: float, output_dir: str) -> None:
+        write = self.stream.write
+        for result in self.notable[:DETAILS_MAX]:
+            write("\n" + self.paint(result.status, f"---- {result.status.value} {result.name}") + "\n")
+            if result.message:
+                write(result.message.rstrip("\n") + "\n")
+            if result.commands:
+                for command in result.commands:
+                    cmd = command.cmd if isinstance(command.cmd, str) else " ".join(command.cmd)
+                    write(f"  $ {cmd}    # exit {command.exit_code}\n")
+            if result.diff:
+                write(self._diff(result.diff))
+            elif result.traceback:
+                write(result.traceback)
+            elif result.output:
+                lines = result.output.rstrip("\n").split("\n")
+                if len(lines) > TAIL_LINES:
+                    write(f"  [... {len(lines) - TAIL_LINES} earlier lines; full output in the result file ...]\n")
+                for line in lines[-TAIL_LINES:]:
+                    write(f"  | {line}\n")
+        if len(self.notable) > DETAILS_MAX:
+            write(f"\n[{len(self.notable) - DETAILS_MAX} more failures: see {output_dir}]\n")
+        parts = []
+        for status in Status:
+            count = counts.get(status.value, 0)
+            if count or status in (Status.PASS, Status.FAIL):
+                text = f"{count} {WORDS[status]}"
+                parts.append(self.paint(status, text) if count else text)
+        total = sum(counts.values())
+        write(f"\n{total} testcases: {', '.join(parts)} in {wall:.2f} s\n")
+        write(f"report index: {os.path.join(output_dir, 'new', '_index.json')}\n")
+        self.stream.flush()
+
+    def _diff(self, diff: str) -> str:
+        if not self.colour:
+            return diff
+        painted = []
+        for line in diff.splitlines(keepends=True):
+            if line.startswith("+") and not line.startswith("+++"):
+                painted.append(f"\033[32m{line.rstrip(chr(10))}\033[0m\n")
+            elif line.startswith("-") and not line.startswith("---"):
+                painted.append(f"\033[31m{line.rstrip(chr(10))}\033[0m\n")
+            else:
+                painted.append(line)
+        return "".join(painted)

@@ -1,0 +1,107 @@
+"""Statuses, reasons and the plain data a run produces.
+
+Everything here is a dataclass of plain values so that it pickles across a
+worker pipe and serialises to the report index without adaptation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+
+
+class Status(str, Enum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    XFAIL = "XFAIL"
+    XPASS = "XPASS"
+    SKIP = "SKIP"
+    ERROR = "ERROR"
+
+    @property
+    def is_failure(self) -> bool:
+        """A result that makes the run exit 1."""
+        return self in (Status.FAIL, Status.ERROR)
+
+    @property
+    def ran_ok(self) -> bool:
+        """A result that dependents may build on."""
+        return self in (Status.PASS, Status.XPASS)
+
+
+class Reason(str, Enum):
+    DIFF = "DIFF"
+    EXIT_CODE = "EXIT_CODE"
+    TIMEOUT = "TIMEOUT"
+    CRASH = "CRASH"
+    DEPENDENCY = "DEPENDENCY"
+    SPEC = "SPEC"
+    DRIVER = "DRIVER"
+    INTERRUPTED = "INTERRUPTED"
+    CONTROL = "CONTROL"
+
+
+@dataclass
+class CommandRecord:
+    """One command a fragment ran, as the user will want to re-run it."""
+
+    step: str
+    cmd: str | list[str]
+    exit_code: int | None
+    duration: float
+    timed_out: bool = False
+
+
+@dataclass
+class Outcome:
+    """What one fragment did, judged by its driver where it ran."""
+
+    status: Status
+    reason: Reason | None = None
+    message: str = ""
+    commands: list[CommandRecord] = field(default_factory=list)
+    output: str = ""
+    diff: str | None = None
+    start: float = 0.0
+    duration: float = 0.0
+    slot: int | None = None
+    log_files: list[str] = field(default_factory=list)
+    traceback: str | None = None
+
+
+@dataclass
+class Result:
+    """The verdict on one testcase: what every report is made from."""
+
+    name: str
+    status: Status
+    reason: Reason | None = None
+    message: str = ""
+    description: str = ""
+    driver: str = ""
+    tags: list[str] = field(default_factory=list)
+    start: float = 0.0
+    duration: float = 0.0
+    slot: int | None = None
+    commands: list[CommandRecord] = field(default_factory=list)
+    output: str = ""
+    diff: str | None = None
+    log_files: list[str] = field(default_factory=list)
+    traceback: str | None = None
+    attempts: int = 1
+    spec_file: str | None = None
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["status"] = self.status.value
+        data["reason"] = self.reason.value if self.reason else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Result":
+        data = dict(data)
+        data["status"] = Status(data["status"])
+        data["reason"] = Reason(data["reason"]) if data.get("reason") else None
+        data["commands"] = [CommandRecord(**c) for c in data.get("commands", [])]
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,216 @@
+"""The scheduler: runs a Plan's fragments on N slots, in dependency order.
+
+It is event-driven: between dispatches it blocks in
+``multiprocessing.connection.wait`` on the workers' pipes and process
+sentinels, waking only when a fragment finishes, a worker dies, or a
+watchdog deadline passes. Nothing sleeps and polls.
+"""
+
+from __future__ import annotations
+
+import time
+from multiprocessing.connection import wait
+from typing import Callable
+
+from suite.dag import ReadyQueue
+from suite.loader import Plan
+from suite.results import Outcome, Reason, Result, Status
+from suite.workers import InlineWorker, ProcessWorker, Worker
+
+
+class MultiprocessScheduler:
+    """Run every fragment of ``plan`` on ``jobs`` slots, each with its own worker."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        jobs: int,
+        on_result: Callable[[Result], None],
+        worker_class: type[Worker] = ProcessWorker,
+    ):
+        self.plan = plan
+        self.jobs = max(1, jobs)
+        self.on_result = on_result
+        self.worker_class = worker_class
+        self.decided: list[bool] = [False] * len(plan.testcases)
+        self.outcomes: list[list[Outcome]] = [[] for _ in plan.testcases]
+        self.workers: list[Worker] = []
+        self.interrupted = False
+
+    # -- the main loop -----------------------------------------------------
+    def run(self) -> None:
+        plan = self.plan
+        for number, planned in enumerate(plan.testcases):
+            if planned.result is not None and not self.decided[number]:
+                self._decide(number, planned.result)
+        weights = [1.0] * len(plan.fragments)
+        self.ready = ReadyQueue(plan.graph, plan.graph.longest_paths(weights))
+        # Never start more workers than there are fragments to run.
+        slots = min(self.jobs, len(plan.fragments)) or 0
+        if self.worker_class is InlineWorker:
+            slots = min(slots, 1)
+        try:
+            self.workers = [self.worker_class(slot) for slot in range(1, slots + 1)]
+            self._loop()
+        except KeyboardInterrupt:
+            self.interrupted = True
+            self._interrupt()
+        finally:
+            for worker in self.workers:
+                worker.stop()
+        self._settle()
+
+    def _loop(self) -> None:
+        idle = list(reversed(self.workers))
+        running = 0
+        while True:
+            while idle and self.ready:
+                fragment = self.ready.pop()
+                if self.decided[self.plan.owner[fragment]]:
+                    continue
+                worker = idle.pop()
+                worker.submit(fragment, self.plan.fragments[fragment])
+                running += 1
+            if not running:
+                return
+            events = []
+            for worker in self.workers:
+                if worker.busy:
+                    events.extend(worker.events())
+            if not events:
+                self._block()
+                now = time.monotonic()
+                for worker in self.workers:
+                    if worker.busy:
+                        events.extend(worker.events())
+                        if worker.busy and worker.deadline is not None and now > worker.deadline:
+                            events.extend(worker.expire())
+            for job, outcome in events:
+                running -= 1
+                self._finished(job, outcome)
+            idle = [w for w in self.workers if not w.busy]
+            idle.reverse()
+
+    def _block(self) -> None:
+        waitables = []
+        deadline = None
+        for worker in self.workers:
+            if worker.busy:
+                waitables.extend(worker.waitables())
+                if worker.deadline is not None:
+                    deadline = worker.deadline if deadline is None else min(deadline, worker.deadline)
+        if not waitables:
+            return
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        wait(waitables, timeout)
+
+    # -- verdicts ------------------------------------------------------------
+    def _finished(self, fragment: int, outcome: Outcome) -> None:
+        number = self.plan.owner[fragment]
+        if self.decided[number]:
+            return
+        self.outcomes[number].append(outcome)
+        if outcome.status is not Status.PASS:
+            self._decide(number, self._result(number))
+        elif self.plan.fragments[fragment].final:
+            result = self._result(number)
+            self._decide(number, result)
+            if result.status.ran_ok:
+                self.ready.done(fragment)
+        else:
+            self.ready.done(fragment)
+
+    def _result(self, number: int) -> Result:
+        """Fold a testcase's fragment outcomes into its Result."""
+        planned = self.plan.testcases[number]
+        outcomes = self.outcomes[number]
+        last = outcomes[-1]
+        fragments = [self.plan.fragments[f] for f in planned.fragments]
+        message = last.message
+        not_run = len(fragments) - len(outcomes)
+        if last.status is not Status.PASS and not_run:
+            message += f" ({not_run} later step{'s' if not_run > 1 else ''} not run)"
+        if len(outcomes) == 1:
+            output = last.output
+        else:
+            output = "".join(
+                f"[{fragment.name}]\n{outcome.output}" + ("" if outcome.output.endswith("\n") else "\n")
+                for fragment, outcome in zip(fragments, outcomes)
+            )
+        return Result(
+            name=planned.name,
+            status=last.status,
+            reason=last.reason,
+            message=message,
+            description=planned.description,
+            driver=planned.driver,
+            tags=planned.tags,
+            start=outcomes[0].start,
+            duration=sum(o.duration for o in outcomes),
+            slot=last.slot,
+            commands=[c for o in outcomes for c in o.commands],
+            output=output,
+            diff=last.diff,
+            log_files=[path for o in outcomes for path in o.log_files],
+            traceback=last.traceback,
+            spec_file=planned.spec_file,
+        )
+
+    def _decide(self, number: int, result: Result) -> None:
+        """Publish a testcase's verdict; if it did not pass, skip its dependents."""
+        pending = [(number, result)]
+        while pending:
+            number, result = pending.pop()
+            if self.decided[number]:
+                continue
+            self.decided[number] = True
+            self.on_result(result)
+            if result.status.ran_ok:
+                continue
+            for dependent in self.plan.dependents[number]:
+                if not self.decided[dependent]:
+                    pending.append((dependent, self._skipped(dependent, result)))
+
+    def _skipped(self, number: int, cause: Result) -> Result:
+        planned = self.plan.testcases[number]
+        return Result(
+            name=planned.name,
+            status=Status.SKIP,
+            reason=Reason.DEPENDENCY,
+            message=f"not run: dependency '{cause.name}' did not pass ({cause.status.value})",
+            description=planned.description,
+            driver=planned.driver,
+            tags=planned.tags,
+            spec_file=planned.spec_file,
+        )
+
+    # -- stopping ------------------------------------------------------------
+    def _interrupt(self) -> None:
+        """Ctrl-C: stop running fragments; they and the rest are reported."""
+        for worker in self.workers:
+            if worker.busy:
+                number = self.plan.owner[worker.job]
+                worker.interrupt()
+                if not self.decided[number]:
+                    self.outcomes[number].append(
+                        Outcome(Status.ERROR, Reason.INTERRUPTED, "interrupted while running", slot=worker.slot)
+                    )
+                    self._decide(number, self._result(number))
+
+    def _settle(self) -> None:
+        """Give every testcase still undecided a result, so none is lost."""
+        for number, planned in enumerate(self.plan.testcases):
+            if self.decided[number]:
+                continue
+            if self.interrupted:
+                status, reason, message = Status.SKIP, Reason.INTERRUPTED, "not run: the run was interrupted"
+            else:  # pragma: no cover - would be a scheduler bug
+                status, reason, message = Status.ERROR, Reason.CRASH, "never became ready to run"
+            self._decide(
+                number,
+                Result(
+                    name=planned.name, status=status, reason=reason, message=message,
+                    description=planned.description, driver=planned.driver,
+                    tags=planned.tags, spec_file=planned.spec_file,
+                ),
+            )

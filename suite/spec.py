@@ -1,0 +1,188 @@
+"""Read a YAML spec, validate it against its JSON Schema, and say precisely
+where it is wrong.
+
+The fast path loads with PyYAML's C safe loader and validates with one
+compiled validator per schema. Only when something is wrong do we pay for a
+second parse that keeps node positions, so that the error names the line and
+column of the offending value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+import schemas
+
+try:  # The C loader is several times faster; fall back where libyaml is absent.
+    from yaml import CSafeLoader as _Loader
+except ImportError:  # pragma: no cover - depends on the PyYAML build
+    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+
+
+class SpecError(Exception):
+    """A spec that cannot be used, with every problem located in its file."""
+
+    def __init__(self, path: str, problems: list[tuple[int, int, str]]):
+        self.path = path
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        return "\n".join(f"{self.path}:{line}:{col}: {text}" for line, col, text in self.problems)
+
+
+_validators: dict[str, Any] = {}
+
+
+def validator(name: str):
+    """The compiled validator for schema ``name``, built once per process."""
+    found = _validators.get(name)
+    if found is None:
+        from jsonschema import Draft202012Validator  # ~100 ms: import when needed
+
+        schema = schemas.load(name)
+        Draft202012Validator.check_schema(schema)
+        found = _validators[name] = Draft202012Validator(schema)
+    return found
+
+
+def load_yaml(path: str) -> Any:
+    """Parse ``path`` with the safe loader; syntax errors become SpecError."""
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise SpecError(path, [(1, 1, f"cannot read: {exc.strerror or exc}")]) from None
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = exc.problem or str(exc)
+        if exc.context:
+            problem = f"{problem} ({exc.context})"
+        raise SpecError(path, [(line, col, f"YAML syntax error: {problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(path, [(1, 1, f"YAML error: {exc}")]) from None
+
+
+def load_and_validate(path: str, schema_name: str, empty_ok: bool = True) -> dict:
+    """Load ``path`` and validate it; return the mapping it holds."""
+    data = load_yaml(path)
+    if data is None and empty_ok:
+        return {}
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        raise SpecError(path, [(1, 1, f"expected a mapping of keys to values at the top level, found {kind}")])
+    errors = list(validator(schema_name).iter_errors(data))
+    if errors:
+        raise SpecError(path, locate_errors(path, errors))
+    return data
+
+
+def locate_errors(path: str, errors: list) -> list[tuple[int, int, str]]:
+    """Turn jsonschema errors into (line, column, message), sorted by place."""
+    try:
+        with open(path, "rb") as handle:
+            root = yaml.compose(handle.read(), Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        root = None
+    problems = []
+    for error in errors:
+        where = list(error.absolute_path)
+        message = describe(error)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = error.schema.get("properties", {})
+            extra = [key for key in error.instance if key not in allowed]
+            for key in extra:
+                line, col = position(root, where, key=key)
+                hint = suggest(key, allowed)
+                problems.append((line, col, f"unknown key '{key}'{hint}" + _at(where)))
+            continue
+        line, col = position(root, where)
+        problems.append((line, col, message + _at(where)))
+    return sorted(set(problems))
+
+
+def _at(where: list) -> str:
+    if not where:
+        return ""
+    text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in where)
+    return f" (at {text.lstrip('.')})"
+
+
+def describe(error) -> str:
+    """A message a spec author understands, without JSON Schema jargon."""
+    if error.validator == "oneOf" and error.schema.get("oneOf") and all(
+        "type" in s for s in error.schema["oneOf"]
+    ):
+        kinds = " or ".join(_kind(s) for s in error.schema["oneOf"])
+        return f"expected {kinds}, got {error.instance!r}"
+    if error.validator == "not" and "description" in error.schema.get("not", {}):
+        return error.schema["not"]["description"]
+    return error.message
+
+
+def _kind(schema: dict) -> str:
+    kind = schema["type"]
+    if kind == "array":
+        return "a list"
+    return {"string": "a string", "object": "a mapping", "integer": "an integer"}.get(kind, str(kind))
+
+
+def suggest(key: str, allowed) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def position(root, where: list, key: str | None = None) -> tuple[int, int]:
+    """The 1-based line and column of the node at ``where`` (or of its ``key``)."""
+    node = root
+    if node is None:
+        return 1, 1
+    for part in where:
+        child = _child(node, part)
+        if child is None:
+            break
+        node = child
+    if key is not None and isinstance(node, yaml.MappingNode):
+        for key_node, _ in node.value:
+            if getattr(key_node, "value", None) == key:
+                return key_node.start_mark.line + 1, key_node.start_mark.column + 1
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _child(node, part):
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if getattr(key_node, "value", None) == str(part):
+                return value_node
+    elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        return node.value[part]
+    return None
+
+
+def key_position(path: str, keys: list) -> tuple[int, int]:
+    """Line and column of a value in a spec already known to parse."""
+    try:
+        with open(path, "rb") as handle:
+            root = yaml.compose(handle.read(), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return 1, 1
+    return position(root, keys)
+
+
+@dataclass
+class SuiteConfig:
+    """What suite.yaml says, with defaults filled in."""
+
+    root: str
+    name: str
+    defaults: dict
+    drivers: dict
+    path: str | None = None

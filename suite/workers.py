@@ -1,0 +1,195 @@
+"""Workers: what runs fragments for a slot of the scheduler.
+
+The scheduler owns one Worker per slot and reuses it for every fragment the
+slot runs. A worker is driven through four calls: ``submit`` a fragment,
+``waitables`` to block on, ``events`` to collect what finished, ``stop``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from abc import ABC, abstractmethod
+
+from drivers.api import Fragment
+from suite.execution import KILL_GRACE, execute, kill_active
+from suite.results import Outcome, Reason, Status
+
+# Extra seconds a worker gets past a fragment's own timeouts before the
+# scheduler decides the worker itself is stuck (a driver in an endless loop).
+WATCHDOG_MARGIN = 30.0
+
+Event = tuple[int, Outcome]
+
+
+class Worker(ABC):
+    """Runs fragments for one slot, one at a time."""
+
+    def __init__(self, slot: int):
+        self.slot = slot
+        self.job: int | None = None  # the fragment in flight, if any
+        self.deadline: float | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.job is not None
+
+    def submit(self, job: int, fragment: Fragment) -> None:
+        self.job = job
+        self.deadline = time.monotonic() + fragment.budget + KILL_GRACE * len(fragment.commands) + WATCHDOG_MARGIN
+        self._send(job, fragment)
+
+    @abstractmethod
+    def _send(self, job: int, fragment: Fragment) -> None: ...
+
+    def waitables(self) -> list:
+        """Objects ``multiprocessing.connection.wait`` can block on."""
+        return []
+
+    @abstractmethod
+    def events(self) -> list[Event]:
+        """Finished fragments, without blocking."""
+
+    def expire(self) -> list[Event]:
+        """Called when the fragment in flight passed its deadline."""
+        return []
+
+    def stop(self) -> None:
+        """Finish: no more fragments will come."""
+
+    def interrupt(self) -> None:
+        """Stop the fragment in flight (its commands get SIGTERM, then SIGKILL)."""
+
+    def _finish(self) -> int:
+        job, self.job, self.deadline = self.job, None, None
+        return job
+
+
+class InlineWorker(Worker):
+    """Runs each fragment in the main process, so a debugger can follow it."""
+
+    def __init__(self, slot: int):
+        super().__init__(slot)
+        self.pending: list[Event] = []
+
+    def _send(self, job: int, fragment: Fragment) -> None:
+        self.pending.append((job, execute(fragment, self.slot)))
+
+    def events(self) -> list[Event]:
+        if not self.pending:
+            return []
+        self._finish()
+        events, self.pending = self.pending, []
+        return events
+
+
+class ProcessWorker(Worker):
+    """A long-lived child process, fed fragments over a pipe.
+
+    Workers are forked from the main process once the plan is loaded, so
+    they start in milliseconds with every driver already imported; no
+    Python start-up is paid per fragment. A worker that dies is replaced in
+    its slot and the fragment it held becomes an ERROR with reason CRASH.
+    """
+
+    _context = multiprocessing.get_context("fork")
+
+    def __init__(self, slot: int):
+        super().__init__(slot)
+        self.process = None
+        self.conn = None
+        self.expired = False
+        self._spawn()
+
+    def _spawn(self) -> None:
+        parent, child = self._context.Pipe()
+        self.process = self._context.Process(
+            target=_serve, args=(child, self.slot), name=f"run-testsuite-slot-{self.slot}", daemon=True
+        )
+        self.process.start()
+        child.close()
+        self.conn = parent
+
+    def _send(self, job: int, fragment: Fragment) -> None:
+        self.conn.send((job, fragment))
+
+    def waitables(self) -> list:
+        return [self.conn, self.process.sentinel]
+
+    def events(self) -> list[Event]:
+        try:
+            if self.conn.poll():
+                job, outcome = self.conn.recv()
+                self._finish()
+                return [(job, outcome)]
+        except (EOFError, OSError):
+            pass
+        if self.process.is_alive():
+            return []
+        return self._crashed()
+
+    def _crashed(self) -> list[Event]:
+        self.process.join()
+        code = self.process.exitcode
+        self.conn.close()
+        if self.expired:
+            message = "the worker stopped answering past the fragment's timeouts and was killed"
+        elif code is not None and code < 0:
+            message = f"the worker process died from signal {signal.Signals(-code).name}"
+        else:
+            message = f"the worker process exited unexpectedly with status {code}"
+        events = []
+        if self.job is not None:
+            events.append((self._finish(), Outcome(Status.ERROR, Reason.CRASH, message, slot=self.slot)))
+        self.expired = False
+        self._spawn()
+        return events
+
+    def expire(self) -> list[Event]:
+        self.expired = True
+        self.process.kill()
+        self.process.join()
+        return self._crashed()
+
+    def interrupt(self) -> None:
+        if self.process.is_alive():
+            os.kill(self.process.pid, signal.SIGTERM)
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.process.join(timeout=KILL_GRACE + 1)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+def _serve(conn, slot: int) -> None:
+    """A worker process's life: run fragments until told to stop."""
+    # Ctrl-C reaches the whole foreground process group; the main process
+    # decides what happens, and tells workers with SIGTERM.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _terminate)
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):  # the main process is gone
+            return
+        if message is None:
+            return
+        job, fragment = message
+        outcome = execute(fragment, slot)
+        try:
+            conn.send((job, outcome))
+        except (BrokenPipeError, OSError):
+            return
+
+
+def _terminate(signum, frame) -> None:
+    kill_active()
+    os._exit(128 + signum)
