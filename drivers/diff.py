@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 
 from drivers.api import Driver, Fragment, Testcase
@@ -22,8 +23,8 @@ class DiffDriver(Driver):
         fragments = super().fragments(test)
         baseline_name = test.spec.get("baseline", "test.out")
         baseline = os.path.normpath(os.path.join(test.source_dir, baseline_name))
-        root = os.path.realpath(test.suite_root)
-        if os.path.commonpath([os.path.realpath(baseline), root]) != root:
+        root = _real_root(test.suite_root)
+        if not _inside(baseline, root):
             test.error(f"baseline '{baseline_name}' is outside the suite directory", ["baseline"])
         if not os.path.isfile(baseline):
             test.error(f"baseline '{baseline_name}' does not exist (expected {baseline})", ["baseline"])
@@ -40,6 +41,17 @@ class DiffDriver(Driver):
         baseline = fragment.data["baseline"]
         logs = fragment.data["logs"]
         return compare(baseline, logs)
+
+
+@functools.cache
+def _real_root(root: str) -> str:
+    return os.path.realpath(root)
+
+
+def _inside(path: str, root: str) -> bool:
+    """Whether ``path``, with links resolved, lies under ``root``."""
+    real = os.path.realpath(path)
+    return real == root or real.startswith(root + os.sep)
 
 
 def compare(baseline: str, logs: list[str]) -> Outcome:

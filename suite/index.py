@@ -119,5 +119,6 @@ def _write_json(path: str, data: dict) -> None:
     """Write atomically: readers see the old file or the new, never half."""
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1, ensure_ascii=False)
+        # No indent: json's C encoder only runs for compact output.
+        json.dump(data, handle, ensure_ascii=False, separators=(",", ":"))
     os.replace(tmp, path)

@@ -6,7 +6,7 @@ worker pipe and serialises to the report index without adaptation.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import Enum
 
 
@@ -92,9 +92,12 @@ class Result:
     spec_file: str | None = None
 
     def to_json(self) -> dict:
-        data = asdict(self)
+        # Built by hand: dataclasses.asdict deep-copies recursively and cost
+        # a quarter of the main process's time per result.
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
         data["status"] = self.status.value
         data["reason"] = self.reason.value if self.reason else None
+        data["commands"] = [vars(command) for command in self.commands]
         return data
 
     @classmethod

@@ -1,15 +1,14 @@
 """The scheduler: runs a Plan's fragments on N slots, in dependency order.
 
-It is event-driven: between dispatches it blocks in
-``multiprocessing.connection.wait`` on the workers' pipes and process
-sentinels, waking only when a fragment finishes, a worker dies, or a
+It is event-driven: between dispatches it blocks in one selector (epoll)
+on the workers' pipes and process sentinels, waking only when a fragment finishes, a worker dies, or a
 watchdog deadline passes. Nothing sleeps and polls.
 """
 
 from __future__ import annotations
 
+import selectors
 import time
-from multiprocessing.connection import wait
 from typing import Callable
 
 from suite.dag import ReadyQueue
@@ -61,6 +60,12 @@ class MultiprocessScheduler:
         self._settle()
 
     def _loop(self) -> None:
+        # One selector for the whole run (epoll on Linux): each wake-up is a
+        # single system call, whatever the number of slots.
+        self.selector = selectors.DefaultSelector()
+        self.registered: dict[Worker, list] = {}
+        for worker in self.workers:
+            self._register(worker)
         idle = list(reversed(self.workers))
         running = 0
         while True:
@@ -73,36 +78,45 @@ class MultiprocessScheduler:
                 running += 1
             if not running:
                 return
-            events = []
-            for worker in self.workers:
-                if worker.busy:
-                    events.extend(worker.events())
-            if not events:
-                self._block()
-                now = time.monotonic()
-                for worker in self.workers:
-                    if worker.busy:
-                        events.extend(worker.events())
-                        if worker.busy and worker.deadline is not None and now > worker.deadline:
-                            events.extend(worker.expire())
+            events = self._wait()
             for job, outcome in events:
                 running -= 1
                 self._finished(job, outcome)
-            idle = [w for w in self.workers if not w.busy]
-            idle.reverse()
+            if events:
+                idle = [w for w in self.workers if not w.busy]
+                idle.reverse()
 
-    def _block(self) -> None:
-        waitables = []
-        deadline = None
-        for worker in self.workers:
-            if worker.busy:
-                waitables.extend(worker.waitables())
-                if worker.deadline is not None:
-                    deadline = worker.deadline if deadline is None else min(deadline, worker.deadline)
-        if not waitables:
+    def _register(self, worker: Worker) -> None:
+        """(Re)register a worker's file descriptors, e.g. after a respawn."""
+        waitables = worker.waitables()
+        if self.registered.get(worker) == waitables:
             return
+        for old in self.registered.get(worker, ()):
+            self.selector.unregister(old)
+        for waitable in waitables:
+            self.selector.register(waitable, selectors.EVENT_READ, worker)
+        self.registered[worker] = waitables
+
+    def _wait(self) -> list:
+        """Block until a worker has news or a watchdog deadline passes."""
+        events = []
+        for worker in self.workers:  # workers that finish synchronously
+            if worker.busy and not worker.waitables():
+                events.extend(worker.events())
+        if events:
+            return events
+        deadline = min((w.deadline for w in self.workers if w.busy and w.deadline), default=None)
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        wait(waitables, timeout)
+        woken = {key.data for key, _ in self.selector.select(timeout)}
+        for worker in woken:
+            events.extend(worker.events())
+            self._register(worker)
+        now = time.monotonic()
+        for worker in self.workers:
+            if worker.busy and worker.deadline is not None and now > worker.deadline:
+                events.extend(worker.expire())
+                self._register(worker)
+        return events
 
     # -- verdicts ------------------------------------------------------------
     def _finished(self, fragment: int, outcome: Outcome) -> None:

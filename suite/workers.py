@@ -45,7 +45,8 @@ class Worker(ABC):
     def _send(self, job: int, fragment: Fragment) -> None: ...
 
     def waitables(self) -> list:
-        """Objects ``multiprocessing.connection.wait`` can block on."""
+        """File descriptors to block on; none for a worker that finishes
+        fragments synchronously in ``submit``."""
         return []
 
     @abstractmethod
@@ -116,7 +117,7 @@ class ProcessWorker(Worker):
         self.conn.send((job, fragment))
 
     def waitables(self) -> list:
-        return [self.conn, self.process.sentinel]
+        return [self.conn.fileno(), self.process.sentinel]
 
     def events(self) -> list[Event]:
         try:
@@ -128,11 +129,12 @@ class ProcessWorker(Worker):
             pass
         if self.process.is_alive():
             return []
-        return self._crashed()
+        return self._crashed()  # also respawns an idle worker that died
 
     def _crashed(self) -> list[Event]:
         self.process.join()
         code = self.process.exitcode
+        self.process.close()  # release its sentinel now, not at garbage collection
         self.conn.close()
         if self.expired:
             message = "the worker stopped answering past the fragment's timeouts and was killed"
