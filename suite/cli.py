@@ -50,6 +50,16 @@ class Terminated(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader of our output went away (`| head`): finish quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
     from suite.loader import UsageError, build_plan
@@ -74,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(plan, args, argv: list[str], output_dir: str, work_dir: str) -> int:
-    from suite.index import ReportIndex, rotate, run_metadata
+    from suite.index import ReportIndex, finish_rotation, rotate, run_metadata
     from suite.reports.text import TextReport
     from suite.scheduler import MultiprocessScheduler
     from suite.workers import InlineWorker, ProcessWorker
@@ -99,6 +109,7 @@ def run(plan, args, argv: list[str], output_dir: str, work_dir: str) -> int:
         signal.signal(signal.SIGTERM, previous)
     final = index.finish(interrupted=scheduler.interrupted)
     text.summary(final["counts"], time.monotonic() - began, output_dir)
+    finish_rotation()
     if scheduler.interrupted:
         return 128 + (_signal_received or signal.SIGINT)
     failed = final["counts"]["FAIL"] + final["counts"]["ERROR"]

@@ -19,6 +19,7 @@ import traceback
 
 from drivers.api import Command, Fragment
 from suite.discovery import SPEC_FILE
+from suite.processes import become_subreaper, kill_orphans
 from suite.results import CommandRecord, Outcome, Reason, Status
 
 # Seconds between SIGTERM and SIGKILL when a command's time is up.
@@ -30,6 +31,18 @@ OUTPUT_TAIL = 24 * 1024
 
 # Commands running in this process, so a signal handler can stop them.
 _active: set[subprocess.Popen] = set()
+# Set by a process that runs fragments and adopts their orphans (see
+# suite.processes): after each command, any descendant it left is killed,
+# except the processes in _keep (say, the workers of the main process).
+SWEEP_ORPHANS = False
+_keep: frozenset[int] = frozenset()
+
+
+def adopt_orphans(keep: frozenset[int] = frozenset()) -> None:
+    """Make this process reap what its commands leave behind."""
+    global SWEEP_ORPHANS, _keep
+    SWEEP_ORPHANS = become_subreaper()
+    _keep = keep
 
 
 class RunContext:
@@ -39,8 +52,7 @@ class RunContext:
         self.fragment = fragment
         self.slot = slot
         self.records: list[CommandRecord] = []
-        self.env = dict(os.environ)
-        self.env.update(fragment.env)
+        self.env = {**_base_environment(), **fragment.env}
         self.env["SLOT"] = str(slot)
         self.work_dir = fragment.work_dir
         self.log_path = fragment.log_path
@@ -50,6 +62,18 @@ class RunContext:
         record = run_command(command, self.work_dir, self.env, self.log_path)
         self.records.append(record)
         return record
+
+
+_base_env: dict[str, str] | None = None
+
+
+def _base_environment() -> dict[str, str]:
+    """This process's environment, copied once: ``dict(os.environ)`` decodes
+    every variable and cost more than the rest of a fragment's set-up."""
+    global _base_env
+    if _base_env is None:
+        _base_env = dict(os.environ)
+    return _base_env
 
 
 def run_command(command: Command, cwd: str, env: dict, log_path: str) -> CommandRecord:
@@ -83,6 +107,8 @@ def run_command(command: Command, cwd: str, env: dict, log_path: str) -> Command
             kill_group(proc)
         else:
             _signal_group(proc.pid, signal.SIGKILL)  # stragglers left in the background
+        if SWEEP_ORPHANS:
+            kill_orphans(exclude=_keep)
     finally:
         _active.discard(proc)
     return CommandRecord(
@@ -133,6 +159,8 @@ def kill_active(grace: float = KILL_GRACE) -> None:
     """Stop every command this process is running (on interrupt)."""
     for proc in list(_active):
         kill_group(proc, grace)
+    if SWEEP_ORPHANS:
+        kill_orphans(exclude=_keep)
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -148,9 +176,13 @@ def prepare_work_dir(source: str, target: str) -> None:
     Nested testcase directories and hidden entries are left out: they belong
     to other testcases, or to version control.
     """
-    if os.path.lexists(target):
+    try:
+        os.mkdir(target)
+    except FileExistsError:  # a retry, or a stale tree from an earlier run
         shutil.rmtree(target)
-    os.makedirs(target)
+        os.mkdir(target)
+    except FileNotFoundError:  # names with '/' or a work root not made yet
+        os.makedirs(target)
     for entry in os.scandir(source):
         if entry.name.startswith("."):
             continue

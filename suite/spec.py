@@ -17,9 +17,37 @@ import yaml
 import schemas
 
 try:  # The C loader is several times faster; fall back where libyaml is absent.
-    from yaml import CSafeLoader as _Loader
+    from yaml import CSafeLoader as _BaseLoader
 except ImportError:  # pragma: no cover - depends on the PyYAML build
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
+
+# A spec that expands to more values than this (counting every alias use)
+# is rejected: "billion laughs" documents are small on disk and huge in use.
+MAX_NODES = 100_000
+
+
+class _Loader(_BaseLoader):
+    """The safe loader, refusing duplicate keys instead of keeping the last."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:
+                continue  # an unhashable key: the base class reports it
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"duplicate key {key!r} (first at line {first.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_yaml_map)
 
 
 class SpecError(Exception):
@@ -56,17 +84,58 @@ def load_yaml(path: str) -> Any:
             text = handle.read()
     except OSError as exc:
         raise SpecError(path, [(1, 1, f"cannot read: {exc.strerror or exc}")]) from None
+    if b"\0" in text:
+        raise SpecError(path, [(1, 1, "not a text file: it holds NUL bytes")])
     try:
-        return yaml.load(text, Loader=_Loader)
+        text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = text.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (text.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SpecError(path, [(line, col, f"not valid UTF-8 (byte 0x{text[exc.start]:02x})")]) from None
+    try:
+        data = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = exc.problem or str(exc)
+        if problem.startswith("duplicate key"):
+            raise SpecError(path, [(line, col, problem)]) from None
         if exc.context:
             problem = f"{problem} ({exc.context})"
         raise SpecError(path, [(line, col, f"YAML syntax error: {problem}")]) from None
+    except yaml.reader.ReaderError as exc:
+        raise SpecError(path, [(1, 1, f"YAML error: {exc.reason} (character {exc.character!r} at byte {exc.position})")]) from None
     except yaml.YAMLError as exc:
         raise SpecError(path, [(1, 1, f"YAML error: {exc}")]) from None
+    except RecursionError:
+        raise SpecError(path, [(1, 1, "YAML nesting is too deep")]) from None
+    if _expanded_size(data) > MAX_NODES:
+        raise SpecError(path, [(1, 1, f"the document expands to more than {MAX_NODES} values through aliases")])
+    return data
+
+
+def _expanded_size(data: Any) -> int:
+    """How many values ``data`` holds with every alias expanded, counted
+    without expanding: shared containers are sized once and memoised."""
+    sizes: dict[int, int] = {}
+    stack = [(data, False)]
+    while stack:
+        value, children_done = stack.pop()
+        if isinstance(value, dict):
+            items = list(value.values())
+        elif isinstance(value, list):
+            items = value
+        else:
+            continue
+        if id(value) in sizes:
+            continue
+        if not children_done:
+            stack.append((value, True))
+            stack.extend((item, False) for item in items if isinstance(item, (dict, list)))
+            continue
+        total = 1 + sum(sizes.get(id(item), 1) for item in items)
+        sizes[id(value)] = min(total, MAX_NODES + 1)
+    return sizes.get(id(data), 1)
 
 
 def load_and_validate(path: str, schema_name: str, empty_ok: bool = True) -> dict:

@@ -14,7 +14,8 @@ import time
 from abc import ABC, abstractmethod
 
 from drivers.api import Fragment
-from suite.execution import KILL_GRACE, execute, kill_active
+from suite.execution import KILL_GRACE, adopt_orphans, execute, kill_active
+from suite.processes import descendants, die_with_parent
 from suite.results import Outcome, Reason, Status
 
 # Extra seconds a worker gets past a fragment's own timeouts before the
@@ -74,6 +75,9 @@ class InlineWorker(Worker):
     def __init__(self, slot: int):
         super().__init__(slot)
         self.pending: list[Event] = []
+        # Orphans of commands are killed after each; children this process
+        # already had (a host program's own) are left alone.
+        adopt_orphans(keep=frozenset(descendants()))
 
     def _send(self, job: int, fragment: Fragment) -> None:
         self.pending.append((job, execute(fragment, self.slot)))
@@ -107,7 +111,7 @@ class ProcessWorker(Worker):
     def _spawn(self) -> None:
         parent, child = self._context.Pipe()
         self.process = self._context.Process(
-            target=_serve, args=(child, self.slot), name=f"run-testsuite-slot-{self.slot}", daemon=True
+            target=_serve, args=(child, self.slot, os.getpid()), name=f"run-testsuite-slot-{self.slot}", daemon=True
         )
         self.process.start()
         child.close()
@@ -171,12 +175,14 @@ class ProcessWorker(Worker):
         self.conn.close()
 
 
-def _serve(conn, slot: int) -> None:
+def _serve(conn, slot: int, parent: int) -> None:
     """A worker process's life: run fragments until told to stop."""
     # Ctrl-C reaches the whole foreground process group; the main process
     # decides what happens, and tells workers with SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _terminate)
+    die_with_parent(signal.SIGTERM, parent)
+    adopt_orphans()
     while True:
         try:
             message = conn.recv()

@@ -1,0 +1,98 @@
+"""Keeping track of every process a fragment starts, so none outlives it.
+
+Killing a command's process group misses descendants that called
+``setsid()`` (daemons, ``nohup ... &`` under some shells). A worker therefore
+makes itself a *child subreaper*: orphans of the commands it runs are
+reparented to it instead of to init, where it can find and kill them after
+each command. Workers also ask the kernel to signal them when the main
+process dies, so a ``kill -9`` of the run leaves no worker behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import time
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+try:
+    _libc = ctypes.CDLL(None, use_errno=True)
+    _prctl = _libc.prctl
+except (OSError, AttributeError):  # pragma: no cover - not Linux
+    _prctl = None
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants (Linux); True when it worked."""
+    return _prctl is not None and _prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> None:
+    """Get ``sig`` when the process that started us dies (Linux)."""
+    if _prctl is None:
+        return
+    _prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    # The parent may have died before prctl took effect.
+    if parent is not None and os.getppid() != parent:
+        os.kill(os.getpid(), sig)
+
+
+def children(pid: int | str = "self") -> list[int]:
+    """Direct children of ``pid``, from /proc (every thread's)."""
+    found = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                found.extend(int(p) for p in handle.read().split())
+        except OSError:
+            continue
+    return found
+
+
+def descendants(pid: int | str = "self") -> list[int]:
+    """Every process below ``pid``, parents before their children."""
+    result = []
+    stack = children(pid)
+    while stack:
+        child = stack.pop()
+        result.append(child)
+        stack.extend(children(child))
+    return result
+
+
+def kill_orphans(exclude: frozenset[int] = frozenset(), rounds: int = 20) -> int:
+    """SIGKILL every descendant of this process but ``exclude``; reap them.
+
+    Repeats for a short while: a dying process's own children are
+    reparented to us only as it exits. Returns how many were killed.
+    """
+    killed = 0
+    for _ in range(rounds):
+        victims = [p for p in descendants() if p not in exclude]
+        if not victims:
+            break
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+        reap(victims)
+        time.sleep(0.005)
+    return killed
+
+
+def reap(pids: list[int]) -> None:
+    """Collect exit statuses of our own children among ``pids``."""
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
