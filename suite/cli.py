@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser().parse_args(argv)
+    # Intermixed: names may follow options (`ROOT -j 4 NAME`).
+    args = parser().parse_intermixed_args(argv)
     from suite.loader import UsageError, build_plan
 
     output_dir = os.path.abspath(args.output_dir)

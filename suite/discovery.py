@@ -57,8 +57,12 @@ def discover(root: str, exclude: tuple[str, ...] = ()) -> list[Found]:
                 found.append(Found(rel, directory, entry.path))
             elif name.startswith(".") or name in SKIPPED_DIRS:
                 continue
-            elif entry.is_dir():  # follows symlinks
-                if excluded and os.path.realpath(entry.path) in excluded:
+            else:
+                try:
+                    is_dir = entry.is_dir()  # follows symlinks
+                except OSError:  # a link to itself, or a ring of links
+                    continue
+                if not is_dir or (excluded and os.path.realpath(entry.path) in excluded):
                     continue
                 subdirs.append(entry)
         for entry in sorted(subdirs, key=lambda e: e.name, reverse=True):

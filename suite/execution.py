@@ -19,7 +19,7 @@ import traceback
 
 from drivers.api import Command, Fragment
 from suite.discovery import SPEC_FILE
-from suite.processes import become_subreaper, kill_orphans
+from suite.processes import become_subreaper, children, kill_orphans
 from suite.results import CommandRecord, Outcome, Reason, Status
 
 # Seconds between SIGTERM and SIGKILL when a command's time is up.
@@ -86,6 +86,9 @@ def run_command(command: Command, cwd: str, env: dict, log_path: str) -> Command
     """
     argv = ["/bin/sh", "-c", command.cmd] if isinstance(command.cmd, str) else command.cmd
     start = time.monotonic()
+    # Children we already have (a driver's own helpers) are not the
+    # command's orphans, and are left alone by the sweep below.
+    before = frozenset(children()) if SWEEP_ORPHANS else frozenset()
     with open(log_path, "ab") as log:
         try:
             proc = subprocess.Popen(
@@ -108,7 +111,10 @@ def run_command(command: Command, cwd: str, env: dict, log_path: str) -> Command
         else:
             _signal_group(proc.pid, signal.SIGKILL)  # stragglers left in the background
         if SWEEP_ORPHANS:
-            kill_orphans(exclude=_keep)
+            kill_orphans(adopted_since=before, exclude=_keep)
+    except BaseException:  # Ctrl-C in this process: the command must not outlive us
+        kill_group(proc)
+        raise
     finally:
         _active.discard(proc)
     return CommandRecord(
@@ -160,7 +166,7 @@ def kill_active(grace: float = KILL_GRACE) -> None:
     for proc in list(_active):
         kill_group(proc, grace)
     if SWEEP_ORPHANS:
-        kill_orphans(exclude=_keep)
+        kill_orphans(adopted_since=frozenset(), exclude=_keep)
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -173,8 +179,12 @@ def _signal_group(pgid: int, sig: int) -> None:
 def prepare_work_dir(source: str, target: str) -> None:
     """Make ``target`` a fresh copy of the testcase directory ``source``.
 
-    Nested testcase directories and hidden entries are left out: they belong
-    to other testcases, or to version control.
+    Left out: nested testcase directories (they belong to other testcases),
+    hidden entries (version control), and any directory holding the copy
+    being made or a run's output (an output directory inside a testcase).
+    Symbolic links are kept as links; a relative one that points outside
+    the testcase is re-aimed at its target in the suite, so it still
+    resolves from the copy.
     """
     try:
         os.mkdir(target)
@@ -183,18 +193,39 @@ def prepare_work_dir(source: str, target: str) -> None:
         os.mkdir(target)
     except FileNotFoundError:  # names with '/' or a work root not made yet
         os.makedirs(target)
-    for entry in os.scandir(source):
+    _copy_entries(source, target, source, os.path.realpath(target))
+
+
+def _copy_entries(src: str, dst: str, top: str, real_target: str) -> None:
+    for entry in os.scandir(src):
         if entry.name.startswith("."):
             continue
-        dest = os.path.join(target, entry.name)
-        if entry.is_dir(follow_symlinks=False):
-            if os.path.exists(os.path.join(entry.path, SPEC_FILE)):
+        dest = os.path.join(dst, entry.name)
+        if entry.is_symlink():
+            os.symlink(_link_target(entry.path, top), dest)
+        elif entry.is_dir():
+            real = os.path.realpath(entry.path)
+            if (
+                real_target == real
+                or real_target.startswith(real + os.sep)
+                or os.path.exists(os.path.join(entry.path, SPEC_FILE))
+                or os.path.exists(os.path.join(entry.path, "new", "_index.json"))
+            ):
                 continue
-            shutil.copytree(entry.path, dest, symlinks=True)
-        elif entry.is_symlink():
-            os.symlink(os.readlink(entry.path), dest)
+            os.mkdir(dest)
+            _copy_entries(entry.path, dest, top, real_target)
         else:
             shutil.copy(entry.path, dest)
+
+
+def _link_target(link: str, top: str) -> str:
+    target = os.readlink(link)
+    if os.path.isabs(target):
+        return target
+    resolved = os.path.normpath(os.path.join(os.path.dirname(link), target))
+    if resolved == top or resolved.startswith(top.rstrip(os.sep) + os.sep):
+        return target  # stays inside the testcase: valid in the copy too
+    return resolved
 
 
 def read_head_tail(path: str, head: int = OUTPUT_HEAD, tail: int = OUTPUT_TAIL) -> str:

@@ -73,20 +73,22 @@ def select(found: list[Found], patterns: list[str]) -> list[Found]:
     chosen = []
     unmatched = set(patterns)
     for item in found:
-        for pattern in patterns:
-            if _matches(item.name, pattern):
-                chosen.append(item)
-                unmatched.discard(pattern)
-                break
+        matching = [p for p in patterns if _matches(item.name, p)]
+        if matching:
+            chosen.append(item)
+            unmatched.difference_update(matching)
     if unmatched:
         raise UsageError("no testcase matches " + ", ".join(repr(p) for p in sorted(unmatched)))
     return chosen
 
 
 def _matches(name: str, pattern: str) -> bool:
-    pattern = pattern.rstrip("/")
+    """A glob matches whole names; a plain name is a prefix, and one ending
+    in '/' (as shells complete directories) names that directory only."""
     if any(c in pattern for c in "*?["):
-        return fnmatch.fnmatchcase(name, pattern)
+        return fnmatch.fnmatchcase(name, pattern.rstrip("/"))
+    if pattern.endswith("/"):
+        return name == pattern.rstrip("/") or name.startswith(pattern)
     return name.startswith(pattern)
 
 

@@ -67,15 +67,23 @@ def descendants(pid: int | str = "self") -> list[int]:
     return result
 
 
-def kill_orphans(exclude: frozenset[int] = frozenset(), rounds: int = 20) -> int:
-    """SIGKILL every descendant of this process but ``exclude``; reap them.
+def kill_orphans(adopted_since: frozenset[int], exclude: frozenset[int] = frozenset(), rounds: int = 20) -> int:
+    """SIGKILL the children this process gained since ``adopted_since`` was
+    taken (orphans reparented to it), with their descendants; reap them.
 
-    Repeats for a short while: a dying process's own children are
-    reparented to us only as it exits. Returns how many were killed.
+    Children in ``adopted_since`` or ``exclude``, and what lies below them,
+    are left alone. Repeats for a short while: a dying process's own
+    children are reparented to us only as it exits. Returns how many were
+    killed.
     """
     killed = 0
+    spared = adopted_since | exclude
     for _ in range(rounds):
-        victims = [p for p in descendants() if p not in exclude]
+        victims = []
+        for child in children():
+            if child not in spared:
+                victims.append(child)
+                victims.extend(descendants(child))
         if not victims:
             break
         for pid in victims:

@@ -39,9 +39,15 @@ class MultiprocessScheduler:
     # -- the main loop -----------------------------------------------------
     def run(self) -> None:
         plan = self.plan
-        for number, planned in enumerate(plan.testcases):
-            if planned.result is not None and not self.decided[number]:
-                self._decide(number, planned.result)
+        # Publish every verdict known before the run first, and only then
+        # skip dependents: a cycle's members are each an ERROR of their own.
+        early = [(n, p.result) for n, p in enumerate(plan.testcases) if p.result is not None]
+        for number, result in early:
+            self.decided[number] = True
+            self.on_result(result)
+        for number, result in early:
+            if not result.status.ran_ok:
+                self._skip_dependents(number, result)
         weights = [1.0] * len(plan.fragments)
         self.ready = ReadyQueue(plan.graph, plan.graph.longest_paths(weights))
         # Never start more workers than there are fragments to run.
@@ -63,7 +69,7 @@ class MultiprocessScheduler:
         # One selector for the whole run (epoll on Linux): each wake-up is a
         # single system call, whatever the number of slots.
         self.selector = selectors.DefaultSelector()
-        self.registered: dict[Worker, list] = {}
+        self.registered: dict[Worker, tuple[int, list]] = {}
         for worker in self.workers:
             self._register(worker)
         idle = list(reversed(self.workers))
@@ -88,14 +94,15 @@ class MultiprocessScheduler:
 
     def _register(self, worker: Worker) -> None:
         """(Re)register a worker's file descriptors, e.g. after a respawn."""
-        waitables = worker.waitables()
-        if self.registered.get(worker) == waitables:
+        known = self.registered.get(worker)
+        if known is not None and known[0] == worker.generation:
             return
-        for old in self.registered.get(worker, ()):
+        for old in known[1] if known else ():
             self.selector.unregister(old)
+        waitables = worker.waitables()
         for waitable in waitables:
             self.selector.register(waitable, selectors.EVENT_READ, worker)
-        self.registered[worker] = waitables
+        self.registered[worker] = (worker.generation, waitables)
 
     def _wait(self) -> list:
         """Block until a worker has news or a watchdog deadline passes."""
@@ -172,18 +179,24 @@ class MultiprocessScheduler:
 
     def _decide(self, number: int, result: Result) -> None:
         """Publish a testcase's verdict; if it did not pass, skip its dependents."""
-        pending = [(number, result)]
+        if self.decided[number]:
+            return
+        self.decided[number] = True
+        self.on_result(result)
+        if not result.status.ran_ok:
+            self._skip_dependents(number, result)
+
+    def _skip_dependents(self, number: int, cause: Result) -> None:
+        """SKIP everything downstream of a testcase that did not pass."""
+        pending = [(dependent, cause) for dependent in self.plan.dependents[number]]
         while pending:
-            number, result = pending.pop()
+            number, cause = pending.pop()
             if self.decided[number]:
                 continue
+            skipped = self._skipped(number, cause)
             self.decided[number] = True
-            self.on_result(result)
-            if result.status.ran_ok:
-                continue
-            for dependent in self.plan.dependents[number]:
-                if not self.decided[dependent]:
-                    pending.append((dependent, self._skipped(dependent, result)))
+            self.on_result(skipped)
+            pending.extend((dependent, skipped) for dependent in self.plan.dependents[number])
 
     def _skipped(self, number: int, cause: Result) -> Result:
         planned = self.plan.testcases[number]

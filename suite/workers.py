@@ -32,6 +32,9 @@ class Worker(ABC):
         self.slot = slot
         self.job: int | None = None  # the fragment in flight, if any
         self.deadline: float | None = None
+        # Bumped when the worker is replaced: its new descriptors may reuse
+        # the old numbers, and must be registered again all the same.
+        self.generation = 0
 
     @property
     def busy(self) -> bool:
@@ -109,6 +112,7 @@ class ProcessWorker(Worker):
         self._spawn()
 
     def _spawn(self) -> None:
+        self.generation += 1
         parent, child = self._context.Pipe()
         self.process = self._context.Process(
             target=_serve, args=(child, self.slot, os.getpid()), name=f"run-testsuite-slot-{self.slot}", daemon=True
