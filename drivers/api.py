@@ -42,14 +42,22 @@ class Fragment:
     env: dict[str, str]
     source_dir: str
     work_dir: str
-    log_dir: str
+    log_stem: str  # OUTPUT/new/logs/NAME: logs are NAME@STEP.log beside it
     prepare: bool = False  # copy the testcase directory into work_dir first
     final: bool = False  # the testcase's last fragment
     data: dict[str, Any] = field(default_factory=dict)
+    # Write the output to log_path even when small (a later fragment reads it).
+    keep_log: bool = False
+    # Files of the testcase directory, relative to it, that are not copied
+    # into the work directory: the framework's (spec, baseline), not the test's.
+    private_files: tuple[str, ...] = ()
 
     @property
     def log_path(self) -> str:
-        return f"{self.log_dir}/{self.name}.log"
+        # One flat directory of logs: a directory per testcase cost an inode
+        # allocation each, the dearest file-system operation of a run. '@'
+        # never occurs in the file-safe testcase name, so names cannot clash.
+        return f"{self.log_stem}@{self.name}.log"
 
     @property
     def budget(self) -> float:
@@ -66,7 +74,7 @@ class Testcase:
     spec_file: str
     spec: dict[str, Any]  # test.yaml merged over suite.yaml defaults
     work_dir: str
-    log_dir: str
+    log_stem: str
     env: dict[str, str]
     timeout: float
     suite_root: str
@@ -105,13 +113,28 @@ class Driver:
                 env=test.env,
                 source_dir=test.source_dir,
                 work_dir=test.work_dir,
-                log_dir=test.log_dir,
+                log_stem=test.log_stem,
             )
             for name, command in steps
         ]
         fragments[0].prepare = True
+        fragments[0].private_files = tuple(self.private_files(test))
         fragments[-1].final = True
         return fragments
+
+    @staticmethod
+    def combine_output(fragments: list[Fragment]) -> None:
+        """Let the last fragment judge the output of all: earlier fragments
+        keep their output in log files, whose paths travel with the last
+        one (see ``RunContext.combined_output``)."""
+        for fragment in fragments[:-1]:
+            fragment.keep_log = True
+        fragments[-1].data["earlier_logs"] = [f.log_path for f in fragments[:-1]]
+
+    def private_files(self, test: Testcase) -> list[str]:
+        """Files of the testcase directory that commands must not see in
+        their work directory; they stay in ``$TEST_SOURCE_DIR``."""
+        return ["test.yaml"]
 
     def steps(self, test: Testcase) -> list[tuple[str, Command]]:
         """The (name, command) pairs the spec asks for, with defaults applied."""

@@ -30,17 +30,18 @@ class DiffDriver(Driver):
             test.error(f"baseline '{baseline_name}' does not exist (expected {baseline})", ["baseline"])
         if not os.access(baseline, os.R_OK):
             test.error(f"baseline '{baseline_name}' is not readable", ["baseline"])
-        final = fragments[-1]
-        final.data["baseline"] = baseline
-        final.data["logs"] = [f.log_path for f in fragments]
+        fragments[-1].data["baseline"] = baseline
+        self.combine_output(fragments)
         return fragments
+
+    def private_files(self, test: Testcase) -> list[str]:
+        # Commands never see their own expected output.
+        return [*super().private_files(test), test.spec.get("baseline", "test.out")]
 
     def check(self, fragment: Fragment, ctx) -> Outcome:
         if not fragment.final:
             return Outcome(Status.PASS)
-        baseline = fragment.data["baseline"]
-        logs = fragment.data["logs"]
-        return compare(baseline, logs)
+        return compare(fragment.data["baseline"], ctx.output_sources())
 
 
 def _inside(path: str, root: str) -> bool:
@@ -48,16 +49,22 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def compare(baseline: str, logs: list[str]) -> Outcome:
-    """PASS when the concatenated logs equal the baseline byte for byte."""
+def _size(source: str | bytes) -> int:
+    if isinstance(source, bytes):
+        return len(source)
+    return os.path.getsize(source) if os.path.exists(source) else 0
+
+
+def compare(baseline: str, sources: list[str | bytes]) -> Outcome:
+    """PASS when the concatenated output equals the baseline byte for byte."""
     try:
-        sizes = [os.path.getsize(p) if os.path.exists(p) else 0 for p in logs]
         expected_size = os.path.getsize(baseline)
     except OSError as exc:
         return Outcome(Status.ERROR, Reason.SPEC, f"cannot read baseline: {exc}")
-    if sum(sizes) > DIFF_LIMIT or expected_size > DIFF_LIMIT:
-        return _compare_large(baseline, logs, expected_size, sum(sizes))
-    actual = b"".join(_read(p) for p in logs)
+    actual_size = sum(_size(s) for s in sources)
+    if actual_size > DIFF_LIMIT or expected_size > DIFF_LIMIT:
+        return _compare_large(baseline, sources, expected_size, actual_size)
+    actual = b"".join(s if isinstance(s, bytes) else _read(s) for s in sources)
     with open(baseline, "rb") as handle:
         expected = handle.read()
     if actual == expected:
@@ -89,24 +96,30 @@ def _read(path: str) -> bytes:
         return b""
 
 
-def _compare_large(baseline: str, logs: list[str], expected_size: int, actual_size: int) -> Outcome:
+def _blocks(sources: list[str | bytes], size: int):
+    for source in sources:
+        if isinstance(source, bytes):
+            for at in range(0, len(source), size):
+                yield source[at : at + size]
+        elif os.path.exists(source):
+            with open(source, "rb") as handle:
+                while block := handle.read(size):
+                    yield block
+
+
+def _compare_large(baseline: str, sources: list[str | bytes], expected_size: int, actual_size: int) -> Outcome:
     """Stream both sides; memory stays bounded whatever the output size."""
-    chunk = 1 << 16
     offset = 0
     with open(baseline, "rb") as expected:
-        for path in logs:
-            if not os.path.exists(path):
-                continue
-            with open(path, "rb") as actual:
-                while block := actual.read(chunk):
-                    other = expected.read(len(block))
-                    if block != other:
-                        at = offset + next(
-                            (i for i, (a, b) in enumerate(zip(block, other)) if a != b),
-                            min(len(block), len(other)),
-                        )
-                        return _large_diff(at, expected_size, actual_size)
-                    offset += len(block)
+        for block in _blocks(sources, 1 << 16):
+            other = expected.read(len(block))
+            if block != other:
+                at = offset + next(
+                    (i for i, (a, b) in enumerate(zip(block, other)) if a != b),
+                    min(len(block), len(other)),
+                )
+                return _large_diff(at, expected_size, actual_size)
+            offset += len(block)
         if expected.read(1):
             return _large_diff(offset, expected_size, actual_size)
     return Outcome(Status.PASS)

@@ -18,16 +18,15 @@ import time
 import traceback
 
 from drivers.api import Command, Fragment
+from suite.capture import OutputCapture
 from suite.discovery import SPEC_FILE
 from suite.processes import become_subreaper, children, kill_orphans
 from suite.results import CommandRecord, Outcome, Reason, Status
 
 # Seconds between SIGTERM and SIGKILL when a command's time is up.
 KILL_GRACE = 2.0
-# How much of a fragment's output a result keeps: this much from the start
-# and this much from the end. The full output stays in the log file.
-OUTPUT_HEAD = 8 * 1024
-OUTPUT_TAIL = 24 * 1024
+# Bytes read from a command's pipe at a time.
+CHUNK = 64 * 1024
 
 # Commands running in this process, so a signal handler can stop them.
 _active: set[subprocess.Popen] = set()
@@ -55,13 +54,36 @@ class RunContext:
         self.env = {**_base_environment(), **fragment.env}
         self.env["SLOT"] = str(slot)
         self.work_dir = fragment.work_dir
-        self.log_path = fragment.log_path
+        self.capture = OutputCapture(fragment.log_path, fragment.keep_log)
 
     def run(self, command: Command) -> CommandRecord:
-        """Run ``command`` in the work directory, appending output to the log."""
-        record = run_command(command, self.work_dir, self.env, self.log_path)
+        """Run ``command`` in the work directory, capturing its output."""
+        record = run_command(command, self.work_dir, self.env, self.capture)
         self.records.append(record)
         return record
+
+    def output(self) -> bytes:
+        """Everything this fragment's commands printed so far."""
+        return self.capture.data()
+
+    def output_sources(self) -> list[str | bytes]:
+        """The testcase's output so far, in order, as log paths (earlier
+        fragments, see ``Driver.combine_output``, and this one if large)
+        or bytes: what a driver compares in bounded memory."""
+        sources: list[str | bytes] = list(self.fragment.data.get("earlier_logs", ()))
+        sources.append(self.capture.log_path if self.capture.spilled else self.capture.data())
+        return sources
+
+    def combined_output(self) -> bytes:
+        """The testcase's whole output so far, in memory."""
+        parts = []
+        for source in self.output_sources():
+            if isinstance(source, bytes):
+                parts.append(source)
+            else:
+                with open(source, "rb") as handle:
+                    parts.append(handle.read())
+        return b"".join(parts)
 
 
 _base_env: dict[str, str] | None = None
@@ -76,58 +98,112 @@ def _base_environment() -> dict[str, str]:
     return _base_env
 
 
-def run_command(command: Command, cwd: str, env: dict, log_path: str) -> CommandRecord:
-    """Run one command with its timeout; stdout and stderr go to ``log_path``.
+def run_command(command: Command, cwd: str, env: dict, capture: OutputCapture) -> CommandRecord:
+    """Run one command with its timeout; stdout and stderr go to ``capture``.
 
     The command leads a new session, so on timeout its whole process group
     is signalled: SIGTERM first, SIGKILL after ``KILL_GRACE``. Processes it
-    left behind in its group are killed when it ends, so none outlives its
-    fragment.
+    left behind in its group, or that escaped it with setsid (see
+    suite.processes), are killed when it ends, so none outlives its fragment.
     """
     argv = ["/bin/sh", "-c", command.cmd] if isinstance(command.cmd, str) else command.cmd
     start = time.monotonic()
     # Children we already have (a driver's own helpers) are not the
     # command's orphans, and are left alone by the sweep below.
     before = frozenset(children()) if SWEEP_ORPHANS else frozenset()
-    with open(log_path, "ab") as log:
-        try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            log.write(f"run-testsuite: cannot run {argv[0]!r}: {exc.strerror or exc}\n".encode())
-            return CommandRecord(command.step, command.cmd, 127, time.monotonic() - start)
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        capture.write(f"run-testsuite: cannot run {argv[0]!r}: {exc.strerror or exc}\n".encode())
+        return CommandRecord(command.step, command.cmd, 127, time.monotonic() - start)
     _active.add(proc)
     try:
-        timed_out = not wait_for_exit(proc, command.timeout)
+        timed_out = not pump(proc, capture, start + command.timeout)
         if timed_out:
             kill_group(proc)
         else:
             _signal_group(proc.pid, signal.SIGKILL)  # stragglers left in the background
         if SWEEP_ORPHANS:
             kill_orphans(adopted_since=before, exclude=_keep)
+        drain(proc.stdout, capture)
     except BaseException:  # Ctrl-C in this process: the command must not outlive us
         kill_group(proc)
         raise
     finally:
         _active.discard(proc)
+        proc.stdout.close()
     return CommandRecord(
         command.step, command.cmd, proc.returncode, time.monotonic() - start, timed_out
     )
 
 
-def wait_for_exit(proc: subprocess.Popen, timeout: float) -> bool:
-    """Wait until ``proc`` exits or ``timeout`` passes; True if it exited.
+def pump(proc: subprocess.Popen, capture: OutputCapture, deadline: float) -> bool:
+    """Copy the command's output into ``capture`` until it exits (True) or
+    the deadline passes (False).
 
-    ``Popen.wait(timeout)`` polls with sleeps of up to 50 ms, which would add
-    that much to every short command. A pidfd wakes us the moment it exits.
+    One poll waits on both the pipe and a pidfd: the exit is seen the moment
+    it happens (``Popen.wait(timeout)`` sleeps up to 50 ms between checks),
+    and a command whose background children keep the pipe open does not
+    hold us past its own exit.
     """
+    out = proc.stdout.fileno()
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # pragma: no cover - kernels before 5.3
+        pidfd = None
+    poller = select.poll()
+    poller.register(out, select.POLLIN)
+    if pidfd is not None:
+        poller.register(pidfd, select.POLLIN)
+    pipe_open = True
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return proc.poll() is not None
+            wait_ms = remaining * 1000 if pidfd is not None or pipe_open else min(remaining, 0.05) * 1000
+            for fd, _ in poller.poll(wait_ms):
+                if fd == out:
+                    data = os.read(out, CHUNK)
+                    if data:
+                        capture.write(data)
+                    else:
+                        poller.unregister(out)
+                        pipe_open = False
+                elif fd == pidfd:
+                    proc.wait()
+                    return True
+            if pidfd is None and not pipe_open and proc.poll() is not None:
+                return True
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def drain(stream, capture: OutputCapture) -> None:
+    """Read what is left in the pipe once every writer is gone."""
+    fd = stream.fileno()
+    os.set_blocking(fd, False)
+    while True:
+        try:
+            data = os.read(fd, CHUNK)
+        except BlockingIOError:  # a writer we could not kill still holds it
+            return
+        if not data:
+            return
+        capture.write(data)
+
+
+def wait_for_exit(proc: subprocess.Popen, timeout: float) -> bool:
+    """Wait until ``proc`` exits or ``timeout`` passes; True if it exited."""
     try:
         fd = os.pidfd_open(proc.pid)
     except (AttributeError, OSError):  # pragma: no cover - old kernels
@@ -176,10 +252,11 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-def prepare_work_dir(source: str, target: str) -> None:
+def prepare_work_dir(source: str, target: str, private: tuple[str, ...] = ()) -> None:
     """Make ``target`` a fresh copy of the testcase directory ``source``.
 
-    Left out: nested testcase directories (they belong to other testcases),
+    Left out: the framework's own files (``private``: the spec, a baseline),
+    nested testcase directories (they belong to other testcases),
     hidden entries (version control), and any directory holding the copy
     being made or a run's output (an output directory inside a testcase).
     Symbolic links are kept as links; a relative one that points outside
@@ -193,12 +270,13 @@ def prepare_work_dir(source: str, target: str) -> None:
         os.mkdir(target)
     except FileNotFoundError:  # names with '/' or a work root not made yet
         os.makedirs(target)
-    _copy_entries(source, target, source, os.path.realpath(target))
+    skip = {os.path.join(source, name) for name in private}
+    _copy_entries(source, target, source, os.path.realpath(target), skip)
 
 
-def _copy_entries(src: str, dst: str, top: str, real_target: str) -> None:
+def _copy_entries(src: str, dst: str, top: str, real_target: str, skip: set[str]) -> None:
     for entry in os.scandir(src):
-        if entry.name.startswith("."):
+        if entry.name.startswith(".") or entry.path in skip:
             continue
         dest = os.path.join(dst, entry.name)
         if entry.is_symlink():
@@ -213,7 +291,7 @@ def _copy_entries(src: str, dst: str, top: str, real_target: str) -> None:
             ):
                 continue
             os.mkdir(dest)
-            _copy_entries(entry.path, dest, top, real_target)
+            _copy_entries(entry.path, dest, top, real_target, skip)
         else:
             shutil.copy(entry.path, dest)
 
@@ -228,30 +306,6 @@ def _link_target(link: str, top: str) -> str:
     return resolved
 
 
-def read_head_tail(path: str, head: int = OUTPUT_HEAD, tail: int = OUTPUT_TAIL) -> str:
-    """The start and end of a log, decoded with replacement characters.
-
-    Reads at most ``head + tail`` bytes whatever the file's size.
-    """
-    try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size <= head + tail:
-                data = handle.read()
-                return data.decode("utf-8", "replace")
-            first = handle.read(head)
-            handle.seek(size - tail)
-            last = handle.read(tail)
-    except FileNotFoundError:
-        return ""
-    cut = size - head - tail
-    return (
-        first.decode("utf-8", "replace")
-        + f"\n[... {cut} bytes cut; full output in {path} ...]\n"
-        + last.decode("utf-8", "replace")
-    )
-
-
 def execute(fragment: Fragment, slot: int) -> Outcome:
     """Run a fragment with its driver; never raises."""
     from drivers import load_reference
@@ -263,8 +317,7 @@ def execute(fragment: Fragment, slot: int) -> Outcome:
         if fragment.prepare:
             if not os.path.isdir(fragment.source_dir):
                 raise FileNotFoundError(f"testcase directory {fragment.source_dir} is not visible here")
-            prepare_work_dir(fragment.source_dir, fragment.work_dir)
-            os.makedirs(fragment.log_dir, exist_ok=True)
+            prepare_work_dir(fragment.source_dir, fragment.work_dir, fragment.private_files)
         ctx = RunContext(fragment, slot)
         driver = load_reference(fragment.driver)()
         outcome = driver.run(fragment, ctx)
@@ -281,8 +334,9 @@ def execute(fragment: Fragment, slot: int) -> Outcome:
     outcome.duration = time.monotonic() - began
     outcome.slot = slot
     if ctx is not None:
+        ctx.capture.close()
         outcome.commands = ctx.records
-    if not outcome.output:
-        outcome.output = read_head_tail(fragment.log_path)
-    outcome.log_files = [fragment.log_path]
+        if not outcome.output:
+            outcome.output = ctx.capture.summary()
+        outcome.log_files = ctx.capture.log_files()
     return outcome

@@ -42,6 +42,7 @@ def rotate(output_dir: str) -> str:
             os.rename(old, os.path.join(output_dir, f"{TRASH_PREFIX}{os.getpid()}-{time.time_ns()}"))
         os.rename(new, old)
     os.makedirs(os.path.join(new, "results"))
+    os.makedirs(os.path.join(new, "logs"))
     trash = [e.path for e in os.scandir(output_dir) if e.name.startswith(TRASH_PREFIX)]
     if trash:
         global _trash_thread

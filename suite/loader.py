@@ -207,7 +207,7 @@ class _Builder:
             spec_file=planned.spec_file,
             spec=merged,
             work_dir=work_dir,
-            log_dir=os.path.join(self.log_root, planned.safe_name),
+            log_stem=os.path.join(self.log_root, planned.safe_name),
             env=env,
             timeout=float(merged.get("timeout", self.timeout)),
             suite_root=self.suite.root,

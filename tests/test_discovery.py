@@ -130,11 +130,12 @@ def test_symlink_to_itself_is_ignored(paths):
 def test_output_directory_inside_the_suite_is_not_rediscovered(paths):
     root, _ = paths
     out = root / "out"
-    write_suite(root, {"t/test.yaml": "cmd: echo ran\n", "u/v/test.yaml": PASS})
+    # The command leaves a test.yaml in its work copy: a careless walk of
+    # the suite would find it there as a testcase.
+    write_suite(root, {"t/test.yaml": "cmd: |\n  echo 'cmd: \"true\"' > test.yaml\n", "u/v/test.yaml": PASS})
     first = run_cli(root, out)
     assert first.returncode == 0
     assert sorted(statuses(first.index)) == ["t", "u/v"]
-    # The work copies hold test.yaml files: a careless walk would find them.
     assert (out / "new" / "work" / "t" / "test.yaml").is_file()
     second = run_cli(root, out)
     assert second.returncode == 0
@@ -147,7 +148,7 @@ def test_output_directory_inside_the_suite_is_not_rediscovered(paths):
 def test_work_directory_inside_the_suite_is_not_rediscovered(paths):
     root, out = paths
     work = root / "scratch"
-    write_suite(root, {"t/test.yaml": PASS})
+    write_suite(root, {"t/test.yaml": "cmd: |\n  echo 'cmd: \"true\"' > test.yaml\n"})
     for _ in range(2):
         run = run_cli(root, out, "--work-dir", work)
         assert run.returncode == 0

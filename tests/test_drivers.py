@@ -178,16 +178,13 @@ class MyDriver(Driver):
         if not expect:
             test.error("options.expect must not be empty", ["options", "expect"])
         fragments[-1].data["expect"] = expect
-        fragments[-1].data["logs"] = [f.log_path for f in fragments]
+        self.combine_output(fragments)
         return fragments
 
     def check(self, fragment, ctx):
         if not fragment.final:
             return Outcome(Status.PASS)
-        text = ""
-        for path in fragment.data["logs"]:
-            with open(path) as handle:
-                text += handle.read()
+        text = ctx.combined_output().decode()
         if fragment.data["expect"] in text:
             return Outcome(Status.PASS)
         return Outcome(Status.FAIL, Reason.DIFF, f"{fragment.data['expect']!r} not in the output")

@@ -34,8 +34,7 @@ def test_previous_run_moves_to_old(tmp_path):
     assert old_index["start"] == first.index["start"] < second.index["start"]
     old_result = validate_result(read_json(out / "old" / "results" / "t.json"))
     assert old_result["output"] == "run-1\n"
-    assert (out / "old" / "logs" / "t" / "run.log").read_text() == "run-1\n"
-    assert (out / "old" / "work" / "t" / "test.yaml").is_file()
+    assert (out / "old" / "work" / "t").is_dir()
     # A third run replaces old/ with the second run.
     run_cli(root, out, env={"RUN_ID": "3"})
     assert validate_result(read_json(out / "old" / "results" / "t.json"))["output"] == "run-2\n"
@@ -109,13 +108,26 @@ def test_index_metadata_counts_and_entries(tmp_path):
     assert entry(index, "broken")["slot"] is None and entry(index, "broken")["start"] == 0
 
 
-def test_log_files_hold_the_full_output_of_each_step(tmp_path):
+def test_log_files_hold_output_a_later_step_compares(tmp_path):
+    # A diff testcase compares the output of all its steps at the last one:
+    # earlier steps keep theirs on disk; small output is whole in the result.
     root, out = tmp_path / "suite", tmp_path / "out"
-    write_suite(root, {"t/test.yaml": "steps:\n  - name: one\n    cmd: echo 1; echo e1 >&2\n  - name: two\n    cmd: echo 2\n"})
+    write_suite(
+        root,
+        {
+            "t/test.yaml": "driver: diff\nsteps:\n  - name: one\n    cmd: echo 1; echo e1 >&2\n  - name: two\n    cmd: echo 2\n",
+            "t/test.out": "1\ne1\n2\n",
+            "s/test.yaml": "steps:\n  - name: one\n    cmd: echo 1\n  - name: two\n    cmd: echo 2\n",
+        },
+    )
     run = run_cli(root, out)
+    assert run.returncode == 0, run.stdout
     res = load_result(out, "t", run.index)
-    assert res["log_files"] == [str(out / "new" / "logs" / "t" / "one.log"), str(out / "new" / "logs" / "t" / "two.log")]
-    assert [open(p).read() for p in res["log_files"]] == ["1\ne1\n", "2\n"]
+    assert res["log_files"] == [str(out / "new" / "logs" / "t@one.log")]
+    assert open(res["log_files"][0]).read() == "1\ne1\n"
+    assert res["output"] == "[one]\n1\ne1\n[two]\n2\n"
+    assert load_result(out, "s", run.index)["log_files"] == []
+    assert not (out / "new" / "logs" / "s@one.log").exists()
 
 
 def test_result_file_names_are_safe_and_unique(tmp_path):
@@ -185,7 +197,7 @@ def test_large_output_keeps_head_and_tail(tmp_path):
     run = run_cli(root, out)
     assert statuses(run.index) == {"big": ("PASS", None)}
     res = load_result(out, "big", run.index)
-    log = out / "new" / "logs" / "big" / "run.log"
+    log = out / "new" / "logs" / "big@run.log"
     total = size + len("HEAD\n\nTAIL\n")
     assert log.stat().st_size == total
     assert res["log_files"] == [str(log)]

@@ -168,8 +168,7 @@ def test_steps_run_in_order_in_one_work_dir(spec_run):
     assert res["output"] == "[write]\n\n[append]\none\n[read]\none\ntwo\n"
     work = spec_run.out / "new" / "work" / "steps__in-order"
     assert (work / "f.txt").read_text() == "one\ntwo\n"
-    assert len(res["log_files"]) == 3
-    assert [Path(p).name for p in res["log_files"]] == ["write.log", "append.log", "read.log"]
+    assert res["log_files"] == []  # small output lives whole in the result
 
 
 def test_failing_step_stops_the_later_ones(spec_run):
@@ -243,7 +242,7 @@ def test_nested_testcases_are_not_copied_into_their_parent(spec_run):
     assert result(spec_run, "workdir/parent")["output"] == "parent-ok\n"
     assert result(spec_run, "workdir/parent/child")["output"] == "child-ok\n"
     parent_work = spec_run.out / "new" / "work" / "workdir__parent"
-    assert sorted(os.listdir(parent_work)) == ["keep", "test.yaml"]
+    assert sorted(os.listdir(parent_work)) == ["keep"]
 
 
 def test_work_dir_is_recreated_on_each_run(paths):
@@ -434,3 +433,21 @@ def test_invalid_suite_yaml_is_a_usage_error(paths):
     assert run.index is None and not out.exists()
     assert "invalid suite configuration" in run.stderr
     assert f"{root / 'suite.yaml'}:2:3: unknown key 'timout'; did you mean 'timeout'?" in run.stderr
+
+
+def test_work_directory_holds_the_test_files_but_not_the_spec_or_baseline(tmp_path):
+    root, out = tmp_path / "suite", tmp_path / "out"
+    write_suite(
+        root,
+        {
+            "d/test.yaml": "driver: diff\ncmd: ls\nbaseline: expected.txt\n",
+            "d/expected.txt": "input.txt\nsub\n",
+            "d/input.txt": "data\n",
+            "d/sub/more.txt": "more\n",
+        },
+    )
+    run = run_cli(root, out)
+    assert run.returncode == 0, run.stdout
+    work = out / "new" / "work" / "d"
+    assert sorted(p.name for p in work.iterdir()) == ["input.txt", "sub"]
+    assert (work / "sub" / "more.txt").read_text() == "more\n"

@@ -45,16 +45,13 @@ class ExpectDriver(Driver):
                     test.error(f"invalid regular expression: {exc}", ["options", key, number])
         fragments[-1].data["expect"] = options.get("expect", [])
         fragments[-1].data["reject"] = options.get("reject", [])
-        fragments[-1].data["logs"] = [f.log_path for f in fragments]
+        self.combine_output(fragments)  # judge the output of every step
         return fragments
 
     def check(self, fragment, ctx):
         if not fragment.final:
             return Outcome(Status.PASS)
-        lines = []
-        for path in fragment.data["logs"]:
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                lines.extend(handle.read().splitlines())
+        lines = ctx.combined_output().decode("utf-8", "replace").splitlines()
         missing = [p for p in fragment.data["expect"] if not any(re.search(p, line) for line in lines)]
         found = [p for p in fragment.data["reject"] if any(re.search(p, line) for line in lines)]
         if not missing and not found:
