@@ -55,6 +55,11 @@ class OutputCapture:
             self._log.write(chunk)
         self._memory = None
 
+    def flush(self) -> None:
+        """Make the log file hold everything written so far."""
+        if self._log is not None:
+            self._log.flush()
+
     def close(self) -> None:
         if self._log is not None:
             self._log.close()
@@ -64,8 +69,7 @@ class OutputCapture:
         """The whole output (read back from the log file when spilled)."""
         if self._memory is not None:
             return b"".join(self._memory)
-        if self._log is not None:
-            self._log.flush()
+        self.flush()
         with open(self.log_path, "rb") as handle:
             return handle.read()
 

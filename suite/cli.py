@@ -92,6 +92,8 @@ def run(plan, args, argv: list[str], output_dir: str, work_dir: str) -> int:
 
     began = time.monotonic()
     new_dir = rotate(output_dir)
+    if plan.spec_cache is not None:
+        plan.spec_cache.save()
     os.makedirs(work_dir, exist_ok=True)
     index = ReportIndex(new_dir, run_metadata(["run-testsuite", *argv], args.root, plan.suite.name, args.jobs))
     text = TextReport(verbose=args.verbose)

@@ -10,6 +10,7 @@ is what bounds a suite of many small testcases.
 from __future__ import annotations
 
 import os
+import re
 import select
 import shutil
 import signal
@@ -71,6 +72,7 @@ class RunContext:
         fragments, see ``Driver.combine_output``, and this one if large)
         or bytes: what a driver compares in bounded memory."""
         sources: list[str | bytes] = list(self.fragment.data.get("earlier_logs", ()))
+        self.capture.flush()
         sources.append(self.capture.log_path if self.capture.spilled else self.capture.data())
         return sources
 
@@ -106,7 +108,7 @@ def run_command(command: Command, cwd: str, env: dict, capture: OutputCapture) -
     left behind in its group, or that escaped it with setsid (see
     suite.processes), are killed when it ends, so none outlives its fragment.
     """
-    argv = ["/bin/sh", "-c", command.cmd] if isinstance(command.cmd, str) else command.cmd
+    argv = to_argv(command.cmd)
     start = time.monotonic()
     # Children we already have (a driver's own helpers) are not the
     # command's orphans, and are left alone by the sweep below.
@@ -143,6 +145,33 @@ def run_command(command: Command, cwd: str, env: dict, capture: OutputCapture) -
     return CommandRecord(
         command.step, command.cmd, proc.returncode, time.monotonic() - start, timed_out
     )
+
+
+# A command string made only of these characters and spaces means the same
+# to sh as its words split on blanks, so it can be run without a shell.
+_PLAIN = re.compile(r"[A-Za-z0-9_@%+=:,./-]+( +[A-Za-z0-9_@%+=:,./-]+)*")
+# Words sh handles itself, with no program of that name to run instead.
+_SHELL_WORDS = frozenset(
+    "! { } . : alias bg break case cd command continue do done elif else esac eval exec exit "
+    "export fc fg fi for getopts hash if in jobs local read readonly return set shift source "
+    "then time times trap type ulimit umask unalias unset until wait while".split()
+)
+
+
+def to_argv(cmd: str | list[str]) -> list[str]:
+    """The argv for a command: a list as it is; a string through ``sh -c``,
+    except a plain one (``sleep 0.2``, ``make -C src all``) that sh would
+    only split into words: it is run directly, which spares a shell's start
+    per command. PATH lookup, status 127 for a missing program and the
+    output are the same either way."""
+    if not isinstance(cmd, str):
+        return cmd
+    text = cmd.strip()
+    if _PLAIN.fullmatch(text):
+        words = text.split()
+        if words[0] not in _SHELL_WORDS and "=" not in words[0]:
+            return words
+    return ["/bin/sh", "-c", cmd]
 
 
 def pump(proc: subprocess.Popen, capture: OutputCapture, deadline: float) -> bool:

@@ -18,6 +18,7 @@ from drivers.api import Driver, Fragment, Testcase
 from suite import spec as specs
 from suite.dag import Graph
 from suite.discovery import SUITE_FILE, Found, discover
+from suite.spec_cache import SpecCache, stamp
 from suite.results import Reason, Result, Status
 
 DEFAULT_TIMEOUT = 300.0
@@ -53,6 +54,7 @@ class Plan:
     dependents: list[list[int]]  # testcase index -> testcases that depend on it
     output_dir: str
     work_dir: str
+    spec_cache: SpecCache | None = None  # saved by a run, not by --list
 
 
 def load_suite_config(root: str) -> specs.SuiteConfig:
@@ -137,12 +139,18 @@ class _Builder:
         self.drivers: dict[str, Driver] = {}
         self.safe_names: set[str] = set()
         self.log_root = os.path.join(output_dir, "new", "logs")
+        self.cache = SpecCache(output_dir)
 
     def load(self, item: Found) -> Planned:
         planned = Planned(item.name, item.spec_file, item.directory, self._safe(item.name))
         self.testcases.append(planned)
         try:
-            raw = specs.load_and_validate(item.spec_file, "testcase")
+            raw = self.cache.get(item.spec_file)
+            if raw is None:
+                # Stamp first: a file changed while we read it is read again next time.
+                file_stamp = stamp(item.spec_file)
+                raw = specs.load_and_validate(item.spec_file, "testcase")
+                self.cache.put(item.spec_file, file_stamp, raw)
             merged = self._merge(raw)
             planned.description = merged.get("description", "")
             planned.driver = merged.get("driver", "shell")
@@ -292,7 +300,7 @@ class _Builder:
     def plan(self) -> Plan:
         return Plan(
             self.suite, self.testcases, self.fragments, self.owner, self.graph,
-            self.dependents, self.output_dir, self.work_dir,
+            self.dependents, self.output_dir, self.work_dir, self.cache,
         )
 
 

@@ -30,6 +30,10 @@ class MultiprocessScheduler:
         self.plan = plan
         self.jobs = max(1, jobs)
         self.on_result = on_result
+        # Verdicts wait here while the loop hands out new work: a slot that
+        # just finished gets its next fragment before we spend time writing
+        # reports, so reporting never delays a worker.
+        self.unpublished: list[Result] = []
         self.worker_class = worker_class
         self.decided: list[bool] = [False] * len(plan.testcases)
         self.outcomes: list[list[Outcome]] = [[] for _ in plan.testcases]
@@ -44,10 +48,11 @@ class MultiprocessScheduler:
         early = [(n, p.result) for n, p in enumerate(plan.testcases) if p.result is not None]
         for number, result in early:
             self.decided[number] = True
-            self.on_result(result)
+            self.unpublished.append(result)
         for number, result in early:
             if not result.status.ran_ok:
                 self._skip_dependents(number, result)
+        self._publish()
         weights = [1.0] * len(plan.fragments)
         self.ready = ReadyQueue(plan.graph, plan.graph.longest_paths(weights))
         # Never start more workers than there are fragments to run.
@@ -61,9 +66,14 @@ class MultiprocessScheduler:
             self.interrupted = True
             self._interrupt()
         finally:
+            # Tell every worker first, then wait: they wind down together.
+            for worker in self.workers:
+                worker.release()
             for worker in self.workers:
                 worker.stop()
+            self._publish()
         self._settle()
+        self._publish()
 
     def _loop(self) -> None:
         # One selector for the whole run (epoll on Linux): each wake-up is a
@@ -82,6 +92,7 @@ class MultiprocessScheduler:
                 worker = idle.pop()
                 worker.submit(fragment, self.plan.fragments[fragment])
                 running += 1
+            self._publish()
             if not running:
                 return
             events = self._wait()
@@ -182,9 +193,14 @@ class MultiprocessScheduler:
         if self.decided[number]:
             return
         self.decided[number] = True
-        self.on_result(result)
+        self.unpublished.append(result)
         if not result.status.ran_ok:
             self._skip_dependents(number, result)
+
+    def _publish(self) -> None:
+        results, self.unpublished = self.unpublished, []
+        for result in results:
+            self.on_result(result)
 
     def _skip_dependents(self, number: int, cause: Result) -> None:
         """SKIP everything downstream of a testcase that did not pass."""
@@ -195,7 +211,7 @@ class MultiprocessScheduler:
                 continue
             skipped = self._skipped(number, cause)
             self.decided[number] = True
-            self.on_result(skipped)
+            self.unpublished.append(skipped)
             pending.extend((dependent, skipped) for dependent in self.plan.dependents[number])
 
     def _skipped(self, number: int, cause: Result) -> Result:

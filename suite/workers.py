@@ -7,6 +7,7 @@ slot runs. A worker is driven through four calls: ``submit`` a fragment,
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -61,8 +62,11 @@ class Worker(ABC):
         """Called when the fragment in flight passed its deadline."""
         return []
 
+    def release(self) -> None:
+        """Say no more fragments will come, without waiting (see ``stop``)."""
+
     def stop(self) -> None:
-        """Finish: no more fragments will come."""
+        """Finish: no more fragments will come; wait until the worker is gone."""
 
     def interrupt(self) -> None:
         """Stop the fragment in flight (its commands get SIGTERM, then SIGKILL)."""
@@ -113,6 +117,7 @@ class ProcessWorker(Worker):
 
     def _spawn(self) -> None:
         self.generation += 1
+        self.released = False
         parent, child = self._context.Pipe()
         self.process = self._context.Process(
             target=_serve, args=(child, self.slot, os.getpid()), name=f"run-testsuite-slot-{self.slot}", daemon=True
@@ -167,11 +172,16 @@ class ProcessWorker(Worker):
         if self.process.is_alive():
             os.kill(self.process.pid, signal.SIGTERM)
 
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+
     def stop(self) -> None:
-        try:
-            self.conn.send(None)
-        except OSError:
-            pass
+        self.release()
         self.process.join(timeout=KILL_GRACE + 1)
         if self.process.is_alive():
             self.process.kill()
@@ -187,6 +197,9 @@ def _serve(conn, slot: int, parent: int) -> None:
     signal.signal(signal.SIGTERM, _terminate)
     die_with_parent(signal.SIGTERM, parent)
     adopt_orphans()
+    # What the worker inherited from the main process lives as long as it
+    # does: keep the garbage collector from walking it again and again.
+    gc.freeze()
     while True:
         try:
             message = conn.recv()

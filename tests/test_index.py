@@ -39,7 +39,8 @@ def test_previous_run_moves_to_old(tmp_path):
     run_cli(root, out, env={"RUN_ID": "3"})
     assert validate_result(read_json(out / "old" / "results" / "t.json"))["output"] == "run-2\n"
     assert load_result(out, "t")["output"] == "run-3\n"
-    assert sorted(os.listdir(out)) == ["new", "old"]
+    # Only the two runs and the spec cache: no trash of older runs is left.
+    assert sorted(os.listdir(out)) == ["new", "old", "spec-cache.pickle"]
 
 
 def test_index_metadata_counts_and_entries(tmp_path):

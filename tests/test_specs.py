@@ -451,3 +451,38 @@ def test_work_directory_holds_the_test_files_but_not_the_spec_or_baseline(tmp_pa
     work = out / "new" / "work" / "d"
     assert sorted(p.name for p in work.iterdir()) == ["input.txt", "sub"]
     assert (work / "sub" / "more.txt").read_text() == "more\n"
+
+
+def test_spec_cache_notices_an_edited_spec(tmp_path):
+    # The second run takes the spec from the cache; an edit must be seen.
+    root, out = tmp_path / "suite", tmp_path / "out"
+    write_suite(root, {"t/test.yaml": "cmd: echo one\n"})
+    assert load_result(out, "t", run_cli(root, out).index)["output"] == "one\n"
+    assert (out / "spec-cache.pickle").is_file()
+    assert load_result(out, "t", run_cli(root, out).index)["output"] == "one\n"
+    (root / "t" / "test.yaml").write_text("cmd: echo two; exit 3\nexit_code: 3\n")
+    assert load_result(out, "t", run_cli(root, out).index)["output"] == "two\n"
+    (root / "t" / "test.yaml").write_text("cmd: [unterminated\n")
+    run = run_cli(root, out)
+    assert statuses(run.index) == {"t": ("ERROR", "SPEC")}
+
+
+def test_plain_commands_run_without_a_shell_with_the_same_meaning(tmp_path):
+    # `exit`, assignments and expansions need sh; plain words do not, and a
+    # missing program is status 127 either way.
+    root, out = tmp_path / "suite", tmp_path / "out"
+    write_suite(
+        root,
+        {
+            "plain/test.yaml": "cmd: echo a  b\n",
+            "exit/test.yaml": "cmd: exit 3\nexit_code: 3\n",
+            "assign/test.yaml": "cmd: X=1 printenv X\n",
+            "missing/test.yaml": "cmd: no-such-program-here arg\nexit_code: 127\n",
+            "tilde/test.yaml": "cmd: echo ~\n",
+        },
+    )
+    run = run_cli(root, out)
+    assert run.returncode == 0, run.stdout
+    assert load_result(out, "plain", run.index)["output"] == "a b\n"
+    assert load_result(out, "assign", run.index)["output"] == "1\n"
+    assert load_result(out, "tilde", run.index)["output"] == os.path.expanduser("~") + "\n"
