@@ -19,8 +19,9 @@ SPILL_AT = HEAD + TAIL  # whenever the summary is cut, the whole output is on di
 class OutputCapture:
     """The combined stdout and stderr of one fragment's commands."""
 
-    def __init__(self, log_path: str, keep_log: bool = False):
+    def __init__(self, log_path: str, keep_log: bool = False, tee=None):
         self.log_path = log_path
+        self.tee = tee  # called with each chunk as it arrives (--tee)
         self.size = 0
         self._memory: list[bytes] | None = []
         self._head = bytearray()
@@ -36,6 +37,8 @@ class OutputCapture:
     def write(self, data: bytes) -> None:
         if not data:
             return
+        if self.tee is not None:
+            self.tee(data)
         self.size += len(data)
         if len(self._head) < HEAD:
             self._head += data[: HEAD - len(self._head)]
@@ -85,6 +88,16 @@ class OutputCapture:
             + f"\n[... {cut} bytes cut{where} ...]\n"
             + tail.decode("utf-8", "replace")
         )
+
+    def keep_if_not_text(self) -> None:
+        """Output that is not valid UTF-8 is shown with replacement
+        characters; its exact bytes go to the log file."""
+        if self._memory is None:
+            return
+        try:
+            b"".join(self._memory).decode("utf-8")
+        except UnicodeDecodeError:
+            self._spill()
 
     def log_files(self) -> list[str]:
         return [self.log_path] if self.spilled else []

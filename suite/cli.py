@@ -27,6 +27,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-multiprocessing", action="store_true", help="run fragments one at a time in this process, so a debugger can follow them")
     p.add_argument("--list", action="store_true", help="print the selected testcases and exit")
     p.add_argument("-v", "--verbose", action="store_true", help="print every result, passing ones too")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    p.add_argument("--tee", action="store_true", help="show the output of running fragments live, each line prefixed with [testcase]")
     p.add_argument("--version", action="version", version=f"run-testsuite {__version__}")
     return p
 
@@ -45,10 +47,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-class Terminated(Exception):
-    """SIGTERM, handled like Ctrl-C but with its own exit status."""
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
@@ -59,8 +57,19 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+# Subcommands, each a module with main(argv) -> int. A suite directory of the
+# same name can still be run as `run-testsuite ./report`.
+SUBCOMMANDS = {
+    "report": "suite.report_cmd",
+}
+
+
 def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     # Intermixed: names may follow options (`ROOT -j 4 NAME`).
     args = parser().parse_intermixed_args(argv)
     from suite.loader import UsageError, build_plan
@@ -86,6 +95,8 @@ def _main(argv: list[str] | None) -> int:
 
 def run(plan, args, argv: list[str], output_dir: str, work_dir: str) -> int:
     from suite.index import ReportIndex, finish_rotation, rotate, run_metadata
+    from suite.reports.progress import Progress, StatusLine, expected_durations, live_display_wanted
+    from suite.reports.tee import Tee
     from suite.reports.text import TextReport
     from suite.scheduler import MultiprocessScheduler
     from suite.workers import InlineWorker, ProcessWorker
@@ -96,36 +107,80 @@ def run(plan, args, argv: list[str], output_dir: str, work_dir: str) -> int:
         plan.spec_cache.save()
     os.makedirs(work_dir, exist_ok=True)
     index = ReportIndex(new_dir, run_metadata(["run-testsuite", *argv], args.root, plan.suite.name, args.jobs))
-    text = TextReport(verbose=args.verbose)
+    text = TextReport(verbose=args.verbose, quiet=args.quiet)
     safe_names = {planned.name: planned.safe_name for planned in plan.testcases}
+    progress = Progress(
+        len(plan.testcases), new_dir, expected_durations(os.path.join(output_dir, "old")), args.jobs
+    )
+    line = StatusLine(sys.stdout) if live_display_wanted(sys.stdout) and not args.quiet else None
+    if line is not None:
+        text.before_write = line.clear
+    tee = Tee(sys.stdout, before_write=line.clear if line else None) if args.tee else None
 
     def on_result(result) -> None:
         index.add(result, safe_names[result.name])
+        progress.result(result)
+        if tee is not None:
+            tee.flush(result.name)
         text.result(result)
 
-    worker = InlineWorker if args.no_multiprocessing else ProcessWorker
-    scheduler = MultiprocessScheduler(plan, args.jobs, on_result, worker)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
+    def on_progress(scheduler) -> None:
+        if progress.update(scheduler) and line is not None:
+            line.draw(progress)
+
+    scheduler = MultiprocessScheduler(
+        plan,
+        args.jobs,
+        on_result,
+        InlineWorker if args.no_multiprocessing else ProcessWorker,
+        on_output=tee.feed if tee is not None else None,
+        on_progress=on_progress,
+        stderr_dir=new_dir,
+    )
+    interrupts = Interrupts(scheduler)
+    with interrupts:
         scheduler.run()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    if line is not None:
+        line.clear()
     final = index.finish(interrupted=scheduler.interrupted)
+    progress.write(complete=True)
     text.summary(final["counts"], time.monotonic() - began, output_dir)
     finish_rotation()
     if scheduler.interrupted:
-        return 128 + (_signal_received or signal.SIGINT)
+        return 128 + (interrupts.signum or signal.SIGINT)
     failed = final["counts"]["FAIL"] + final["counts"]["ERROR"]
     return EXIT_FAILED if failed else EXIT_OK
 
 
-_signal_received = 0
+class Interrupts:
+    """Ctrl-C and SIGTERM during a run.
 
+    The first stops the run gracefully: nothing new starts, running
+    fragments get SIGTERM then SIGKILL after a grace period, and every
+    result is reported (exit 130, or 143 for SIGTERM). A second one kills
+    everything at once; what had finished is still reported.
+    """
 
-def _raise_interrupt(signum, frame) -> None:
-    global _signal_received
-    _signal_received = signum
-    raise KeyboardInterrupt
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+        self.signum = 0
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> "Interrupts":
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if not self.signum:
+            self.signum = signum
+            raise KeyboardInterrupt
+        print("\nrun-testsuite: second interrupt: killing everything now", file=sys.stderr)
+        self.scheduler.kill_now()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -48,14 +48,14 @@ def adopt_orphans(keep: frozenset[int] = frozenset()) -> None:
 class RunContext:
     """What a driver's ``run`` uses to execute a fragment's commands."""
 
-    def __init__(self, fragment: Fragment, slot: int):
+    def __init__(self, fragment: Fragment, slot: int, on_output=None):
         self.fragment = fragment
         self.slot = slot
         self.records: list[CommandRecord] = []
         self.env = {**_base_environment(), **fragment.env}
         self.env["SLOT"] = str(slot)
         self.work_dir = fragment.work_dir
-        self.capture = OutputCapture(fragment.log_path, fragment.keep_log)
+        self.capture = OutputCapture(fragment.log_path, fragment.keep_log, on_output)
 
     def run(self, command: Command) -> CommandRecord:
         """Run ``command`` in the work directory, capturing its output."""
@@ -335,8 +335,10 @@ def _link_target(link: str, top: str) -> str:
     return resolved
 
 
-def execute(fragment: Fragment, slot: int) -> Outcome:
-    """Run a fragment with its driver; never raises."""
+def execute(fragment: Fragment, slot: int, on_output=None) -> Outcome:
+    """Run a fragment with its driver; never raises.
+
+    ``on_output``, if given, sees the output as it arrives (for --tee)."""
     from drivers import load_reference
 
     start = time.time()
@@ -347,7 +349,7 @@ def execute(fragment: Fragment, slot: int) -> Outcome:
             if not os.path.isdir(fragment.source_dir):
                 raise FileNotFoundError(f"testcase directory {fragment.source_dir} is not visible here")
             prepare_work_dir(fragment.source_dir, fragment.work_dir, fragment.private_files)
-        ctx = RunContext(fragment, slot)
+        ctx = RunContext(fragment, slot, on_output)
         driver = load_reference(fragment.driver)()
         outcome = driver.run(fragment, ctx)
         if not isinstance(outcome, Outcome):
@@ -363,6 +365,7 @@ def execute(fragment: Fragment, slot: int) -> Outcome:
     outcome.duration = time.monotonic() - began
     outcome.slot = slot
     if ctx is not None:
+        ctx.capture.keep_if_not_text()
         ctx.capture.close()
         outcome.commands = ctx.records
         if not outcome.output:

@@ -25,9 +25,9 @@ except (OSError, AttributeError):  # pragma: no cover - not Linux
     _prctl = None
 
 
-def become_subreaper() -> bool:
-    """Adopt orphaned descendants (Linux); True when it worked."""
-    return _prctl is not None and _prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+def become_subreaper(on: bool = True) -> bool:
+    """Adopt orphaned descendants, or stop (Linux); True when it worked."""
+    return _prctl is not None and _prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) == 0
 
 
 def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> None:

@@ -14,7 +14,8 @@ from typing import Callable
 from suite.dag import ReadyQueue
 from suite.loader import Plan
 from suite.results import Outcome, Reason, Result, Status
-from suite.workers import InlineWorker, ProcessWorker, Worker
+from suite.processes import become_subreaper, children, kill_orphans
+from suite.workers import ProcessWorker, Worker
 
 
 class MultiprocessScheduler:
@@ -26,6 +27,9 @@ class MultiprocessScheduler:
         jobs: int,
         on_result: Callable[[Result], None],
         worker_class: type[Worker] = ProcessWorker,
+        on_output: Callable[[str, bytes | None], None] | None = None,
+        on_progress: Callable[["MultiprocessScheduler"], None] | None = None,
+        stderr_dir: str | None = None,
     ):
         self.plan = plan
         self.jobs = max(1, jobs)
@@ -35,6 +39,11 @@ class MultiprocessScheduler:
         # reports, so reporting never delays a worker.
         self.unpublished: list[Result] = []
         self.worker_class = worker_class
+        self.on_output = on_output
+        self.on_progress = on_progress
+        self.stderr_dir = stderr_dir
+        self.running = 0
+        self.done = 0
         self.decided: list[bool] = [False] * len(plan.testcases)
         self.outcomes: list[list[Outcome]] = [[] for _ in plan.testcases]
         self.workers: list[Worker] = []
@@ -57,10 +66,15 @@ class MultiprocessScheduler:
         self.ready = ReadyQueue(plan.graph, plan.graph.longest_paths(weights))
         # Never start more workers than there are fragments to run.
         slots = min(self.jobs, len(plan.fragments)) or 0
-        if self.worker_class is InlineWorker:
-            slots = min(slots, 1)
+        if self.worker_class.max_slots is not None:
+            slots = min(slots, self.worker_class.max_slots)
+        hook = self._output if self.on_output is not None else None
+        # While the run lasts, this process adopts orphans too: commands of a
+        # worker that died are reparented here and swept at the end.
+        self.children_before = frozenset(children())
+        subreaper = become_subreaper()
         try:
-            self.workers = [self.worker_class(slot) for slot in range(1, slots + 1)]
+            self.workers = [self.worker_class(slot, hook, self.stderr_dir) for slot in range(1, slots + 1)]
             self._loop()
         except KeyboardInterrupt:
             self.interrupted = True
@@ -71,6 +85,9 @@ class MultiprocessScheduler:
                 worker.release()
             for worker in self.workers:
                 worker.stop()
+            if subreaper:
+                kill_orphans(adopted_since=self.children_before)
+                become_subreaper(False)
             self._publish()
         self._settle()
         self._publish()
@@ -95,9 +112,13 @@ class MultiprocessScheduler:
             self._publish()
             if not running:
                 return
+            self.running = running
+            if self.on_progress is not None:
+                self.on_progress(self)
             events = self._wait()
             for job, outcome in events:
                 running -= 1
+                self.done += 1
                 self._finished(job, outcome)
             if events:
                 idle = [w for w in self.workers if not w.busy]
@@ -239,6 +260,16 @@ class MultiprocessScheduler:
                         Outcome(Status.ERROR, Reason.INTERRUPTED, "interrupted while running", slot=worker.slot)
                     )
                     self._decide(number, self._result(number))
+
+    def kill_now(self) -> None:
+        """A second Ctrl-C: no grace. Workers and every process below this
+        one are killed at once; what finished is still reported."""
+        for worker in self.workers:
+            worker.kill()
+        kill_orphans(adopted_since=getattr(self, "children_before", frozenset()))
+
+    def _output(self, job: int, data: bytes) -> None:
+        self.on_output(self.plan.fragments[job].testcase, data)
 
     def _settle(self) -> None:
         """Give every testcase still undecided a result, so none is lost."""

@@ -7,12 +7,14 @@ slot runs. A worker is driven through four calls: ``submit`` a fragment,
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import multiprocessing
 import os
 import signal
 import time
 from abc import ABC, abstractmethod
+from typing import Callable
 
 from drivers.api import Fragment
 from suite.execution import KILL_GRACE, adopt_orphans, execute, kill_active
@@ -24,13 +26,22 @@ from suite.results import Outcome, Reason, Status
 WATCHDOG_MARGIN = 30.0
 
 Event = tuple[int, Outcome]
+# Called with (job, bytes) as a running fragment prints (--tee).
+OutputHook = Callable[[int, bytes], None]
+# How much of a dead worker's stderr its fragment's result quotes.
+LAST_WORDS = 4096
 
 
 class Worker(ABC):
     """Runs fragments for one slot, one at a time."""
 
-    def __init__(self, slot: int):
+    # How many slots this kind of worker can fill at once.
+    max_slots: int | None = None
+
+    def __init__(self, slot: int, on_output: OutputHook | None = None, stderr_dir: str | None = None):
         self.slot = slot
+        self.on_output = on_output
+        self.stderr_dir = stderr_dir
         self.job: int | None = None  # the fragment in flight, if any
         self.deadline: float | None = None
         # Bumped when the worker is replaced: its new descriptors may reuse
@@ -71,6 +82,9 @@ class Worker(ABC):
     def interrupt(self) -> None:
         """Stop the fragment in flight (its commands get SIGTERM, then SIGKILL)."""
 
+    def kill(self) -> None:
+        """Stop at once, without grace."""
+
     def _finish(self) -> int:
         job, self.job, self.deadline = self.job, None, None
         return job
@@ -79,15 +93,19 @@ class Worker(ABC):
 class InlineWorker(Worker):
     """Runs each fragment in the main process, so a debugger can follow it."""
 
-    def __init__(self, slot: int):
-        super().__init__(slot)
+    max_slots = 1
+
+    def __init__(self, slot: int, on_output: OutputHook | None = None, stderr_dir: str | None = None):
+        super().__init__(slot, on_output, stderr_dir)
         self.pending: list[Event] = []
         # Orphans of commands are killed after each; children this process
         # already had (a host program's own) are left alone.
         adopt_orphans(keep=frozenset(descendants()))
 
     def _send(self, job: int, fragment: Fragment) -> None:
-        self.pending.append((job, execute(fragment, self.slot)))
+        hook = self.on_output
+        tee = (lambda data: hook(job, data)) if hook is not None else None
+        self.pending.append((job, execute(fragment, self.slot, tee)))
 
     def events(self) -> list[Event]:
         if not self.pending:
@@ -108,8 +126,9 @@ class ProcessWorker(Worker):
 
     _context = multiprocessing.get_context("fork")
 
-    def __init__(self, slot: int):
-        super().__init__(slot)
+    def __init__(self, slot: int, on_output: OutputHook | None = None, stderr_dir: str | None = None):
+        super().__init__(slot, on_output, stderr_dir)
+        self.stderr_path = os.path.join(stderr_dir, f"worker-{slot}.stderr") if stderr_dir else None
         self.process = None
         self.conn = None
         self.expired = False
@@ -120,7 +139,10 @@ class ProcessWorker(Worker):
         self.released = False
         parent, child = self._context.Pipe()
         self.process = self._context.Process(
-            target=_serve, args=(child, self.slot, os.getpid()), name=f"run-testsuite-slot-{self.slot}", daemon=True
+            target=_serve,
+            args=(child, self.slot, os.getpid(), self.stderr_path, self.on_output is not None),
+            name=f"run-testsuite-slot-{self.slot}",
+            daemon=True,
         )
         self.process.start()
         child.close()
@@ -134,10 +156,13 @@ class ProcessWorker(Worker):
 
     def events(self) -> list[Event]:
         try:
-            if self.conn.poll():
-                job, outcome = self.conn.recv()
+            while self.conn.poll():
+                kind, job, payload = self.conn.recv()
+                if kind == "out":
+                    self.on_output(job, payload)
+                    continue
                 self._finish()
-                return [(job, outcome)]
+                return [(job, payload)]
         except (EOFError, OSError):
             pass
         if self.process.is_alive():
@@ -155,12 +180,31 @@ class ProcessWorker(Worker):
             message = f"the worker process died from signal {signal.Signals(-code).name}"
         else:
             message = f"the worker process exited unexpectedly with status {code}"
+        last_words = self._last_words()
+        if last_words:
+            # The message stays one line; the whole of them is the output.
+            message += f" (its last words: {last_words.splitlines()[-1][:200]})"
         events = []
         if self.job is not None:
-            events.append((self._finish(), Outcome(Status.ERROR, Reason.CRASH, message, slot=self.slot)))
+            crash = Outcome(Status.ERROR, Reason.CRASH, message, slot=self.slot, output=last_words)
+            events.append((self._finish(), crash))
         self.expired = False
         self._spawn()
         return events
+
+    def _last_words(self) -> str:
+        """The end of what the dead worker wrote to stderr (a Python fatal
+        error, a traceback), and a fresh file for the next one."""
+        if not self.stderr_path:
+            return ""
+        try:
+            with open(self.stderr_path, "rb") as handle:
+                handle.seek(max(0, os.fstat(handle.fileno()).st_size - LAST_WORDS))
+                words = handle.read().decode("utf-8", "replace").strip()
+            os.unlink(self.stderr_path)
+        except OSError:
+            return ""
+        return words
 
     def expire(self) -> list[Event]:
         self.expired = True
@@ -171,6 +215,10 @@ class ProcessWorker(Worker):
     def interrupt(self) -> None:
         if self.process.is_alive():
             os.kill(self.process.pid, signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
 
     def release(self) -> None:
         if not self.released:
@@ -187,10 +235,20 @@ class ProcessWorker(Worker):
             self.process.kill()
             self.process.join()
         self.conn.close()
+        # A worker that said nothing leaves no file behind.
+        if self.stderr_path and os.path.exists(self.stderr_path) and not os.path.getsize(self.stderr_path):
+            os.unlink(self.stderr_path)
 
 
-def _serve(conn, slot: int, parent: int) -> None:
+def _serve(conn, slot: int, parent: int, stderr_path: str | None, tee: bool) -> None:
     """A worker process's life: run fragments until told to stop."""
+    if stderr_path:
+        # What a dying worker says (a fatal error, a traceback) goes to a
+        # file the main process quotes in the fragment's CRASH result.
+        fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 2)
+        os.close(fd)
+        faulthandler.enable()
     # Ctrl-C reaches the whole foreground process group; the main process
     # decides what happens, and tells workers with SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -208,9 +266,10 @@ def _serve(conn, slot: int, parent: int) -> None:
         if message is None:
             return
         job, fragment = message
-        outcome = execute(fragment, slot)
+        on_output = (lambda data, job=job: conn.send(("out", job, data))) if tee else None
+        outcome = execute(fragment, slot, on_output)
         try:
-            conn.send((job, outcome))
+            conn.send(("done", job, outcome))
         except (BrokenPipeError, OSError):
             return
 

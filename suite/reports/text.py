@@ -40,9 +40,11 @@ def use_colour(stream: TextIO) -> bool:
 
 
 class TextReport:
-    def __init__(self, stream: TextIO = sys.stdout, verbose: bool = False):
+    def __init__(self, stream: TextIO = sys.stdout, verbose: bool = False, quiet: bool = False):
         self.stream = stream
         self.verbose = verbose
+        self.quiet = quiet
+        self.before_write = None  # e.g. clear a live status line first
         self.colour = use_colour(stream)
         self.notable: list[Result] = []
 
@@ -54,6 +56,10 @@ class TextReport:
             return
         if result.status in (Status.FAIL, Status.ERROR, Status.XPASS):
             self.notable.append(result)
+        if self.quiet:
+            return
+        if self.before_write is not None:
+            self.before_write()
         reason = f" [{result.reason.value}]" if result.reason else ""
         first = result.message.split("\n", 1)[0]
         line = f"{self.paint(result.status, f'{result.status.value:<5}')} {result.name}{reason}"
@@ -64,7 +70,7 @@ class TextReport:
 
     def summary(self, counts: dict[str, int], wall: float, output_dir: str) -> None:
         write = self.stream.write
-        for result in self.notable[:DETAILS_MAX]:
+        for result in [] if self.quiet else self.notable[:DETAILS_MAX]:
             write("\n" + self.paint(result.status, f"---- {result.status.value} {result.name}") + "\n")
             if result.message:
                 write(result.message.rstrip("\n") + "\n")
@@ -82,7 +88,7 @@ class TextReport:
                     write(f"  [... {len(lines) - TAIL_LINES} earlier lines; full output in the result file ...]\n")
                 for line in lines[-TAIL_LINES:]:
                     write(f"  | {line}\n")
-        if len(self.notable) > DETAILS_MAX:
+        if len(self.notable) > DETAILS_MAX and not self.quiet:
             write(f"\n[{len(self.notable) - DETAILS_MAX} more failures: see {output_dir}]\n")
         parts = []
         for status in Status:
