@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from typing import TextIO
 
+from suite.reports.text import WORDS
 from suite.results import Result, Status
 
 STATUS_FILE = "status.json"
@@ -111,7 +112,7 @@ class StatusLine:
         parts = [f"[{progress.done}/{progress.total}]"]
         for status in Status:
             if counts.get(status.value):
-                parts.append(f"{counts[status.value]} {status.value.lower()}")
+                parts.append(f"{counts[status.value]} {WORDS[status]}")
         eta = progress.eta()
         if eta is not None:
             parts.append(f"ETA {eta:.0f}s")
