@@ -51,6 +51,9 @@ class Fragment:
     # Files of the testcase directory, relative to it, that are not copied
     # into the work directory: the framework's (spec, baseline), not the test's.
     private_files: tuple[str, ...] = ()
+    # Resources from the suite's pools held while it runs, e.g. {"boards": 1};
+    # the scheduler hands them out and names them in RESOURCE_<POOL>.
+    resources: dict[str, int] = field(default_factory=dict)
 
     @property
     def log_path(self) -> str:

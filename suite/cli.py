@@ -26,6 +26,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-t", "--timeout", type=_positive_float, help="default timeout in seconds for each command (default: 300)")
     p.add_argument("--no-multiprocessing", action="store_true", help="run fragments one at a time in this process, so a debugger can follow them")
     p.add_argument("--list", action="store_true", help="print the selected testcases and exit")
+    p.add_argument("--max-failures", type=_positive_int, metavar="N", help="start nothing new once N testcases FAILed or ERRORed; the rest are SKIP")
+    p.add_argument("-x", "--fail-fast", action="store_true", help="stop at the first failure, running fragments too")
+    p.add_argument("--failed", action="store_true", help="run only what did not pass last time (and what it depends on)")
+    p.add_argument("--incremental", action="store_true", help="do not run testcases whose key (spec, files, dependencies) passed before; report them as passed from cache")
+    p.add_argument("--cpus-per-slot", type=_positive_int, metavar="K", help="pin each slot, its worker and commands, to its own K CPUs (SLOT_CPUS)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every result, passing ones too")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
     p.add_argument("--tee", action="store_true", help="show the output of running fragments live, each line prefixed with [testcase]")
@@ -76,8 +81,13 @@ def _main(argv: list[str] | None) -> int:
 
     output_dir = os.path.abspath(args.output_dir)
     work_dir = os.path.abspath(args.work_dir) if args.work_dir else os.path.join(output_dir, "new", "work")
+    history = _read_history(output_dir)
     try:
-        plan = build_plan(args.root, args.names, output_dir, work_dir, args.timeout)
+        plan = build_plan(
+            args.root, args.names, output_dir, work_dir, args.timeout,
+            history=history, failed_only=args.failed, incremental=args.incremental,
+        )
+        slot_cpus = _slot_cpus(args, plan.suite.cpus_per_slot)
     except UsageError as exc:
         print(f"run-testsuite: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -90,15 +100,46 @@ def _main(argv: list[str] | None) -> int:
                 extra += f"  ({planned.result.status.value}: {planned.result.message.splitlines()[0]})"
             print(f"{planned.name}{extra}")
         return EXIT_OK
-    return run(plan, args, argv, output_dir, work_dir)
+    return run(plan, args, argv, output_dir, work_dir, history, slot_cpus)
 
 
-def run(plan, args, argv: list[str], output_dir: str, work_dir: str) -> int:
+def _read_history(output_dir: str):
+    """What earlier runs in this output directory recorded, if any."""
+    from suite.history import HISTORY_FILE, History
+
+    path = os.path.join(output_dir, HISTORY_FILE)
+    if not os.path.exists(path):
+        return None
+    history = History(path)
+    try:
+        return history.view()
+    finally:
+        history.close()
+
+
+def _slot_cpus(args, suite_default: int | None) -> dict[int, list[int]]:
+    """Disjoint CPU sets, one per slot, for --cpus-per-slot."""
+    from suite.loader import UsageError
+
+    per_slot = args.cpus_per_slot or suite_default
+    if not per_slot:
+        return {}
+    cpus = sorted(os.sched_getaffinity(0))
+    sets = len(cpus) // per_slot
+    if args.jobs > sets:
+        raise UsageError(
+            f"-j {args.jobs} slots with {per_slot} CPU{'s' if per_slot > 1 else ''} each need "
+            f"{args.jobs * per_slot} CPUs; this process may use {len(cpus)} ({','.join(map(str, cpus))})"
+        )
+    return {slot: cpus[(slot - 1) * per_slot : slot * per_slot] for slot in range(1, args.jobs + 1)}
+
+
+def run(plan, args, argv: list[str], output_dir: str, work_dir: str, history, slot_cpus) -> int:
     from suite.index import ReportIndex, finish_rotation, rotate, run_metadata
     from suite.reports.progress import Progress, StatusLine, expected_durations, live_display_wanted
     from suite.reports.tee import Tee
     from suite.reports.text import TextReport
-    from suite.scheduler import MultiprocessScheduler
+    from suite.scheduler import MultiprocessScheduler, Policy
     from suite.workers import InlineWorker, ProcessWorker
 
     began = time.monotonic()
@@ -117,7 +158,10 @@ def run(plan, args, argv: list[str], output_dir: str, work_dir: str) -> int:
         text.before_write = line.clear
     tee = Tee(sys.stdout, before_write=line.clear if line else None) if args.tee else None
 
+    results = []
+
     def on_result(result) -> None:
+        results.append(result)
         index.add(result, safe_names[result.name])
         progress.result(result)
         if tee is not None:
@@ -136,6 +180,13 @@ def run(plan, args, argv: list[str], output_dir: str, work_dir: str) -> int:
         on_output=tee.feed if tee is not None else None,
         on_progress=on_progress,
         stderr_dir=new_dir,
+        policy=Policy(
+            max_failures=1 if args.fail_fast else (args.max_failures or 0),
+            fail_fast=args.fail_fast,
+            durations=history.durations if history else {},
+            failed_last_time={n for n in history.latest if history.failed_last_time(n)} if history else set(),
+        ),
+        slot_cpus=slot_cpus,
     )
     interrupts = Interrupts(scheduler)
     with interrupts:
@@ -144,12 +195,31 @@ def run(plan, args, argv: list[str], output_dir: str, work_dir: str) -> int:
         line.clear()
     final = index.finish(interrupted=scheduler.interrupted)
     progress.write(complete=True)
+    _record_history(output_dir, index.started, argv, plan, scheduler, results, final["counts"])
     text.summary(final["counts"], time.monotonic() - began, output_dir)
     finish_rotation()
     if scheduler.interrupted:
         return 128 + (interrupts.signum or signal.SIGINT)
     failed = final["counts"]["FAIL"] + final["counts"]["ERROR"]
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _record_history(output_dir, start, argv, plan, scheduler, results, counts) -> None:
+    from suite.history import HISTORY_FILE, History
+
+    keys = {planned.name: planned.key for planned in plan.testcases}
+    fragments = []
+    for planned, outcomes in zip(plan.testcases, scheduler.outcomes):
+        for number, outcome in zip(planned.fragments, outcomes):
+            fragments.append((planned.name, plan.fragments[number].name, outcome.status.value, outcome.duration))
+    try:
+        history = History(os.path.join(output_dir, HISTORY_FILE))
+        try:
+            history.record(start, ["run-testsuite", *argv], results, keys, fragments, counts)
+        finally:
+            history.close()
+    except Exception as exc:  # history is a help, never a reason to fail a run
+        print(f"run-testsuite: warning: could not record history: {exc}", file=sys.stderr)
 
 
 class Interrupts:

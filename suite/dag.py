@@ -74,6 +74,10 @@ class ReadyQueue:
     def pop(self) -> int:
         return heapq.heappop(self.heap)[1]
 
+    def push(self, node: int) -> None:
+        """Put back a node that was popped but could not start yet."""
+        heapq.heappush(self.heap, (-self.priority[node], node))
+
     def done(self, node: int) -> None:
         """Mark ``node`` finished: successors with no other wait become ready."""
         for succ in self.graph.succs[node]:

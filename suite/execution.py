@@ -38,6 +38,18 @@ SWEEP_ORPHANS = False
 _keep: frozenset[int] = frozenset()
 
 
+_slot_cpus: str | None = None
+
+
+def pin_to(cpus: list[int] | None) -> None:
+    """Pin this process (and the commands it starts) to ``cpus``; they see
+    the list in SLOT_CPUS."""
+    global _slot_cpus
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    _slot_cpus = ",".join(map(str, cpus)) if cpus else None
+
+
 def adopt_orphans(keep: frozenset[int] = frozenset()) -> None:
     """Make this process reap what its commands leave behind."""
     global SWEEP_ORPHANS, _keep
@@ -54,6 +66,8 @@ class RunContext:
         self.records: list[CommandRecord] = []
         self.env = {**_base_environment(), **fragment.env}
         self.env["SLOT"] = str(slot)
+        if _slot_cpus:
+            self.env["SLOT_CPUS"] = _slot_cpus
         self.work_dir = fragment.work_dir
         self.capture = OutputCapture(fragment.log_path, fragment.keep_log, on_output)
 
@@ -281,7 +295,7 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-def prepare_work_dir(source: str, target: str, private: tuple[str, ...] = ()) -> None:
+def prepare_work_dir(source: str | None, target: str, private: tuple[str, ...] = ()) -> None:
     """Make ``target`` a fresh copy of the testcase directory ``source``.
 
     Left out: the framework's own files (``private``: the spec, a baseline),
@@ -299,6 +313,8 @@ def prepare_work_dir(source: str, target: str, private: tuple[str, ...] = ()) ->
         os.mkdir(target)
     except FileNotFoundError:  # names with '/' or a work root not made yet
         os.makedirs(target)
+    if source is None:
+        return
     skip = {os.path.join(source, name) for name in private}
     _copy_entries(source, target, source, os.path.realpath(target), skip)
 
@@ -346,9 +362,12 @@ def execute(fragment: Fragment, slot: int, on_output=None) -> Outcome:
     ctx = None
     try:
         if fragment.prepare:
-            if not os.path.isdir(fragment.source_dir):
+            if not fragment.source_dir:  # a set-up: a fresh, empty directory
+                prepare_work_dir(None, fragment.work_dir)
+            elif not os.path.isdir(fragment.source_dir):
                 raise FileNotFoundError(f"testcase directory {fragment.source_dir} is not visible here")
-            prepare_work_dir(fragment.source_dir, fragment.work_dir, fragment.private_files)
+            else:
+                prepare_work_dir(fragment.source_dir, fragment.work_dir, fragment.private_files)
         ctx = RunContext(fragment, slot, on_output)
         driver = load_reference(fragment.driver)()
         outcome = driver.run(fragment, ctx)

@@ -14,14 +14,18 @@ import traceback
 from dataclasses import dataclass, field
 
 import drivers
-from drivers.api import Driver, Fragment, Testcase
+from drivers.api import Command, Driver, Fragment, Testcase
 from suite import spec as specs
 from suite.dag import Graph
 from suite.discovery import SUITE_FILE, Found, discover
+from suite.history import HistoryView
+from suite.keys import digest_tree, make_key
 from suite.spec_cache import SpecCache, stamp
 from suite.results import Reason, Result, Status
 
 DEFAULT_TIMEOUT = 300.0
+# Set-up fragments appear in results under this prefix: "setup:build".
+SETUP_PREFIX = "setup:"
 
 
 class UsageError(Exception):
@@ -40,8 +44,17 @@ class Planned:
     driver: str = ""
     tags: list[str] = field(default_factory=list)
     depends: list[str] = field(default_factory=list)
+    needs: list[str] = field(default_factory=list)  # set-up fragments from suite.yaml
     fragments: list[int] = field(default_factory=list)
     result: Result | None = None  # decided before anything runs
+    kind: str = "testcase"  # or "setup"
+    spec: dict = field(default_factory=dict)  # merged, for the key
+    key: str | None = None  # for history and --incremental
+
+    @property
+    def upstream(self) -> list[str]:
+        """Names of what must pass first: dependencies and set-ups."""
+        return [*self.depends, *(SETUP_PREFIX + n for n in self.needs)]
 
 
 @dataclass
@@ -64,7 +77,14 @@ def load_suite_config(root: str) -> specs.SuiteConfig:
         return specs.SuiteConfig(root, name, {}, {})
     data = specs.load_and_validate(path, "suite")
     return specs.SuiteConfig(
-        root, data.get("name", name), data.get("defaults", {}), data.get("drivers", {}), path
+        root,
+        data.get("name", name),
+        data.get("defaults", {}),
+        data.get("drivers", {}),
+        path,
+        setup=data.get("setup", {}),
+        resources=data.get("resources", {}),
+        cpus_per_slot=data.get("cpus_per_slot"),
     )
 
 
@@ -100,6 +120,9 @@ def build_plan(
     output_dir: str,
     work_dir: str,
     default_timeout: float | None = None,
+    history: HistoryView | None = None,
+    failed_only: bool = False,
+    incremental: bool = False,
 ) -> Plan:
     root = os.path.abspath(root)
     if not os.path.isdir(root):
@@ -114,6 +137,8 @@ def build_plan(
 
     # Load the selection, then whatever it depends on, transitively.
     queue = list(select(found, patterns))
+    if failed_only:
+        queue = [item for item in queue if history is not None and history.did_not_pass(item.name)]
     index: dict[str, int] = {}
     for item in queue:  # grows as dependencies are discovered
         if item.name in index:
@@ -123,6 +148,10 @@ def build_plan(
         for dep in planned.depends:
             if dep in by_name and dep not in index:
                 queue.append(by_name[dep])
+    builder.compute_keys(index)
+    if incremental and history is not None:
+        builder.use_cache(history)
+    builder.add_setups(index)
     builder.link(index)
     return builder.plan()
 
@@ -140,6 +169,9 @@ class _Builder:
         self.safe_names: set[str] = set()
         self.log_root = os.path.join(output_dir, "new", "logs")
         self.cache = SpecCache(output_dir)
+        # Set-ups' file names are reserved first, so testcases can be told
+        # where each set-up's directory will be before it is planned.
+        self.setup_safe = {name: self._safe(SETUP_PREFIX + name) for name in suite.setup}
 
     def load(self, item: Found) -> Planned:
         planned = Planned(item.name, item.spec_file, item.directory, self._safe(item.name))
@@ -156,12 +188,18 @@ class _Builder:
             planned.driver = merged.get("driver", "shell")
             planned.tags = list(merged.get("tags", []))
             planned.depends = list(merged.get("depends", []))
+            planned.needs = list(merged.get("needs", []))
+            planned.spec = merged
             driver = self._driver(planned.driver, item.spec_file)
             test = self._testcase(planned, merged)
             self._check_options(driver, test)
+            resources = self._check_resources(merged.get("resources", {}), item.spec_file)
             fragments = driver.fragments(test)
             if not fragments or not all(isinstance(f, Fragment) for f in fragments):
                 raise TypeError(f"{type(driver).__name__}.fragments() must return a non-empty list of Fragment")
+            for fragment in fragments:
+                for pool, count in resources.items():
+                    fragment.resources.setdefault(pool, count)
         except specs.SpecError as exc:
             planned.result = self._early(planned, Status.ERROR, Reason.SPEC, exc.render())
             return planned
@@ -209,6 +247,9 @@ class _Builder:
         env["TEST_WORK_DIR"] = work_dir
         env["TEST_SOURCE_DIR"] = planned.source_dir
         env["TEST_SUITE_ROOT"] = self.suite.root
+        for name in merged.get("needs", []):
+            if name in self.setup_safe:
+                env[setup_env_name(name)] = os.path.join(self.work_dir, self.setup_safe[name])
         return Testcase(
             name=planned.name,
             source_dir=planned.source_dir,
@@ -236,6 +277,110 @@ class _Builder:
             ]
             raise specs.SpecError(test.spec_file, problems)
 
+    def _check_resources(self, asked: dict, spec_file: str, at: list | None = None) -> dict:
+        """Resources must come from a declared pool, and fit in it."""
+        for pool, count in asked.items():
+            where = [*(at or []), "resources", pool]
+            if pool not in self.suite.resources:
+                known = ", ".join(sorted(self.suite.resources)) or "none declared in suite.yaml"
+                line, col = specs.key_position(spec_file, where)
+                raise specs.SpecError(spec_file, [(line, col, f"unknown resource pool '{pool}' (pools: {known})")])
+            size = len(self.suite.pool(pool))
+            if count > size:
+                line, col = specs.key_position(spec_file, where)
+                raise specs.SpecError(
+                    spec_file, [(line, col, f"asks for {count} of '{pool}' but the pool has only {size}")]
+                )
+        return dict(asked)
+
+    def compute_keys(self, index: dict[str, int]) -> None:
+        """Each testcase's key, from its spec, files and upstream keys."""
+        setup_keys = {
+            SETUP_PREFIX + name: make_key(spec, "setup", None, [])
+            for name, spec in self.suite.setup.items()
+        }
+        done: dict[int, str | None] = {}
+
+        def key_of(number: int, seen: frozenset) -> str | None:
+            if number in done:
+                return done[number]
+            planned = self.testcases[number]
+            if number in seen or not planned.spec:
+                return None  # a cycle, or a spec that did not load
+            upstream = []
+            for name in planned.upstream:
+                if name in setup_keys:
+                    upstream.append(setup_keys[name])
+                elif name in index:
+                    key = key_of(index[name], seen | {number})
+                    if key is None:
+                        done[number] = None
+                        return None
+                    upstream.append(key)
+            key = make_key(planned.spec, planned.driver, digest_tree(planned.source_dir), upstream)
+            done[number] = planned.key = key
+            return key
+
+        for number in range(len(self.testcases)):
+            key_of(number, frozenset())
+
+    def use_cache(self, history: HistoryView) -> None:
+        """--incremental: a testcase whose key passed before is not run."""
+        for planned in self.testcases:
+            if planned.result is None and planned.key and planned.key in history.passed_keys:
+                run = history.passed_keys[planned.key]
+                planned.result = self._early(
+                    planned, Status.PASS, Reason.CACHED,
+                    f"passed in run {run} with the same key; not run again (--incremental)",
+                )
+                planned.result.cached = True
+
+    def add_setups(self, index: dict[str, int]) -> None:
+        """Plan each set-up that a testcase still to run needs, transitively."""
+        wanted = [n for p in self.testcases if p.result is None for n in p.needs]
+        for name in wanted:  # grows with set-ups' own needs
+            full = SETUP_PREFIX + name
+            if full in index or name not in self.suite.setup:
+                continue
+            index[full] = len(self.testcases)
+            planned = self._load_setup(name)
+            wanted.extend(planned.needs)
+
+    def _load_setup(self, name: str) -> Planned:
+        spec = self.suite.setup[name]
+        safe = self.setup_safe[name]
+        planned = Planned(
+            SETUP_PREFIX + name, self.suite.path or "", "", safe,
+            description=spec.get("description", ""), driver="shell",
+            needs=list(spec.get("needs", [])), kind="setup", spec=spec,
+        )
+        planned.key = make_key(spec, "setup", None, [])
+        self.testcases.append(planned)
+        work_dir = os.path.join(self.work_dir, safe)
+        env = {key: _env_value(value) for key, value in self.suite.defaults.get("env", {}).items()}
+        env.update({key: _env_value(value) for key, value in spec.get("env", {}).items()})
+        env.update(TEST_NAME=planned.name, TEST_WORK_DIR=work_dir, SETUP_DIR=work_dir, TEST_SUITE_ROOT=self.suite.root)
+        for needed in planned.needs:
+            if needed in self.setup_safe:
+                env[setup_env_name(needed)] = os.path.join(self.work_dir, self.setup_safe[needed])
+        try:
+            resources = self._check_resources(spec.get("resources", {}), planned.spec_file, ["setup", name])
+        except specs.SpecError as exc:
+            planned.result = self._early(planned, Status.ERROR, Reason.SPEC, exc.render())
+            return planned
+        timeout = float(spec.get("timeout", self.suite.defaults.get("timeout", self.timeout)))
+        cmd = spec["cmd"] if isinstance(spec["cmd"], str) else [str(p) for p in spec["cmd"]]
+        fragment = Fragment(
+            testcase=planned.name, name="setup", driver=drivers.BUILTIN["shell"],
+            commands=[Command(cmd, 0, timeout, "setup")], env=env, source_dir="",
+            work_dir=work_dir, log_stem=os.path.join(self.log_root, safe),
+            prepare=True, final=True, resources=resources,
+        )
+        planned.fragments.append(len(self.fragments))
+        self.fragments.append(fragment)
+        self.owner.append(len(self.testcases) - 1)
+        return planned
+
     def _safe(self, name: str) -> str:
         """A file name for the testcase's result, logs and work directory."""
         base = re.sub(r"[^A-Za-z0-9._-]", "_", name.replace("/", "__")) or "_"
@@ -248,6 +393,7 @@ class _Builder:
 
     def _early(self, planned: Planned, status: Status, reason: Reason, message: str) -> Result:
         return Result(
+            kind=planned.kind,
             name=planned.name,
             status=status,
             reason=reason,
@@ -271,15 +417,19 @@ class _Builder:
             if planned.result is not None:
                 continue
             unknown = [d for d in planned.depends if d not in index]
-            if unknown:
-                line, col = specs.key_position(planned.spec_file, ["depends"])
-                names = ", ".join(repr(d) for d in unknown)
+            missing = [n for n in planned.needs if n not in self.suite.setup]
+            if unknown or missing:
+                key, what, names = ("depends", "testcase", unknown) if unknown else ("needs", "set-up", missing)
+                at = ["setup", planned.name[len(SETUP_PREFIX):], key] if planned.kind == "setup" else [key]
+                line, col = specs.key_position(planned.spec_file, at)
+                listed = ", ".join(repr(d) for d in names)
+                hint = "" if unknown else f" (suite.yaml declares: {', '.join(sorted(self.suite.setup)) or 'none'})"
                 planned.result = self._early(
                     planned, Status.ERROR, Reason.SPEC,
-                    f"{planned.spec_file}:{line}:{col}: depends on unknown testcase {names}",
+                    f"{planned.spec_file}:{line}:{col}: {'depends on' if unknown else 'needs'} unknown {what} {listed}{hint}",
                 )
                 continue
-            deps_of[number] = [index[d] for d in planned.depends]
+            deps_of[number] = [index[d] for d in planned.upstream]
         for cycle in find_cycles(deps_of):
             path = cycle_path(deps_of, cycle)
             names = " -> ".join(self.testcases[n].name for n in [*path, path[0]])
@@ -294,7 +444,7 @@ class _Builder:
             for dep in deps:
                 self.dependents[dep].append(number)
                 before, after = self.testcases[dep], self.testcases[number]
-                if before.fragments and after.fragments:
+                if before.fragments and after.fragments and before.result is None:
                     self.graph.add_edge(before.fragments[-1], after.fragments[0])
 
     def plan(self) -> Plan:
@@ -368,6 +518,11 @@ def cycle_path(deps_of: list[list[int]], component: list[int]) -> list[int]:
                 came_from[succ] = node
                 queue.append(succ)
     return component  # pragma: no cover - a component always loops
+
+
+def setup_env_name(name: str) -> str:
+    """SETUP_<NAME>_DIR: where a needed set-up left its work."""
+    return "SETUP_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper() + "_DIR"
 
 
 def _env_value(value) -> str:

@@ -39,6 +39,8 @@ class Reason(str, Enum):
     DRIVER = "DRIVER"
     INTERRUPTED = "INTERRUPTED"
     CONTROL = "CONTROL"
+    MAX_FAILURES = "MAX_FAILURES"
+    CACHED = "CACHED"
 
 
 @dataclass
@@ -90,6 +92,8 @@ class Result:
     traceback: str | None = None
     attempts: int = 1
     spec_file: str | None = None
+    kind: str = "testcase"
+    cached: bool | None = None
 
     def to_json(self) -> dict:
         # Built by hand: dataclasses.asdict deep-copies recursively and cost

@@ -7,8 +7,10 @@ watchdog deadline passes. Nothing sleeps and polls.
 
 from __future__ import annotations
 
+import re
 import selectors
 import time
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from suite.dag import ReadyQueue
@@ -16,6 +18,20 @@ from suite.loader import Plan
 from suite.results import Outcome, Reason, Result, Status
 from suite.processes import become_subreaper, children, kill_orphans
 from suite.workers import ProcessWorker, Worker
+
+
+@dataclass
+class Policy:
+    """How the run is steered: failure limits and what history tells."""
+
+    max_failures: int = 0  # 0: no limit
+    fail_fast: bool = False  # also stop running fragments at the limit
+    durations: dict[tuple[str, str], float] = field(default_factory=dict)
+    failed_last_time: set[str] = field(default_factory=set)
+
+
+class _FailFast(Exception):
+    """--fail-fast: leave the loop and stop what runs."""
 
 
 class MultiprocessScheduler:
@@ -30,6 +46,8 @@ class MultiprocessScheduler:
         on_output: Callable[[str, bytes | None], None] | None = None,
         on_progress: Callable[["MultiprocessScheduler"], None] | None = None,
         stderr_dir: str | None = None,
+        policy: "Policy | None" = None,
+        slot_cpus: dict[int, list[int]] | None = None,
     ):
         self.plan = plan
         self.jobs = max(1, jobs)
@@ -42,6 +60,14 @@ class MultiprocessScheduler:
         self.on_output = on_output
         self.on_progress = on_progress
         self.stderr_dir = stderr_dir
+        self.policy = policy or Policy()
+        self.slot_cpus = slot_cpus or {}
+        self.failures = 0
+        self.stop_reason: str | None = None  # set once --max-failures is reached
+        # Resource pools: the members free right now, per pool.
+        self.free = {pool: plan.suite.pool(pool) for pool in plan.suite.resources}
+        self.held: dict[int, dict[str, list[str]]] = {}
+        self.blocked: list[int] = []  # ready, but waiting for resources
         self.running = 0
         self.done = 0
         self.decided: list[bool] = [False] * len(plan.testcases)
@@ -62,8 +88,7 @@ class MultiprocessScheduler:
             if not result.status.ran_ok:
                 self._skip_dependents(number, result)
         self._publish()
-        weights = [1.0] * len(plan.fragments)
-        self.ready = ReadyQueue(plan.graph, plan.graph.longest_paths(weights))
+        self.ready = ReadyQueue(plan.graph, self.priorities())
         # Never start more workers than there are fragments to run.
         slots = min(self.jobs, len(plan.fragments)) or 0
         if self.worker_class.max_slots is not None:
@@ -74,8 +99,13 @@ class MultiprocessScheduler:
         self.children_before = frozenset(children())
         subreaper = become_subreaper()
         try:
-            self.workers = [self.worker_class(slot, hook, self.stderr_dir) for slot in range(1, slots + 1)]
+            self.workers = [
+                self.worker_class(slot, hook, self.stderr_dir, self.slot_cpus.get(slot))
+                for slot in range(1, slots + 1)
+            ]
             self._loop()
+        except _FailFast:
+            self._interrupt(Status.SKIP, Reason.MAX_FAILURES, f"stopped: {self.stop_reason}")
         except KeyboardInterrupt:
             self.interrupted = True
             self._interrupt()
@@ -102,16 +132,22 @@ class MultiprocessScheduler:
         idle = list(reversed(self.workers))
         running = 0
         while True:
-            while idle and self.ready:
+            while idle and self.ready and self.stop_reason is None:
                 fragment = self.ready.pop()
                 if self.decided[self.plan.owner[fragment]]:
                     continue
+                spec = self._acquire(fragment)
+                if spec is None:
+                    self.blocked.append(fragment)
+                    continue
                 worker = idle.pop()
-                worker.submit(fragment, self.plan.fragments[fragment])
+                worker.submit(fragment, spec)
                 running += 1
             self._publish()
             if not running:
                 return
+            if self.stop_reason is not None and self.policy.fail_fast:
+                raise _FailFast
             self.running = running
             if self.on_progress is not None:
                 self.on_progress(self)
@@ -119,6 +155,7 @@ class MultiprocessScheduler:
             for job, outcome in events:
                 running -= 1
                 self.done += 1
+                self._release(job)
                 self._finished(job, outcome)
             if events:
                 idle = [w for w in self.workers if not w.busy]
@@ -192,6 +229,7 @@ class MultiprocessScheduler:
             )
         return Result(
             name=planned.name,
+            kind=planned.kind,
             status=last.status,
             reason=last.reason,
             message=message,
@@ -215,6 +253,11 @@ class MultiprocessScheduler:
             return
         self.decided[number] = True
         self.unpublished.append(result)
+        if result.status.is_failure:
+            self.failures += 1
+            limit = self.policy.max_failures
+            if limit and self.failures >= limit and self.stop_reason is None:
+                self.stop_reason = f"{self.failures} failure{'s' if self.failures > 1 else ''} reached --max-failures {limit}"
         if not result.status.ran_ok:
             self._skip_dependents(number, result)
 
@@ -239,9 +282,10 @@ class MultiprocessScheduler:
         planned = self.plan.testcases[number]
         return Result(
             name=planned.name,
+            kind=planned.kind,
             status=Status.SKIP,
             reason=Reason.DEPENDENCY,
-            message=f"not run: dependency '{cause.name}' did not pass ({cause.status.value})",
+            message=f"not run: {'set-up' if cause.kind == 'setup' else 'dependency'} '{cause.name}' did not pass ({cause.status.value})",
             description=planned.description,
             driver=planned.driver,
             tags=planned.tags,
@@ -249,16 +293,17 @@ class MultiprocessScheduler:
         )
 
     # -- stopping ------------------------------------------------------------
-    def _interrupt(self) -> None:
-        """Ctrl-C: stop running fragments; they and the rest are reported."""
+    def _interrupt(
+        self, status: Status = Status.ERROR, reason: Reason = Reason.INTERRUPTED, message: str = "interrupted while running"
+    ) -> None:
+        """Ctrl-C or --fail-fast: stop running fragments; they and the rest
+        are reported."""
         for worker in self.workers:
             if worker.busy:
                 number = self.plan.owner[worker.job]
                 worker.interrupt()
                 if not self.decided[number]:
-                    self.outcomes[number].append(
-                        Outcome(Status.ERROR, Reason.INTERRUPTED, "interrupted while running", slot=worker.slot)
-                    )
+                    self.outcomes[number].append(Outcome(status, reason, message, slot=worker.slot))
                     self._decide(number, self._result(number))
 
     def kill_now(self) -> None:
@@ -267,6 +312,54 @@ class MultiprocessScheduler:
         for worker in self.workers:
             worker.kill()
         kill_orphans(adopted_since=getattr(self, "children_before", frozenset()))
+
+    # -- priorities and resources ------------------------------------------
+    def priorities(self) -> list[float]:
+        """Critical-path priority of each fragment: the longest chain of
+        expected durations from it to the end of the graph. Durations come
+        from history; a fragment never timed counts as the median of those
+        that were (or 1 s). What failed last time goes first, so a re-run
+        answers the open question soonest."""
+        known = self.policy.durations
+        values = sorted(known.values())
+        estimate = values[len(values) // 2] if values else 1.0
+        fragments = self.plan.fragments
+        weights = [known.get((f.testcase, f.name), estimate) for f in fragments]
+        longest = self.plan.graph.longest_paths(weights)
+        failed = self.policy.failed_last_time
+        if failed:
+            bonus = (sum(weights) or 1.0) * 2
+            for number, fragment in enumerate(fragments):
+                if fragment.testcase in failed:
+                    longest[number] += bonus
+        return longest
+
+    def _acquire(self, fragment: int):
+        """The fragment to send, with its resources taken, or None when they
+        are not all free now."""
+        spec = self.plan.fragments[fragment]
+        if not spec.resources:
+            return spec
+        free = self.free
+        if any(len(free[pool]) < count for pool, count in spec.resources.items()):
+            return None
+        taken = {pool: [free[pool].pop(0) for _ in range(count)] for pool, count in spec.resources.items()}
+        self.held[fragment] = taken
+        env = dict(spec.env)
+        for pool, members in taken.items():
+            env["RESOURCE_" + re.sub(r"[^A-Za-z0-9]", "_", pool).upper()] = ",".join(members)
+        return replace(spec, env=env)
+
+    def _release(self, fragment: int) -> None:
+        taken = self.held.pop(fragment, None)
+        if not taken:
+            return
+        for pool, members in taken.items():
+            self.free[pool].extend(members)
+        # Whatever waited for resources may start now; the queue re-orders it.
+        for waiting in self.blocked:
+            self.ready.push(waiting)
+        self.blocked.clear()
 
     def _output(self, job: int, data: bytes) -> None:
         self.on_output(self.plan.fragments[job].testcase, data)
@@ -278,12 +371,14 @@ class MultiprocessScheduler:
                 continue
             if self.interrupted:
                 status, reason, message = Status.SKIP, Reason.INTERRUPTED, "not run: the run was interrupted"
+            elif self.stop_reason is not None:
+                status, reason, message = Status.SKIP, Reason.MAX_FAILURES, f"not run: {self.stop_reason}"
             else:  # pragma: no cover - would be a scheduler bug
                 status, reason, message = Status.ERROR, Reason.CRASH, "never became ready to run"
             self._decide(
                 number,
                 Result(
-                    name=planned.name, status=status, reason=reason, message=message,
+                    name=planned.name, kind=planned.kind, status=status, reason=reason, message=message,
                     description=planned.description, driver=planned.driver,
                     tags=planned.tags, spec_file=planned.spec_file,
                 ),

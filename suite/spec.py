@@ -9,7 +9,7 @@ column of the offending value.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -255,3 +255,13 @@ class SuiteConfig:
     defaults: dict
     drivers: dict
     path: str | None = None
+    setup: dict = field(default_factory=dict)
+    resources: dict = field(default_factory=dict)
+    cpus_per_slot: int | None = None
+
+    def pool(self, name: str) -> list[str]:
+        """The members of a resource pool: its names, or numbered ones."""
+        members = self.resources[name]
+        if isinstance(members, int):
+            return [f"{name}-{number}" for number in range(1, members + 1)]
+        return list(members)

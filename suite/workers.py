@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from typing import Callable
 
 from drivers.api import Fragment
-from suite.execution import KILL_GRACE, adopt_orphans, execute, kill_active
+from suite.execution import KILL_GRACE, adopt_orphans, execute, kill_active, pin_to
 from suite.processes import descendants, die_with_parent
 from suite.results import Outcome, Reason, Status
 
@@ -38,10 +38,17 @@ class Worker(ABC):
     # How many slots this kind of worker can fill at once.
     max_slots: int | None = None
 
-    def __init__(self, slot: int, on_output: OutputHook | None = None, stderr_dir: str | None = None):
+    def __init__(
+        self,
+        slot: int,
+        on_output: OutputHook | None = None,
+        stderr_dir: str | None = None,
+        cpus: list[int] | None = None,
+    ):
         self.slot = slot
         self.on_output = on_output
         self.stderr_dir = stderr_dir
+        self.cpus = cpus  # pinned to these CPUs, with its commands
         self.job: int | None = None  # the fragment in flight, if any
         self.deadline: float | None = None
         # Bumped when the worker is replaced: its new descriptors may reuse
@@ -95,9 +102,13 @@ class InlineWorker(Worker):
 
     max_slots = 1
 
-    def __init__(self, slot: int, on_output: OutputHook | None = None, stderr_dir: str | None = None):
-        super().__init__(slot, on_output, stderr_dir)
+    def __init__(self, slot: int, on_output=None, stderr_dir=None, cpus=None):
+        super().__init__(slot, on_output, stderr_dir, cpus)
         self.pending: list[Event] = []
+        self.affinity = None
+        if cpus:
+            self.affinity = os.sched_getaffinity(0)
+            pin_to(cpus)
         # Orphans of commands are killed after each; children this process
         # already had (a host program's own) are left alone.
         adopt_orphans(keep=frozenset(descendants()))
@@ -106,6 +117,11 @@ class InlineWorker(Worker):
         hook = self.on_output
         tee = (lambda data: hook(job, data)) if hook is not None else None
         self.pending.append((job, execute(fragment, self.slot, tee)))
+
+    def stop(self) -> None:
+        if self.affinity is not None:
+            os.sched_setaffinity(0, self.affinity)
+            pin_to(None)
 
     def events(self) -> list[Event]:
         if not self.pending:
@@ -126,8 +142,8 @@ class ProcessWorker(Worker):
 
     _context = multiprocessing.get_context("fork")
 
-    def __init__(self, slot: int, on_output: OutputHook | None = None, stderr_dir: str | None = None):
-        super().__init__(slot, on_output, stderr_dir)
+    def __init__(self, slot: int, on_output=None, stderr_dir=None, cpus=None):
+        super().__init__(slot, on_output, stderr_dir, cpus)
         self.stderr_path = os.path.join(stderr_dir, f"worker-{slot}.stderr") if stderr_dir else None
         self.process = None
         self.conn = None
@@ -140,7 +156,7 @@ class ProcessWorker(Worker):
         parent, child = self._context.Pipe()
         self.process = self._context.Process(
             target=_serve,
-            args=(child, self.slot, os.getpid(), self.stderr_path, self.on_output is not None),
+            args=(child, self.slot, os.getpid(), self.stderr_path, self.on_output is not None, self.cpus),
             name=f"run-testsuite-slot-{self.slot}",
             daemon=True,
         )
@@ -240,8 +256,10 @@ class ProcessWorker(Worker):
             os.unlink(self.stderr_path)
 
 
-def _serve(conn, slot: int, parent: int, stderr_path: str | None, tee: bool) -> None:
+def _serve(conn, slot: int, parent: int, stderr_path: str | None, tee: bool, cpus: list[int] | None) -> None:
     """A worker process's life: run fragments until told to stop."""
+    if cpus:
+        pin_to(cpus)  # commands inherit the affinity
     if stderr_path:
         # What a dying worker says (a fatal error, a traceback) goes to a
         # file the main process quotes in the fragment's CRASH result.

@@ -1,0 +1,166 @@
+"""Run history in SQLite (``OUTPUT/history.sqlite``): what ran, how it ended,
+how long it took, and under which key.
+
+It feeds three things: the scheduler's priorities (durations, last
+failures first), ``--failed`` (what did not pass last time) and
+``--incremental`` (testcases whose key passed before are not run again).
+The standard library's sqlite3 is enough: one file, one writer per run,
+transactions that survive a crash of the run.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass, field
+
+from suite.results import Result
+
+HISTORY_FILE = "history.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    start REAL NOT NULL,
+    duration REAL,
+    command TEXT,
+    counts TEXT
+);
+CREATE TABLE IF NOT EXISTS results (
+    run INTEGER NOT NULL REFERENCES runs(id),
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    duration REAL NOT NULL,
+    attempts INTEGER NOT NULL,
+    key TEXT,
+    PRIMARY KEY (run, name)
+);
+CREATE TABLE IF NOT EXISTS fragments (
+    run INTEGER NOT NULL REFERENCES runs(id),
+    testcase TEXT NOT NULL,
+    fragment TEXT NOT NULL,
+    status TEXT NOT NULL,
+    duration REAL NOT NULL,
+    PRIMARY KEY (run, testcase, fragment)
+);
+-- The latest word on each testcase, so reading it stays cheap however
+-- many runs the file holds.
+CREATE TABLE IF NOT EXISTS latest (
+    name TEXT PRIMARY KEY,
+    run INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    duration REAL NOT NULL,
+    key TEXT
+);
+CREATE TABLE IF NOT EXISTS fragment_durations (
+    testcase TEXT NOT NULL,
+    fragment TEXT NOT NULL,
+    duration REAL NOT NULL,
+    PRIMARY KEY (testcase, fragment)
+);
+CREATE TABLE IF NOT EXISTS passed_keys (
+    key TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    run INTEGER NOT NULL
+);
+"""
+
+
+@dataclass
+class Latest:
+    status: str
+    reason: str | None
+    duration: float
+    key: str | None
+    run: int
+
+
+@dataclass
+class HistoryView:
+    """What the next run needs to know, read once at start."""
+
+    latest: dict[str, Latest] = field(default_factory=dict)
+    durations: dict[tuple[str, str], float] = field(default_factory=dict)
+    passed_keys: dict[str, int] = field(default_factory=dict)
+
+    def failed_last_time(self, name: str) -> bool:
+        found = self.latest.get(name)
+        return found is not None and found.status in ("FAIL", "ERROR", "XPASS")
+
+    def did_not_pass(self, name: str) -> bool:
+        """For --failed: failed, or was not run because of something else."""
+        found = self.latest.get(name)
+        if found is None:
+            return False
+        if found.status in ("PASS", "XFAIL"):
+            return False
+        return not (found.status == "SKIP" and found.reason == "CONTROL")
+
+
+class History:
+    def __init__(self, path: str):
+        self.path = path
+        self.db = sqlite3.connect(path, timeout=30)
+        self.db.executescript(SCHEMA)
+
+    def view(self) -> HistoryView:
+        view = HistoryView()
+        for name, run, status, reason, duration, key in self.db.execute(
+            "SELECT name, run, status, reason, duration, key FROM latest"
+        ):
+            view.latest[name] = Latest(status, reason, duration, key, run)
+        for testcase, fragment, duration in self.db.execute(
+            "SELECT testcase, fragment, duration FROM fragment_durations"
+        ):
+            view.durations[(testcase, fragment)] = duration
+        view.passed_keys = dict(self.db.execute("SELECT key, run FROM passed_keys"))
+        return view
+
+    def record(
+        self,
+        start: float,
+        command: list[str],
+        results: list[Result],
+        keys: dict[str, str | None],
+        fragment_durations: list[tuple[str, str, str, float]],
+        counts: dict,
+    ) -> int:
+        """Store one run in a single transaction; return its number."""
+        import json
+
+        with self.db:
+            cursor = self.db.execute(
+                "INSERT INTO runs (start, duration, command, counts) VALUES (?, ?, ?, ?)",
+                (start, time.time() - start, json.dumps(command), json.dumps(counts)),
+            )
+            run = cursor.lastrowid
+            rows = []
+            for result in results:
+                if result.cached:
+                    continue  # a cached verdict says nothing new about the testcase
+                reason = result.reason.value if result.reason else None
+                rows.append((run, result.name, result.status.value, reason, result.duration, result.attempts, keys.get(result.name)))
+            self.db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            self.db.executemany(
+                "INSERT OR REPLACE INTO latest VALUES (?, ?, ?, ?, ?, ?)",
+                [(name, run, status, reason, duration, key) for run, name, status, reason, duration, _, key in rows],
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO passed_keys VALUES (?, ?, ?)",
+                [(key, name, run) for run, name, status, _, _, _, key in rows if status == "PASS" and key],
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO fragments VALUES (?, ?, ?, ?, ?)",
+                [(run, t, f, s, d) for t, f, s, d in fragment_durations],
+            )
+            # Only durations of fragments that ran to the end say how long they take.
+            self.db.executemany(
+                "INSERT OR REPLACE INTO fragment_durations VALUES (?, ?, ?)",
+                [(t, f, d) for t, f, s, d in fragment_durations if s in ("PASS", "FAIL")],
+            )
+        return run
+
+    def close(self) -> None:
+        self.db.close()
