@@ -66,7 +66,7 @@ class MultiprocessScheduler:
         self.stop_reason: str | None = None  # set once --max-failures is reached
         # Resource pools: the members free right now, per pool.
         self.free = {pool: plan.suite.pool(pool) for pool in plan.suite.resources}
-        self.held: dict[int, dict[str, list[str]]] = {}
+        self.held: dict[int, tuple[dict[str, list[str]], dict]] = {}  # testcase -> (taken, env)
         self.blocked: list[int] = []  # ready, but waiting for resources
         self.running = 0
         self.done = 0
@@ -155,7 +155,6 @@ class MultiprocessScheduler:
             for job, outcome in events:
                 running -= 1
                 self.done += 1
-                self._release(job)
                 self._finished(job, outcome)
             if events:
                 idle = [w for w in self.workers if not w.busy]
@@ -253,6 +252,7 @@ class MultiprocessScheduler:
             return
         self.decided[number] = True
         self.unpublished.append(result)
+        self._release(number)
         if result.status.is_failure:
             self.failures += 1
             limit = self.policy.max_failures
@@ -336,24 +336,33 @@ class MultiprocessScheduler:
 
     def _acquire(self, fragment: int):
         """The fragment to send, with its resources taken, or None when they
-        are not all free now."""
+        are not all free now.
+
+        A testcase takes its resources with its first fragment and keeps
+        them until it is decided: its steps all see the same board.
+        """
         spec = self.plan.fragments[fragment]
         if not spec.resources:
             return spec
+        number = self.plan.owner[fragment]
+        if number in self.held:
+            return replace(spec, env=self.held[number][1])
         free = self.free
         if any(len(free[pool]) < count for pool, count in spec.resources.items()):
             return None
         taken = {pool: [free[pool].pop(0) for _ in range(count)] for pool, count in spec.resources.items()}
-        self.held[fragment] = taken
         env = dict(spec.env)
         for pool, members in taken.items():
             env["RESOURCE_" + re.sub(r"[^A-Za-z0-9]", "_", pool).upper()] = ",".join(members)
+        self.held[number] = (taken, env)
         return replace(spec, env=env)
 
-    def _release(self, fragment: int) -> None:
-        taken = self.held.pop(fragment, None)
-        if not taken:
+    def _release(self, number: int) -> None:
+        """A decided testcase gives its resources back."""
+        held = self.held.pop(number, None)
+        if not held:
             return
+        taken = held[0]
         for pool, members in taken.items():
             self.free[pool].extend(members)
         # Whatever waited for resources may start now; the queue re-orders it.
