@@ -26,6 +26,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-t", "--timeout", type=_positive_float, help="default timeout in seconds for each command (default: 300)")
     p.add_argument("--no-multiprocessing", action="store_true", help="run fragments one at a time in this process, so a debugger can follow them")
     p.add_argument("--list", action="store_true", help="print the selected testcases and exit")
+    p.add_argument("--list-json", metavar="FILE", help="write the selection as JSON (name, driver, tags, dependencies, set-ups, status if decided) and exit; '-' for stdout")
+    p.add_argument("-k", dest="keyword", metavar="EXPR", help="select by name and tag: words match name substrings or tags, with and/or/not and parentheses")
+    p.add_argument("--tag", action="append", metavar="TAG", help="select testcases with this tag (repeatable: any of them)")
+    p.add_argument("-D", dest="define", action="append", type=_definition, metavar="NAME=VALUE", help="set a suite parameter declared in suite.yaml 'params'")
+    p.add_argument("--repeat", type=_positive_int, default=1, metavar="N", help="run the selection N times, results named NAME#1..NAME#N (hunting flaky tests)")
     p.add_argument("--max-failures", type=_positive_int, metavar="N", help="start nothing new once N testcases FAILed or ERRORed; the rest are SKIP")
     p.add_argument("-x", "--fail-fast", action="store_true", help="stop at the first failure, running fragments too")
     p.add_argument("--failed", action="store_true", help="run only what did not pass last time (and what it depends on)")
@@ -43,6 +48,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _definition(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def _positive_float(text: str) -> float:
@@ -77,20 +89,27 @@ def _main(argv: list[str] | None) -> int:
         return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     # Intermixed: names may follow options (`ROOT -j 4 NAME`).
     args = parser().parse_intermixed_args(argv)
-    from suite.loader import UsageError, build_plan
+    from suite.loader import Selection, UsageError, build_plan
 
     output_dir = os.path.abspath(args.output_dir)
     work_dir = os.path.abspath(args.work_dir) if args.work_dir else os.path.join(output_dir, "new", "work")
     history = _read_history(output_dir)
+    selection = Selection(
+        keyword=args.keyword,
+        tags=args.tag or [],
+        failed_only=args.failed,
+        incremental=args.incremental,
+        repeat=args.repeat,
+        params=dict(args.define or []),
+    )
     try:
-        plan = build_plan(
-            args.root, args.names, output_dir, work_dir, args.timeout,
-            history=history, failed_only=args.failed, incremental=args.incremental,
-        )
+        plan = build_plan(args.root, args.names, output_dir, work_dir, args.timeout, history, selection)
         slot_cpus = _slot_cpus(args, plan.suite.cpus_per_slot)
     except UsageError as exc:
         print(f"run-testsuite: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.list_json:
+        _write_list_json(plan, args.list_json)
     if args.list:
         for planned in plan.testcases:
             extra = f"  [{planned.driver}]" if planned.driver else ""
@@ -99,8 +118,36 @@ def _main(argv: list[str] | None) -> int:
             if planned.result is not None:
                 extra += f"  ({planned.result.status.value}: {planned.result.message.splitlines()[0]})"
             print(f"{planned.name}{extra}")
+    if args.list or args.list_json:
         return EXIT_OK
     return run(plan, args, argv, output_dir, work_dir, history, slot_cpus)
+
+
+def _write_list_json(plan, path: str) -> None:
+    import json
+
+    entries = [
+        {
+            "name": p.name,
+            "kind": p.kind,
+            "driver": p.driver,
+            "description": p.description,
+            "tags": p.tags,
+            "depends": p.depends,
+            "needs": p.needs,
+            "spec_file": p.spec_file,
+            "fragments": [plan.fragments[f].name for f in p.fragments],
+            "status": p.result.status.value if p.result else None,
+            "message": p.result.message if p.result else None,
+        }
+        for p in plan.testcases
+    ]
+    text = json.dumps({"suite": plan.suite.name, "testcases": entries}, indent=2) + "\n"
+    if path == "-":
+        sys.stdout.write(text)
+    else:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
 
 
 def _read_history(output_dir: str):

@@ -21,6 +21,7 @@ from suite.discovery import SUITE_FILE, Found, discover
 from suite.history import HistoryView
 from suite.keys import digest_tree, make_key
 from suite.spec_cache import SpecCache, stamp
+from suite.variants import Variant, base_name, variants
 from suite.results import Reason, Result, Status
 
 DEFAULT_TIMEOUT = 300.0
@@ -48,13 +49,11 @@ class Planned:
     fragments: list[int] = field(default_factory=list)
     result: Result | None = None  # decided before anything runs
     kind: str = "testcase"  # or "setup"
+    xfail: str | None = None  # control: a failure is expected, for this reason
+    retries: int = 0
+    repeat_suffix: str = ""
     spec: dict = field(default_factory=dict)  # merged, for the key
     key: str | None = None  # for history and --incremental
-
-    @property
-    def upstream(self) -> list[str]:
-        """Names of what must pass first: dependencies and set-ups."""
-        return [*self.depends, *(SETUP_PREFIX + n for n in self.needs)]
 
 
 @dataclass
@@ -83,6 +82,7 @@ def load_suite_config(root: str) -> specs.SuiteConfig:
         data.get("drivers", {}),
         path,
         setup=data.get("setup", {}),
+        params=data.get("params", {}),
         resources=data.get("resources", {}),
         cpus_per_slot=data.get("cpus_per_slot"),
     )
@@ -114,6 +114,19 @@ def _matches(name: str, pattern: str) -> bool:
     return name.startswith(pattern)
 
 
+@dataclass
+class Selection:
+    """What the command line asks to run, beyond the suite itself."""
+
+    patterns: list[str] = field(default_factory=list)
+    keyword: str | None = None  # -k
+    tags: list[str] = field(default_factory=list)  # --tag, any of them
+    failed_only: bool = False  # --failed
+    incremental: bool = False  # --incremental
+    repeat: int = 1  # --repeat
+    params: dict[str, str] = field(default_factory=dict)  # -D name=value
+
+
 def build_plan(
     root: str,
     patterns: list[str],
@@ -121,9 +134,10 @@ def build_plan(
     work_dir: str,
     default_timeout: float | None = None,
     history: HistoryView | None = None,
-    failed_only: bool = False,
-    incremental: bool = False,
+    selection: Selection | None = None,
 ) -> Plan:
+    selection = selection or Selection()
+    selection.patterns = list(patterns)
     root = os.path.abspath(root)
     if not os.path.isdir(root):
         raise UsageError(f"suite directory '{root}' does not exist or is not a directory")
@@ -131,34 +145,73 @@ def build_plan(
         suite = load_suite_config(root)
     except specs.SpecError as exc:
         raise UsageError(f"invalid suite configuration:\n{exc.render()}") from None
+    unknown = sorted(set(selection.params) - set(suite.params))
+    if unknown:
+        known = ", ".join(sorted(suite.params)) or "none declared in suite.yaml"
+        raise UsageError(f"unknown parameter {', '.join(map(repr, unknown))} for -D (parameters: {known})")
+    keep = _keeper(selection, history)
     found = discover(root, exclude=(output_dir, work_dir))
     by_name = {item.name: item for item in found}
-    builder = _Builder(suite, output_dir, work_dir, default_timeout or DEFAULT_TIMEOUT)
+    builder = _Builder(suite, output_dir, work_dir, default_timeout or DEFAULT_TIMEOUT, selection)
 
-    # Load the selection, then whatever it depends on, transitively.
-    queue = list(select(found, patterns))
-    if failed_only:
-        queue = [item for item in queue if history is not None and history.did_not_pass(item.name)]
+    # The selection first, then whatever it depends on, transitively.
+    queue = []
+    for item in select(found, selection.patterns):
+        tags = builder.tags_of(item)
+        queue.extend((item, v) for v in builder.variants(item) if keep(item.name + v.suffix, tags))
     index: dict[str, int] = {}
-    for item in queue:  # grows as dependencies are discovered
-        if item.name in index:
+    for item, variant in queue:  # grows as dependencies are discovered
+        if item.name + variant.suffix in index:
             continue
-        index[item.name] = len(builder.testcases)
-        planned = builder.load(item)
+        planned = builder.load(item, variant)
+        index[planned.name] = len(builder.testcases) - 1
         for dep in planned.depends:
-            if dep in by_name and dep not in index:
-                queue.append(by_name[dep])
+            target = by_name.get(dep) or by_name.get(base_name(dep))
+            if target is None:
+                continue
+            for other in builder.variants(target):
+                if other.repeat == variant.repeat and target.name + other.suffix not in index:
+                    queue.append((target, other))
     builder.compute_keys(index)
-    if incremental and history is not None:
+    if selection.incremental and history is not None:
         builder.use_cache(history)
     builder.add_setups(index)
     builder.link(index)
     return builder.plan()
 
 
+def _keeper(selection: Selection, history: HistoryView | None):
+    """The test of -k, --tag and --failed for one variant (name, tags)."""
+    match = None
+    if selection.keyword:
+        from suite.keyword import KeywordError, compile_keyword
+
+        try:
+            match = compile_keyword(selection.keyword)
+        except KeywordError as exc:
+            raise UsageError(f"-k: {exc}") from None
+    wanted_tags = set(selection.tags)
+
+    def keep(name: str, tags: list[str]) -> bool:
+        if match is not None and not match(name, tags):
+            return False
+        if wanted_tags and not wanted_tags.intersection(tags):
+            return False
+        if selection.failed_only and (history is None or not history.did_not_pass(name)):
+            return False
+        return True
+
+    return keep
+
+
 class _Builder:
-    def __init__(self, suite: specs.SuiteConfig, output_dir: str, work_dir: str, timeout: float):
+    def __init__(
+        self, suite: specs.SuiteConfig, output_dir: str, work_dir: str, timeout: float, selection: Selection
+    ):
         self.suite = suite
+        self.selection = selection
+        self.params = {**{k: _env_value(v) for k, v in suite.params.items()}, **selection.params}
+        self.groups: dict[tuple[str, int | None], list[int]] = {}  # (directory name, repeat) -> variants
         self.output_dir = output_dir
         self.work_dir = work_dir
         self.timeout = timeout
@@ -173,23 +226,51 @@ class _Builder:
         # where each set-up's directory will be before it is planned.
         self.setup_safe = {name: self._safe(SETUP_PREFIX + name) for name in suite.setup}
 
-    def load(self, item: Found) -> Planned:
-        planned = Planned(item.name, item.spec_file, item.directory, self._safe(item.name))
-        self.testcases.append(planned)
+    def raw_spec(self, item: Found) -> dict:
+        """The validated test.yaml of ``item`` (SpecError if it is not)."""
+        raw = self.cache.get(item.spec_file)
+        if raw is None:
+            # Stamp first: a file changed while we read it is read again next time.
+            file_stamp = stamp(item.spec_file)
+            raw = specs.load_and_validate(item.spec_file, "testcase")
+            self.cache.put(item.spec_file, file_stamp, raw)
+        return raw
+
+    def tags_of(self, item: Found) -> list[str]:
         try:
-            raw = self.cache.get(item.spec_file)
-            if raw is None:
-                # Stamp first: a file changed while we read it is read again next time.
-                file_stamp = stamp(item.spec_file)
-                raw = specs.load_and_validate(item.spec_file, "testcase")
-                self.cache.put(item.spec_file, file_stamp, raw)
+            return list(self._merge(self.raw_spec(item)).get("tags", []))
+        except specs.SpecError:
+            return []
+
+    def variants(self, item: Found) -> list[Variant]:
+        try:
+            matrix = self.raw_spec(item).get("matrix")
+        except specs.SpecError:
+            matrix = None  # loads as one ERROR
+        return variants(matrix, self.selection.repeat)
+
+    def load(self, item: Found, variant: Variant = Variant()) -> Planned:
+        name = item.name + variant.suffix
+        planned = Planned(name, item.spec_file, item.directory, self._safe(name))
+        planned.repeat_suffix = variant.repeat_suffix
+        self.testcases.append(planned)
+        self.groups.setdefault((item.name, variant.repeat), []).append(len(self.testcases) - 1)
+        try:
+            raw = self.raw_spec(item)
             merged = self._merge(raw)
+            if variant.values:
+                merged.pop("matrix", None)
+                merged["variant"] = dict(variant.values)  # part of the key
+                merged["env"] = {**merged.get("env", {}), **variant.env()}
             planned.description = merged.get("description", "")
             planned.driver = merged.get("driver", "shell")
             planned.tags = list(merged.get("tags", []))
             planned.depends = list(merged.get("depends", []))
             planned.needs = list(merged.get("needs", []))
             planned.spec = merged
+            planned.retries = int(merged.get("retries", 0))
+            if self._control(planned, merged, dict(variant.values)):
+                return planned  # skipped: nothing to plan
             driver = self._driver(planned.driver, item.spec_file)
             test = self._testcase(planned, merged)
             self._check_options(driver, test)
@@ -247,6 +328,8 @@ class _Builder:
         env["TEST_WORK_DIR"] = work_dir
         env["TEST_SOURCE_DIR"] = planned.source_dir
         env["TEST_SUITE_ROOT"] = self.suite.root
+        for param, value in self.params.items():
+            env["PARAM_" + param.upper()] = value
         for name in merged.get("needs", []):
             if name in self.setup_safe:
                 env[setup_env_name(name)] = os.path.join(self.work_dir, self.setup_safe[name])
@@ -276,6 +359,31 @@ class _Builder:
                 for e in errors
             ]
             raise specs.SpecError(test.spec_file, problems)
+
+    def _control(self, planned: Planned, merged: dict, matrix: dict) -> bool:
+        """Apply ``control``: True when the testcase is skipped. An xfail is
+        noted for the scheduler; a bad condition is a SPEC error."""
+        entries = merged.get("control")
+        if not entries:
+            return False
+        from suite.control import ExpressionError, condition_names, decide
+
+        names = condition_names(planned.tags, os.environ, self.params, matrix)
+        try:
+            decision = decide(entries, names)
+        except ExpressionError as exc:
+            bad = next((i for i, e in enumerate(entries) if exc.expression in (e.get("skip"), e.get("xfail"))), 0)
+            kind = "skip" if "skip" in entries[bad] else "xfail"
+            line, col = specs.key_position(planned.spec_file, ["control", bad, kind])
+            raise specs.SpecError(planned.spec_file, [(line, col, f"control: {exc}")]) from None
+        if decision.action == "skip":
+            planned.result = self._early(
+                planned, Status.SKIP, Reason.CONTROL, f"skipped: {decision.reason or decision.expression}"
+            )
+            return True
+        if decision.action == "xfail":
+            planned.xfail = decision.reason or decision.expression
+        return False
 
     def _check_resources(self, asked: dict, spec_file: str, at: list | None = None) -> dict:
         """Resources must come from a declared pool, and fit in it."""
@@ -307,12 +415,10 @@ class _Builder:
             planned = self.testcases[number]
             if number in seen or not planned.spec:
                 return None  # a cycle, or a spec that did not load
-            upstream = []
-            for name in planned.upstream:
-                if name in setup_keys:
-                    upstream.append(setup_keys[name])
-                elif name in index:
-                    key = key_of(index[name], seen | {number})
+            upstream = [setup_keys.get(SETUP_PREFIX + n, "") for n in planned.needs]
+            for dep in planned.depends:
+                for other in self._resolve(dep, planned, index):
+                    key = key_of(other, seen | {number})
                     if key is None:
                         done[number] = None
                         return None
@@ -416,7 +522,8 @@ class _Builder:
         for number, planned in enumerate(self.testcases):
             if planned.result is not None:
                 continue
-            unknown = [d for d in planned.depends if d not in index]
+            resolved = {d: self._resolve(d, planned, index) for d in planned.depends}
+            unknown = [d for d, found in resolved.items() if not found]
             missing = [n for n in planned.needs if n not in self.suite.setup]
             if unknown or missing:
                 key, what, names = ("depends", "testcase", unknown) if unknown else ("needs", "set-up", missing)
@@ -429,7 +536,9 @@ class _Builder:
                     f"{planned.spec_file}:{line}:{col}: {'depends on' if unknown else 'needs'} unknown {what} {listed}{hint}",
                 )
                 continue
-            deps_of[number] = [index[d] for d in planned.upstream]
+            deps_of[number] = [i for d in planned.depends for i in resolved[d]] + [
+                index[SETUP_PREFIX + n] for n in planned.needs
+            ]
         for cycle in find_cycles(deps_of):
             path = cycle_path(deps_of, cycle)
             names = " -> ".join(self.testcases[n].name for n in [*path, path[0]])
@@ -446,6 +555,15 @@ class _Builder:
                 before, after = self.testcases[dep], self.testcases[number]
                 if before.fragments and after.fragments and before.result is None:
                     self.graph.add_edge(before.fragments[-1], after.fragments[0])
+
+    def _resolve(self, dep: str, planned: Planned, index: dict[str, int]) -> list[int]:
+        """A dependency by exact name (within the same repetition), or by a
+        directory name standing for all its matrix variants."""
+        exact = index.get(dep + planned.repeat_suffix)
+        if exact is not None:
+            return [exact]
+        repeat = int(planned.repeat_suffix[1:]) if planned.repeat_suffix else None
+        return list(self.groups.get((dep, repeat), []))
 
     def plan(self) -> Plan:
         return Plan(

@@ -71,6 +71,8 @@ class MultiprocessScheduler:
         self.running = 0
         self.done = 0
         self.decided: list[bool] = [False] * len(plan.testcases)
+        self.attempts: list[int] = [1] * len(plan.testcases)
+        self.failed_attempts: list[list[Outcome]] = [[] for _ in plan.testcases]
         self.outcomes: list[list[Outcome]] = [[] for _ in plan.testcases]
         self.workers: list[Worker] = []
         self.interrupted = False
@@ -200,6 +202,8 @@ class MultiprocessScheduler:
             return
         self.outcomes[number].append(outcome)
         if outcome.status is not Status.PASS:
+            if self._retry(number):
+                return
             self._decide(number, self._result(number))
         elif self.plan.fragments[fragment].final:
             result = self._result(number)
@@ -208,6 +212,20 @@ class MultiprocessScheduler:
                 self.ready.done(fragment)
         else:
             self.ready.done(fragment)
+
+    def _retry(self, number: int) -> bool:
+        """``retries``: run a failed testcase again from its first step."""
+        planned = self.plan.testcases[number]
+        if self.attempts[number] > planned.retries or self.stop_reason is not None:
+            return False
+        self.attempts[number] += 1
+        self.failed_attempts[number].append(self.outcomes[number][-1])
+        self.outcomes[number] = []
+        chain = planned.fragments
+        for later in chain[1:]:  # each waits for its predecessor again
+            self.ready.waiting[later] = 1
+        self.ready.push(chain[0])
+        return True
 
     def _result(self, number: int) -> Result:
         """Fold a testcase's fragment outcomes into its Result."""
@@ -226,11 +244,25 @@ class MultiprocessScheduler:
                 f"[{fragment.name}]\n{outcome.output}" + ("" if outcome.output.endswith("\n") else "\n")
                 for fragment, outcome in zip(fragments, outcomes)
             )
+        status, reason = last.status, last.reason
+        attempts = self.attempts[number]
+        if attempts > 1:
+            if status is Status.PASS:
+                message = f"passed on attempt {attempts} of {planned.retries + 1} (flaky: earlier attempts {self._earlier(number)})"
+            else:
+                message += f" (failed all {attempts} attempts)"
+        if planned.xfail is not None and status in (Status.PASS, Status.FAIL):
+            # control: a failure is expected here. FAIL is then no news, a PASS is.
+            if status is Status.FAIL:
+                status, message = Status.XFAIL, f"expected failure ({planned.xfail}): {message}"
+            else:
+                status, message = Status.XPASS, f"passed, but a failure was expected: {planned.xfail}"
         return Result(
             name=planned.name,
             kind=planned.kind,
-            status=last.status,
-            reason=last.reason,
+            status=status,
+            reason=reason,
+            attempts=attempts,
             message=message,
             description=planned.description,
             driver=planned.driver,
@@ -244,6 +276,11 @@ class MultiprocessScheduler:
             log_files=[path for o in outcomes for path in o.log_files],
             traceback=last.traceback,
             spec_file=planned.spec_file,
+        )
+
+    def _earlier(self, number: int) -> str:
+        return "; ".join(
+            f"{o.status.value}{' ' + o.reason.value if o.reason else ''}" for o in self.failed_attempts[number]
         )
 
     def _decide(self, number: int, result: Result) -> None:

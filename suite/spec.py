@@ -258,6 +258,7 @@ class SuiteConfig:
     setup: dict = field(default_factory=dict)
     resources: dict = field(default_factory=dict)
     cpus_per_slot: int | None = None
+    params: dict = field(default_factory=dict)
 
     def pool(self, name: str) -> list[str]:
         """The members of a resource pool: its names, or numbered ones."""
