@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
 # same name can still be run as `run-testsuite ./report`.
 SUBCOMMANDS = {
     "report": "suite.report_cmd",
+    "validate": "suite.validate_cmd",
+    "new": "suite.new_cmd",
 }
 
 

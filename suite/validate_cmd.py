@@ -1,0 +1,62 @@
+"""``run-testsuite validate DIR``: check every spec without running anything.
+
+It plans the whole suite as a run would (schema, drivers and their options,
+baselines, dependencies and cycles, set-ups and resources), compiles every
+control condition, and prints each problem as ``file:line:col: message``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+from suite import spec as specs
+from suite.results import Reason, Status
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="run-testsuite validate", description=__doc__.splitlines()[0])
+    parser.add_argument("root", help="the suite directory")
+    args = parser.parse_args(argv)
+    from suite.loader import Selection, UsageError, build_plan
+
+    with tempfile.TemporaryDirectory(prefix="run-testsuite-validate-") as scratch:
+        try:
+            plan = build_plan(args.root, [], scratch, os.path.join(scratch, "work"), selection=Selection())
+        except UsageError as exc:
+            print(f"run-testsuite: error: {exc}", file=sys.stderr)
+            return 2
+    problems: list[str] = []
+    for planned in plan.testcases:
+        result = planned.result
+        if result is not None and result.status is Status.ERROR:
+            for line in result.message.splitlines():
+                problems.append(line if result.reason is Reason.SPEC else f"{planned.spec_file}:1:1: {line}")
+        if planned.kind == "testcase" and planned.spec:
+            problems.extend(_check_conditions(planned.spec_file, planned.spec.get("control", [])))
+    for line in dict.fromkeys(problems):  # each once, in order
+        print(line)
+    checked = sum(1 for p in plan.testcases if p.kind == "testcase")
+    if problems:
+        print(f"{len(set(problems))} problem{'s' if len(set(problems)) > 1 else ''} in {checked} testcases", file=sys.stderr)
+        return 1
+    print(f"{checked} testcases: all valid", file=sys.stderr)
+    return 0
+
+
+def _check_conditions(spec_file: str, entries: list[dict]) -> list[str]:
+    """Compile every condition, not only the one a run would reach."""
+    from suite.control import ExpressionError, compile_condition
+
+    problems = []
+    for number, entry in enumerate(entries):
+        for kind in ("skip", "xfail"):
+            if kind in entry:
+                try:
+                    compile_condition(entry[kind])
+                except ExpressionError as exc:
+                    line, col = specs.key_position(spec_file, ["control", number, kind])
+                    problems.append(f"{spec_file}:{line}:{col}: control: {exc}")
+    return problems
