@@ -37,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--incremental", action="store_true", help="do not run testcases whose key (spec, files, dependencies) passed before; report them as passed from cache")
     p.add_argument("--cpus-per-slot", type=_positive_int, metavar="K", help="pin each slot, its worker and commands, to its own K CPUs (SLOT_CPUS)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every result, passing ones too")
+    p.add_argument("--junit-xml", metavar="FILE", help="also write the results as JUnit XML, for CI test reporters")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
     p.add_argument("--tee", action="store_true", help="show the output of running fragments live, each line prefixed with [testcase]")
     p.add_argument("--version", action="version", version=f"run-testsuite {__version__}")
@@ -244,6 +245,10 @@ def run(plan, args, argv: list[str], output_dir: str, work_dir: str, history, sl
         line.clear()
     final = index.finish(interrupted=scheduler.interrupted)
     progress.write(complete=True)
+    if args.junit_xml:
+        from suite.reports.junit import write_junit
+
+        write_junit(final, new_dir, os.path.abspath(args.junit_xml))
     _record_history(output_dir, index.started, argv, plan, scheduler, results, final["counts"])
     text.summary(final["counts"], time.monotonic() - began, output_dir)
     finish_rotation()

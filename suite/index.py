@@ -80,6 +80,7 @@ class ReportIndex:
         self.meta = meta
         self.entries: list[dict] = []
         self.counts: Counter = Counter()
+        self.cached = 0
         self.started = time.time()
         self.monotonic = time.monotonic()
         self.last_flush = 0.0
@@ -91,20 +92,9 @@ class ReportIndex:
         rel = f"results/{safe_name}.json"
         _write_json(os.path.join(self.dir, rel), result.to_json())
         self.counts[result.status.value] += 1
-        self.entries.append(
-            {
-                "name": result.name,
-                "status": result.status.value,
-                "reason": result.reason.value if result.reason else None,
-                "message": result.message.split("\n", 1)[0][:500],
-                "duration": round(result.duration, 6),
-                "start": result.start,
-                "slot": result.slot,
-                "tags": result.tags,
-                "attempts": result.attempts,
-                "result": rel,
-            }
-        )
+        if result.cached:
+            self.cached += 1
+        self.entries.append(index_entry(result, rel))
         now = time.monotonic()
         if now - self.last_flush >= FLUSH_INTERVAL:
             self._write_index(complete=False)
@@ -122,10 +112,32 @@ class ReportIndex:
             "complete": complete,
             "interrupted": interrupted,
             "counts": {status.value: self.counts.get(status.value, 0) for status in Status},
+            "cached": self.cached,
             "results": self.entries,
         }
         _write_json(os.path.join(self.dir, INDEX_FILE), index)
         return index
+
+
+def index_entry(result: Result, rel: str) -> dict:
+    """A result's entry in the index; ``rel`` is its file, relative to it."""
+    entry = {
+        "name": result.name,
+        "status": result.status.value,
+        "reason": result.reason.value if result.reason else None,
+        "message": result.message.split("\n", 1)[0][:500],
+        "duration": round(result.duration, 6),
+        "start": result.start,
+        "slot": result.slot,
+        "tags": result.tags,
+        "attempts": result.attempts,
+        "result": rel,
+    }
+    if result.kind != "testcase":
+        entry["kind"] = result.kind
+    if result.cached:
+        entry["cached"] = True
+    return entry
 
 
 def run_metadata(argv: list[str], root: str, suite_name: str, jobs: int) -> dict:

@@ -47,12 +47,15 @@ class TextReport:
         self.before_write = None  # e.g. clear a live status line first
         self.colour = use_colour(stream)
         self.notable: list[Result] = []
+        self.cached = 0
 
     def paint(self, status: Status, text: str) -> str:
         return f"\033[{COLOURS[status]}m{text}\033[0m" if self.colour else text
 
     def result(self, result: Result) -> None:
-        if result.status is Status.PASS and not self.verbose:
+        self.cached += bool(result.cached)
+        flaky = result.status is Status.PASS and result.attempts > 1
+        if result.status is Status.PASS and not self.verbose and not flaky:
             return
         if result.status in (Status.FAIL, Status.ERROR, Status.XPASS):
             self.notable.append(result)
@@ -97,7 +100,8 @@ class TextReport:
                 text = f"{count} {WORDS[status]}"
                 parts.append(self.paint(status, text) if count else text)
         total = sum(counts.values())
-        write(f"\n{total} testcases: {', '.join(parts)} in {wall:.2f} s\n")
+        cached = f" ({self.cached} from cache)" if self.cached else ""
+        write(f"\n{total} testcases: {', '.join(parts)}{cached} in {wall:.2f} s\n")
         write(f"report index: {os.path.join(output_dir, 'new', '_index.json')}\n")
         self.stream.flush()
 

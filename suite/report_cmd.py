@@ -1,0 +1,228 @@
+"""``run-testsuite report``: reports from a run already on disk.
+
+    run-testsuite report [OUTPUT] [--junit-xml FILE] [--html FILE] [--rebuild]
+    run-testsuite report --compare OLD NEW [--junit-xml FILE] [--html FILE]
+
+Everything is made from the report index and result files, never by
+running anything, so a report can be made again, later, elsewhere (a CI
+job that collects artifacts), or from a run that was killed: an index that
+is missing or says ``complete: false`` is first rebuilt from the result
+files (see ``suite.rebuild``).
+
+Exit status: 0, or 1 when ``--compare`` finds regressions, 2 for bad usage
+(no run where one was named, an unreadable index, a file that cannot be
+written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import TextIO
+
+from suite.index import INDEX_FILE, load_index
+from suite.rebuild import rebuild_index, write_json_atomic
+from suite.reports.text import WORDS, TextReport
+from suite.results import Reason, Result, Status
+
+EXIT_OK, EXIT_REGRESSIONS, EXIT_USAGE = 0, 1, 2
+PROG = "run-testsuite report"
+# Order of non-passing results in the summary: what needs attention first.
+SEVERITY = [Status.ERROR, Status.FAIL, Status.XPASS, Status.XFAIL, Status.SKIP]
+
+
+class ReportError(Exception):
+    """A problem the user can fix; printed without a traceback, exit 2."""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Report on a finished (or killed) run from its report index and result files.",
+    )
+    p.add_argument("output", nargs="?", metavar="OUTPUT", help="an output directory, its new/ (or old/) directory, or an _index.json (default: out)")
+    p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="list regressions, fixes, still failing, new and removed testcases between two runs; exit 1 on regressions")
+    p.add_argument("--junit-xml", metavar="FILE", help="write JUnit XML for CI test reporters (of NEW with --compare)")
+    p.add_argument("--html", metavar="FILE", help="write an HTML report (of NEW with --compare, showing changes from OLD)")
+    p.add_argument("--rebuild", action="store_true", help="rebuild _index.json from the result files even if the run completed")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    if args.compare and args.output:
+        parser().error("give OUTPUT or --compare OLD NEW, not both")
+    try:
+        return _report(args, sys.stdout)
+    except ReportError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _report(args: argparse.Namespace, out: TextIO) -> int:
+    status = EXIT_OK
+    old_dir = None
+    if args.compare:
+        from suite.reports.compare import compare, render_text
+
+        old_dir, old = load_run(args.compare[0], args.rebuild)
+        index_dir, index = load_run(args.compare[1], args.rebuild)
+        comparison = compare(old, index)
+        out.write(render_text(comparison, _label(old_dir, old), _label(index_dir, index)))
+        if comparison.regressions:
+            status = EXIT_REGRESSIONS
+    else:
+        index_dir, index = load_run(args.output or "out", args.rebuild)
+        if not (args.junit_xml or args.html):
+            print_summary(index, index_dir, out)
+    if args.junit_xml:
+        from suite.reports.junit import write_junit
+
+        _writing(args.junit_xml, lambda: write_junit(index, index_dir, args.junit_xml))
+        out.write(f"JUnit XML: {args.junit_xml}\n")
+    if args.html:
+        write_html = _html_writer()
+        _writing(args.html, lambda: write_html(index_dir, args.html, old_index_dir=old_dir))
+        out.write(f"HTML report: {args.html}\n")
+    out.flush()
+    return status
+
+
+# -- finding and loading a run ----------------------------------------------------
+def find_run(path: str) -> tuple[str, str]:
+    """(directory of the index, path of the index file) for what the user
+    named: an output directory, a ``new/``-like directory or an index file."""
+    if os.path.isfile(path):
+        return os.path.dirname(os.path.abspath(path)), path
+    if not os.path.isdir(path):
+        raise ReportError(f"{path}: no such file or directory")
+    for directory in (path, os.path.join(path, "new")):
+        index = os.path.join(directory, INDEX_FILE)
+        if os.path.isfile(index) or os.path.isdir(os.path.join(directory, "results")):
+            return directory, index
+    raise ReportError(f"no run in {path}: expected {os.path.join(path, 'new', INDEX_FILE)} or {os.path.join(path, INDEX_FILE)}")
+
+
+def load_run(path: str, force_rebuild: bool = False, notes: TextIO | None = None) -> tuple[str, dict]:
+    """Find and read a run's index; rebuild it from the result files when
+    it is missing, unreadable, incomplete, or ``force_rebuild``. What was
+    done goes to ``notes`` (stderr), so the report itself stays clean."""
+    notes = notes or sys.stderr
+    index_dir, index_path = find_run(path)
+    index, why = None, None
+    try:
+        index = _checked(load_index(index_path))
+        if force_rebuild:
+            why = "rebuilding as asked"
+        elif not index.get("complete", False):
+            why = "the index is incomplete (the run was killed, or is still going)"
+    except FileNotFoundError:
+        why = "no index (the run was killed before writing one)"
+    except (OSError, ValueError) as exc:
+        why = f"the index is unreadable ({exc})"
+    if why is None:
+        return index_dir, index
+    if not os.path.isdir(os.path.join(index_dir, "results")):
+        if index is not None:
+            notes.write(f"{PROG}: {index_path}: {why}; no result files to rebuild it from\n")
+            return index_dir, index
+        raise ReportError(f"{index_path}: {why}, and there is no results/ directory to rebuild it from")
+    problems: list[str] = []
+    index = rebuild_index(index_dir, problems=problems, write=False)
+    written = f"rebuilt {os.path.join(index_dir, INDEX_FILE)}"
+    try:
+        write_json_atomic(os.path.join(index_dir, INDEX_FILE), index)
+    except OSError as exc:
+        written = f"rebuilt it in memory (cannot write {INDEX_FILE}: {exc.strerror})"
+    notes.write(f"{PROG}: {why}: {written} from {len(index['results'])} result files\n")
+    for problem in problems:
+        notes.write(f"{PROG}:   skipped {problem}\n")
+    notes.flush()
+    return index_dir, index
+
+
+def _checked(index) -> dict:
+    """The index if it has the shape every report relies on, else ValueError."""
+    if not isinstance(index, dict) or not isinstance(index.get("results"), list):
+        raise ValueError("not a report index")
+    for entry in index["results"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not isinstance(entry.get("result"), str):
+            raise ValueError(f"malformed entry {json.dumps(entry)[:200]}")
+        Status(entry.get("status"))  # ValueError names the bad status
+    return index
+
+
+# -- the summary ------------------------------------------------------------------------
+def print_summary(index: dict, index_dir: str, out: TextIO) -> None:
+    """The run's metadata, one line per non-passing result, the counts."""
+    text = TextReport(stream=out)
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(index.get("start", 0)))
+    duration = float(index.get("duration", 0.0))
+    where = f"-j {index['jobs']}" if "jobs" in index else ""
+    if index.get("host"):
+        where += f" on {index['host']}"
+    out.write(f"suite {index.get('suite', '?')}: run of {when}, {duration:.2f} s, {where.strip()}\n")
+    if index.get("root"):
+        out.write(f"root: {index['root']}\n")
+    if index.get("interrupted"):
+        out.write("the run was interrupted: testcases it did not reach have no result\n")
+    elif not index.get("complete", False):
+        out.write("the run did not finish: testcases it did not reach have no result\n")
+    entries = [e for e in index["results"] if e["status"] != Status.PASS]
+    entries.sort(key=lambda e: (SEVERITY.index(Status(e["status"])), e["name"]))
+    if entries:
+        out.write("\n")
+    for entry in entries:
+        text.result(_as_result(entry))
+    counts = {status.value: 0 for status in Status}
+    for entry in index["results"]:
+        counts[entry["status"]] += 1
+    parts = []
+    for status in Status:
+        count = counts[status.value]
+        if count or status in (Status.PASS, Status.FAIL):
+            words = f"{count} {WORDS[status]}"
+            parts.append(text.paint(status, words) if count else words)
+    out.write(f"\n{sum(counts.values())} testcases: {', '.join(parts)} in {duration:.2f} s\n")
+    out.write(f"report index: {os.path.join(index_dir, INDEX_FILE)}\n")
+    out.flush()
+
+
+def _as_result(entry: dict) -> Result:
+    reason = entry.get("reason")
+    return Result(
+        name=entry["name"],
+        status=Status(entry["status"]),
+        reason=Reason(reason) if reason in Reason._value2member_map_ else None,
+        message=entry.get("message") or "",
+    )
+
+
+def _label(index_dir: str, index: dict) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(index.get("start", 0)))
+    return f"{index_dir} ({when})"
+
+
+# -- writing files ------------------------------------------------------------------
+def _writing(path: str, write) -> None:
+    try:
+        write()
+    except OSError as exc:
+        raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _html_writer():
+    """``suite.reports.html.write_html``, imported only when asked for."""
+    try:
+        from suite.reports import html
+    except ImportError as exc:
+        if getattr(exc, "name", None) == "suite.reports.html":
+            raise ReportError("HTML reports are not available: this installation has no suite/reports/html.py") from None
+        raise ReportError(f"cannot load the HTML report writer: {exc}") from None
+    write_html = getattr(html, "write_html", None)
+    if write_html is None:
+        raise ReportError("suite.reports.html has no write_html(index_dir, path, old_index_dir=None)")
+    return write_html

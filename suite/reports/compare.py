@@ -1,0 +1,155 @@
+"""Compare two runs' indexes: what broke, what got fixed, what changed.
+
+The point is the question a developer asks after a change: "did I break
+anything?". Statuses fall in three groups:
+
+    good  PASS, XFAIL         the outcome the testcase expects
+    bad   FAIL, ERROR         the run exits 1 for these
+    XPASS                     passed where a failure was expected: the
+                              expectation is stale, which someone must look at
+    SKIP                      not run: says nothing about the testcase itself
+
+and a testcase present in both runs is classified by (old, new):
+
+    regression     good or XPASS -> bad, and good -> XPASS
+    fix            bad -> good or XPASS
+    still failing  bad -> bad (FAIL -> ERROR too: both statuses are shown)
+    changed        any other change of status, e.g. PASS -> SKIP because a
+                   dependency broke (that dependency is the regression),
+                   or SKIP -> FAIL (never known to pass, so no regression)
+
+Testcases in only one run are listed as new (with their status) or removed.
+Only regressions make ``run-testsuite report --compare`` exit 1: a new
+testcase that fails has no history to regress from, and is shown as new.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from suite.results import Status
+
+GOOD = frozenset({Status.PASS, Status.XFAIL})
+BAD = frozenset({Status.FAIL, Status.ERROR})
+
+
+@dataclass
+class Change:
+    """One testcase in the comparison; ``old``/``new`` is None where absent."""
+
+    name: str
+    old: Status | None
+    new: Status | None
+    reason: str | None = None  # the new run's reason (the old one's if removed)
+    message: str = ""
+
+
+@dataclass
+class Comparison:
+    regressions: list[Change] = field(default_factory=list)
+    fixes: list[Change] = field(default_factory=list)
+    still_failing: list[Change] = field(default_factory=list)
+    changed: list[Change] = field(default_factory=list)
+    new: list[Change] = field(default_factory=list)
+    removed: list[Change] = field(default_factory=list)
+    unchanged: int = 0
+
+
+def classify(old: Status, new: Status) -> str | None:
+    """The name of the ``Comparison`` list a (old, new) pair belongs in;
+    None when nothing changed."""
+    if new in BAD:
+        if old in BAD:
+            return "still_failing"
+        return "regressions" if old in GOOD or old is Status.XPASS else "changed"
+    if old in BAD:
+        return "fixes" if new in GOOD or new is Status.XPASS else "changed"
+    if new is Status.XPASS and old in GOOD:
+        return "regressions"
+    return None if old is new else "changed"
+
+
+def compare(old: dict, new: dict) -> Comparison:
+    """Compare two indexes (as ``suite.index.load_index`` returns them)."""
+    before = _by_name(old)
+    after = _by_name(new)
+    result = Comparison()
+    for name, entry in after.items():
+        status = Status(entry["status"])
+        if name not in before:
+            result.new.append(_change(name, None, status, entry))
+            continue
+        previous = Status(before[name]["status"])
+        kind = classify(previous, status)
+        if kind is None:
+            result.unchanged += 1
+        else:
+            getattr(result, kind).append(_change(name, previous, status, entry))
+    for name, entry in before.items():
+        if name not in after:
+            result.removed.append(_change(name, Status(entry["status"]), None, entry))
+    for changes in (result.regressions, result.fixes, result.still_failing, result.changed, result.new, result.removed):
+        changes.sort(key=lambda change: change.name)
+    return result
+
+
+def _by_name(index: dict) -> dict[str, dict]:
+    # A name appears once per run; were it not, the last result is the verdict.
+    return {entry["name"]: entry for entry in index.get("results", [])}
+
+
+def _change(name: str, old: Status | None, new: Status | None, entry: dict) -> Change:
+    return Change(name, old, new, entry.get("reason"), (entry.get("message") or "").split("\n", 1)[0])
+
+
+SECTIONS = (
+    ("regressions", "Regressions"),
+    ("fixes", "Fixed"),
+    ("still_failing", "Still failing"),
+    ("changed", "Other changes"),
+    ("new", "New testcases"),
+    ("removed", "Removed testcases"),
+)
+
+
+def render_text(comparison: Comparison, old_label: str = "old", new_label: str = "new") -> str:
+    """A plain-text report, regressions first."""
+    lines = [f"Comparing {old_label} -> {new_label}"]
+    for attribute, title in SECTIONS:
+        changes = getattr(comparison, attribute)
+        if not changes:
+            continue
+        lines.append("")
+        lines.append(f"{title} ({len(changes)}):")
+        width = max(len(_transition(change)) for change in changes)
+        for change in changes:
+            line = f"  {_transition(change):<{width}}  {change.name}"
+            if change.reason:
+                line += f" [{change.reason}]"
+            if change.message and change.new is not None and change.new not in GOOD:
+                line += f": {change.message}"
+            lines.append(line)
+    lines.append("")
+    lines.append(summary_line(comparison))
+    return "\n".join(lines) + "\n"
+
+
+def summary_line(comparison: Comparison) -> str:
+    counts = [
+        (len(comparison.regressions), "regression", "regressions"),
+        (len(comparison.fixes), "fix", "fixes"),
+        (len(comparison.still_failing), "still failing", "still failing"),
+        (len(comparison.changed), "other change", "other changes"),
+        (len(comparison.new), "new", "new"),
+        (len(comparison.removed), "removed", "removed"),
+        (comparison.unchanged, "unchanged", "unchanged"),
+    ]
+    return ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in counts)
+
+
+def _transition(change: Change) -> str:
+    if change.old is None:
+        return change.new.value
+    if change.new is None:
+        return change.old.value
+    return f"{change.old.value} -> {change.new.value}"
