@@ -184,7 +184,7 @@ def _keeper(selection: Selection, history: HistoryView | None):
     """The test of -k, --tag and --failed for one variant (name, tags)."""
     match = None
     if selection.keyword:
-        from suite.keyword import KeywordError, compile_keyword
+        from suite.keyword_expr import KeywordError, compile_keyword
 
         try:
             match = compile_keyword(selection.keyword)
