@@ -1,11 +1,31 @@
-"""The ``diff`` driver: the combined output of the commands must equal a baseline."""
+"""The ``diff`` driver: the combined output of the commands, refined, must match a baseline.
+
+The final fragment carries the settings in ``fragment.data``:
+
+``baseline``
+    the expected-output file (absolute);
+``baseline_mode``
+    ``exact``: the refined output must equal the baseline byte for byte;
+    ``regex``: each baseline line is a regular expression the same output
+    line must match in full, and the line counts must agree;
+``refine``
+    the refinements (``drivers.refine.settings``), applied to the output only;
+``actual_path``
+    ``OUTPUT/new/actual/<safe-name>.out``, beside ``OUTPUT/new/logs``
+    (derived from ``log_stem``): on a DIFF failure the worker writes there
+    the output as it was compared, refined, so that ``--rewrite`` can make it
+    the baseline with ``rewrite_baseline``. Nothing is written otherwise.
+"""
 
 from __future__ import annotations
 
 import difflib
 import os
+import re
+from typing import Callable, Iterable
 
 from drivers.api import Driver, Fragment, Testcase
+from drivers.refine import TEXT_LIMIT, Refiner, normalise_line_endings, settings
 from suite.results import Outcome, Reason, Status
 
 # Outputs larger than this are compared in chunks, and the failure names the
@@ -13,6 +33,11 @@ from suite.results import Outcome, Reason, Status
 DIFF_LIMIT = 1 << 20
 # A unified diff longer than this many lines is cut in the result.
 DIFF_MAX_LINES = 400
+BLOCK = 1 << 16
+
+# What a comparison leaves for --rewrite: a way to produce the compared
+# output again (block by block, so a large one need not stay in memory).
+Actual = Callable[[], Iterable[bytes]] | None
 
 
 class DiffDriver(Driver):
@@ -30,7 +55,19 @@ class DiffDriver(Driver):
             test.error(f"baseline '{baseline_name}' does not exist (expected {baseline})", ["baseline"])
         if not os.access(baseline, os.R_OK):
             test.error(f"baseline '{baseline_name}' is not readable", ["baseline"])
-        fragments[-1].data["baseline"] = baseline
+        data = fragments[-1].data
+        data["baseline"] = baseline
+        data["refine"] = settings(test)
+        data["baseline_mode"] = test.spec.get("baseline_mode", "exact")
+        if data["baseline_mode"] == "regex":
+            try:  # a bad pattern is the spec's error, found before anything runs
+                baseline_patterns(baseline, data["refine"]["line_endings"])
+            except BaselineError as exc:
+                from suite.spec import SpecError
+
+                raise SpecError(exc.path, [exc.problem]) from None
+        logs, name = os.path.split(test.log_stem)
+        data["actual_path"] = os.path.normpath(os.path.join(logs, os.pardir, "actual", name + ".out"))
         self.combine_output(fragments)
         return fragments
 
@@ -41,9 +78,169 @@ class DiffDriver(Driver):
     def check(self, fragment: Fragment, ctx) -> Outcome:
         if not fragment.final:
             return Outcome(Status.PASS)
-        return compare(fragment.data["baseline"], ctx.output_sources())
+        data = fragment.data
+        refiner = Refiner(data.get("refine", {}), fragment.work_dir, fragment.source_dir)
+        compare_as = compare_regex if data.get("baseline_mode") == "regex" else compare
+        try:
+            outcome, actual = compare_as(data["baseline"], ctx.output_sources(), refiner)
+        except BaselineError as exc:  # the baseline changed since the run was planned
+            return Outcome(Status.ERROR, Reason.SPEC, str(exc))
+        if outcome.status is Status.FAIL and outcome.reason is Reason.DIFF and actual and data.get("actual_path"):
+            write_blocks(data["actual_path"], actual())
+        return outcome
 
 
+def rewrite_baseline(actual_path: str, baseline_path: str) -> bool:
+    """Make the baseline hold the output a failed run compared (``--rewrite``).
+
+    Returns whether the baseline changed. Without an actual-output file
+    (the testcase did not fail on its output) nothing is written and the
+    answer is False. The baseline is written in place, so its permissions
+    stay and a symbolic link updates the file it points to.
+    """
+    if not os.path.isfile(actual_path):
+        return False
+    if os.path.isfile(baseline_path) and _first_difference(
+        _blocks([actual_path]), _blocks([baseline_path])
+    ) is None:
+        return False
+    write_blocks(baseline_path, _blocks([actual_path]))
+    return True
+
+
+# -- exact comparison -----------------------------------------------------------------
+def compare(baseline: str, sources: list[str | bytes], refiner: Refiner | None = None) -> tuple[Outcome, Actual]:
+    """PASS when the refined output equals the baseline byte for byte.
+
+    Small outputs, and those a refinement needs whole, are compared in
+    memory with a unified diff on failure; larger ones in blocks, with
+    memory bounded, naming the first differing byte.
+    """
+    refiner = refiner or Refiner({"work_dir": False})
+    try:
+        expected_size = os.path.getsize(baseline)
+    except OSError as exc:
+        return Outcome(Status.ERROR, Reason.SPEC, f"cannot read baseline: {exc}"), None
+    actual_size = sum(_size(s) for s in sources)
+    if refiner.needs_memory or actual_size <= DIFF_LIMIT:
+        if actual_size > TEXT_LIMIT:
+            return _too_large(actual_size), None
+        actual = refiner.apply(b"".join(_blocks(sources)))
+        actual_blocks = lambda: [actual]  # noqa: E731
+    else:
+        actual = None
+        actual_blocks = lambda: refiner.stream(_blocks(sources))  # noqa: E731
+    expected = None
+    if refiner.line_endings or expected_size <= DIFF_LIMIT:
+        expected = refiner.baseline(_read(baseline))
+    if actual is not None and expected is not None:
+        if actual == expected:
+            return Outcome(Status.PASS), None
+        if len(actual) <= DIFF_LIMIT and len(expected) <= DIFF_LIMIT:
+            diff = unified_diff(expected, actual, os.path.basename(baseline))
+            return Outcome(Status.FAIL, Reason.DIFF, "output differs from the baseline", diff=diff), actual_blocks
+    at = _first_difference(
+        [expected] if expected is not None else _blocks([baseline]), actual_blocks()
+    )
+    if at is None:
+        return Outcome(Status.PASS), None
+    sizes = (
+        len(actual) if actual is not None else actual_size,
+        len(expected) if expected is not None else expected_size,
+    )
+    return _large_diff(at, *sizes), actual_blocks
+
+
+# -- regex comparison -----------------------------------------------------------------
+class BaselineError(ValueError):
+    """A baseline line that is not a valid regular expression, located like a
+    spec error (``file:line:col: message``). Not ``suite.spec.SpecError``:
+    workers need not import YAML to report it."""
+
+    def __init__(self, path: str, line: int, column: int, message: str):
+        self.path, self.problem = path, (line, column, message)
+        super().__init__(f"{path}:{line}:{column}: {message}")
+
+
+def baseline_patterns(baseline: str, line_endings: bool = False) -> list[re.Pattern]:
+    """The baseline's lines as regular expressions; BaselineError for the
+    first one Python cannot compile."""
+    text = _read(baseline)
+    if line_endings:
+        text = normalise_line_endings(text)
+    patterns = []
+    for number, line in enumerate(_lines(text), start=1):
+        try:
+            patterns.append(re.compile(line))
+        except re.error as exc:
+            column = (exc.pos or 0) + 1
+            raise BaselineError(baseline, number, column, f"invalid regular expression: {exc.msg}") from None
+    return patterns
+
+
+def compare_regex(baseline: str, sources: list[str | bytes], refiner: Refiner | None = None) -> tuple[Outcome, Actual]:
+    """PASS when each refined output line matches its baseline line in full.
+
+    On failure the message names the first line that does not match, with
+    its pattern and what was printed; the unified diff shows the output
+    against the baseline with every line that did match shown as printed,
+    so only the real differences stand out.
+    """
+    refiner = refiner or Refiner({"work_dir": False})
+    patterns = baseline_patterns(baseline, refiner.line_endings)
+    actual_size = sum(_size(s) for s in sources)
+    if actual_size > TEXT_LIMIT:
+        return _too_large(actual_size), None
+    actual = refiner.apply(b"".join(_blocks(sources)))
+    lines = _lines(actual)
+    shown, first = [], None
+    for number, (pattern, line) in enumerate(zip(patterns, lines), start=1):
+        if pattern.fullmatch(line):
+            shown.append(line)
+        else:
+            shown.append(pattern.pattern)
+            first = first or number
+    shown += [pattern.pattern for pattern in patterns[len(lines) :]]
+    name = os.path.basename(baseline)
+    if first is None and len(lines) == len(patterns):
+        return Outcome(Status.PASS), None
+    if first is not None:
+        message = (
+            f"output line {first} does not match {name}:{first}\n"
+            f"  pattern: {_show(patterns[first - 1].pattern)}\n"
+            f"  actual:  {_show(lines[first - 1])}"
+        )
+    elif len(lines) < len(patterns):
+        number = len(lines) + 1
+        message = (
+            f"output has {len(lines)} lines, {name} {len(patterns)}: line {number} is missing\n"
+            f"  pattern: {_show(patterns[number - 1].pattern)}"
+        )
+    else:
+        number = len(patterns) + 1
+        message = (
+            f"output has {len(lines)} lines, {name} {len(patterns)}: line {number} is extra\n"
+            f"  actual:  {_show(lines[number - 1])}"
+        )
+    expected = "".join(line + "\n" for line in shown).encode("utf-8", "surrogateescape")
+    diff = unified_diff(expected, actual, f"{name}, matching lines as printed")
+    return Outcome(Status.FAIL, Reason.DIFF, message, diff=diff), lambda: [actual]
+
+
+def _lines(data: bytes) -> list[str]:
+    """The lines of ``data`` without their ends; a last line needs none."""
+    text = data.decode("utf-8", "surrogateescape")
+    if not text:
+        return []
+    return (text[:-1] if text.endswith("\n") else text).split("\n")
+
+
+def _show(text: str) -> str:
+    """A line fit for a message: bytes that were not UTF-8 as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+# -- helpers --------------------------------------------------------------------------
 def _inside(path: str, root: str) -> bool:
     """Whether the normalised ``path`` lies under ``root``."""
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
@@ -53,28 +250,6 @@ def _size(source: str | bytes) -> int:
     if isinstance(source, bytes):
         return len(source)
     return os.path.getsize(source) if os.path.exists(source) else 0
-
-
-def compare(baseline: str, sources: list[str | bytes]) -> Outcome:
-    """PASS when the concatenated output equals the baseline byte for byte."""
-    try:
-        expected_size = os.path.getsize(baseline)
-    except OSError as exc:
-        return Outcome(Status.ERROR, Reason.SPEC, f"cannot read baseline: {exc}")
-    actual_size = sum(_size(s) for s in sources)
-    if actual_size > DIFF_LIMIT or expected_size > DIFF_LIMIT:
-        return _compare_large(baseline, sources, expected_size, actual_size)
-    actual = b"".join(s if isinstance(s, bytes) else _read(s) for s in sources)
-    with open(baseline, "rb") as handle:
-        expected = handle.read()
-    if actual == expected:
-        return Outcome(Status.PASS)
-    return Outcome(
-        Status.FAIL,
-        Reason.DIFF,
-        "output differs from the baseline",
-        diff=unified_diff(expected, actual, os.path.basename(baseline)),
-    )
 
 
 def unified_diff(expected: bytes, actual: bytes, label: str) -> str:
@@ -96,7 +271,7 @@ def _read(path: str) -> bytes:
         return b""
 
 
-def _blocks(sources: list[str | bytes], size: int):
+def _blocks(sources: list[str | bytes], size: int = BLOCK):
     for source in sources:
         if isinstance(source, bytes):
             for at in range(0, len(source), size):
@@ -107,28 +282,43 @@ def _blocks(sources: list[str | bytes], size: int):
                     yield block
 
 
-def _compare_large(baseline: str, sources: list[str | bytes], expected_size: int, actual_size: int) -> Outcome:
-    """Stream both sides; memory stays bounded whatever the output size."""
+def _first_difference(left: Iterable[bytes], right: Iterable[bytes]) -> int | None:
+    """The offset of the first byte where two streams of blocks differ (one
+    ending first differs where it ends), or None when they are equal."""
+    left, right = (b for b in left if b), (b for b in right if b)
+    a = b = b""
     offset = 0
-    with open(baseline, "rb") as expected:
-        for block in _blocks(sources, 1 << 16):
-            other = expected.read(len(block))
-            if block != other:
-                at = offset + next(
-                    (i for i, (a, b) in enumerate(zip(block, other)) if a != b),
-                    min(len(block), len(other)),
-                )
-                return _large_diff(at, expected_size, actual_size)
-            offset += len(block)
-        if expected.read(1):
-            return _large_diff(offset, expected_size, actual_size)
-    return Outcome(Status.PASS)
+    while True:
+        a = a or next(left, b"")
+        b = b or next(right, b"")
+        if not a or not b:
+            return None if a == b else offset
+        n = min(len(a), len(b))
+        if a[:n] != b[:n]:
+            return offset + next(i for i in range(n) if a[i] != b[i])
+        offset, a, b = offset + n, a[n:], b[n:]
 
 
-def _large_diff(at: int, expected_size: int, actual_size: int) -> Outcome:
+def write_blocks(path: str, blocks: Iterable[bytes]) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "wb") as handle:
+        for block in blocks:
+            handle.write(block)
+
+
+def _large_diff(at: int, actual_size: int, expected_size: int) -> Outcome:
     return Outcome(
         Status.FAIL,
         Reason.DIFF,
         f"output differs from the baseline at byte {at} "
         f"(output {actual_size} bytes, baseline {expected_size} bytes; too large to diff)",
+    )
+
+
+def _too_large(actual_size: int) -> Outcome:
+    return Outcome(
+        Status.FAIL,
+        Reason.DIFF,
+        f"output of {actual_size} bytes is too large to refine (limit {TEXT_LIMIT} bytes): "
+        "line_endings, substitute, sort and baseline_mode regex need it in memory",
     )

@@ -37,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--incremental", action="store_true", help="do not run testcases whose key (spec, files, dependencies) passed before; report them as passed from cache")
     p.add_argument("--cpus-per-slot", type=_positive_int, metavar="K", help="pin each slot, its worker and commands, to its own K CPUs (SLOT_CPUS)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every result, passing ones too")
+    p.add_argument("--rewrite", action="store_true", help="write the actual output into the baseline of every diff testcase that FAILed on its output (never an XFAIL), and say which files changed")
     p.add_argument("--junit-xml", metavar="FILE", help="also write the results as JUnit XML, for CI test reporters")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
     p.add_argument("--tee", action="store_true", help="show the output of running fragments live, each line prefixed with [testcase]")
@@ -251,11 +252,35 @@ def run(plan, args, argv: list[str], output_dir: str, work_dir: str, history, sl
         write_junit(final, new_dir, os.path.abspath(args.junit_xml))
     _record_history(output_dir, index.started, argv, plan, scheduler, results, final["counts"])
     text.summary(final["counts"], time.monotonic() - began, output_dir)
+    if args.rewrite:
+        _rewrite_baselines(plan, results)
     finish_rotation()
     if scheduler.interrupted:
         return 128 + (interrupts.signum or signal.SIGINT)
     failed = final["counts"]["FAIL"] + final["counts"]["ERROR"]
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _rewrite_baselines(plan, results) -> None:
+    """--rewrite: the output that differed becomes the expected output."""
+    from drivers.diff import rewrite_baseline
+    from suite.results import Reason, Status
+
+    owner = {planned.name: planned for planned in plan.testcases}
+    changed = []
+    for result in results:
+        if result.status is not Status.FAIL or result.reason is not Reason.DIFF:
+            continue
+        planned = owner.get(result.name)
+        if not planned or not planned.fragments:
+            continue
+        data = plan.fragments[planned.fragments[-1]].data
+        actual, baseline = data.get("actual_path"), data.get("baseline")
+        if actual and baseline and rewrite_baseline(actual, baseline):
+            changed.append(baseline)
+    for path in changed:
+        print(f"rewrote {os.path.relpath(path)}")
+    print(f"--rewrite: {len(changed)} baseline{'s' if len(changed) != 1 else ''} changed")
 
 
 def _record_history(output_dir, start, argv, plan, scheduler, results, counts) -> None:
