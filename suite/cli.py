@@ -38,6 +38,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-slot", type=_positive_int, metavar="K", help="pin each slot, its worker and commands, to its own K CPUs (SLOT_CPUS)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every result, passing ones too")
     p.add_argument("--rewrite", action="store_true", help="write the actual output into the baseline of every diff testcase that FAILed on its output (never an XFAIL), and say which files changed")
+    p.add_argument("--no-html", action="store_true", help="do not write OUTPUT/new/report.html")
     p.add_argument("--junit-xml", metavar="FILE", help="also write the results as JUnit XML, for CI test reporters")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
     p.add_argument("--tee", action="store_true", help="show the output of running fragments live, each line prefixed with [testcase]")
@@ -250,6 +251,8 @@ def run(plan, args, argv: list[str], output_dir: str, work_dir: str, history, sl
         from suite.reports.junit import write_junit
 
         write_junit(final, new_dir, os.path.abspath(args.junit_xml))
+    if not args.no_html:
+        _write_html(new_dir, os.path.join(output_dir, "old"))
     _record_history(output_dir, index.started, argv, plan, scheduler, results, final["counts"])
     text.summary(final["counts"], time.monotonic() - began, output_dir)
     if args.rewrite:
@@ -259,6 +262,17 @@ def run(plan, args, argv: list[str], output_dir: str, work_dir: str, history, sl
         return 128 + (interrupts.signum or signal.SIGINT)
     failed = final["counts"]["FAIL"] + final["counts"]["ERROR"]
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _write_html(new_dir: str, old_dir: str) -> None:
+    """Every run leaves OUTPUT/new/report.html; a report that cannot be
+    made is a warning, never a lost run."""
+    try:
+        from suite.reports.html import write_html
+
+        write_html(new_dir, os.path.join(new_dir, "report.html"), old_dir)
+    except Exception as exc:
+        print(f"run-testsuite: warning: could not write the HTML report: {exc}", file=sys.stderr)
 
 
 def _rewrite_baselines(plan, results) -> None:

@@ -76,6 +76,11 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
             status = EXIT_REGRESSIONS
     else:
         index_dir, index = load_run(args.output or "out", args.rebuild)
+        # The run before, when it sits beside this one, gives the HTML
+        # report its section of changes.
+        sibling = os.path.join(os.path.dirname(os.path.abspath(index_dir)), "old")
+        if os.path.basename(os.path.abspath(index_dir)) == "new" and os.path.isdir(sibling):
+            old_dir = sibling
         if not (args.junit_xml or args.html):
             print_summary(index, index_dir, out)
     if args.junit_xml:

@@ -1,0 +1,231 @@
+"""A single-file HTML report made from the report index.
+
+The page must open from disk (``file://``), by mail or as a CI artifact, so
+everything is inline and nothing comes from the network. It must also stay
+usable with tens of thousands of results, so the page is not one big server-
+rendered table: the per-result data travels once, as a JSON string in a
+``<script type="application/json">`` block, and ``report.js`` builds the rows
+with ``textContent`` (never ``innerHTML``), the details only when a row is
+opened, and the timeline as one SVG. What tests print is hostile by nature:
+in the JSON block ``<``, ``>`` and ``&`` are written as ``\\u003c`` etc., so
+no output can close the block, and the rest of the page is rendered by
+Jinja2 with autoescaping on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import secrets
+import shlex
+import time
+from datetime import datetime
+from urllib.parse import quote
+
+from markupsafe import Markup
+
+from suite.index import INDEX_FILE
+from suite.results import Status
+
+TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+# What the page keeps of a result's output and traceback (their ends: where a
+# failure shows) and of its diff (its start: the first difference). The page
+# stays a few MiB at 10,000 results; the result file has everything.
+OUTPUT_TAIL = 4096
+TRACEBACK_TAIL = 8192
+DIFF_HEAD = 16384
+MESSAGE_MAX = 4096
+# Names listed per category of changes; more are counted, not listed.
+CHANGES_MAX = 200
+# The order rows start in: what needs attention first.
+SEVERITY = ["ERROR", "FAIL", "XPASS", "XFAIL", "SKIP", "PASS"]
+FAILING = {Status.FAIL.value, Status.ERROR.value}
+
+_environment = None
+
+
+def write_html(index_dir: str, path: str, old_index_dir: str | None = None) -> None:
+    """Write the report of the run in ``index_dir`` (``OUTPUT/new``) to ``path``.
+
+    ``old_index_dir`` (``OUTPUT/old``), when it holds an index, adds what
+    changed since that run.
+    """
+    with open(os.path.join(index_dir, INDEX_FILE), encoding="utf-8") as handle:
+        index = json.load(handle)
+    old = None
+    if old_index_dir and os.path.isfile(os.path.join(old_index_dir, INDEX_FILE)):
+        with open(os.path.join(old_index_dir, INDEX_FILE), encoding="utf-8") as handle:
+            old = json.load(handle)
+    # Result files are linked relative to the page, so that the two can move
+    # together (a CI artifact); the prefix is computed once, relpath is slow.
+    prefix = os.path.relpath(index_dir, os.path.dirname(os.path.abspath(path))).replace(os.sep, "/")
+    run_start = index.get("start") or 0.0
+    rows = [_row(entry, index_dir, prefix, run_start) for entry in index["results"]]
+    slots = {row["slot"] for row in rows if row["slot"] is not None and row["t"] is not None}
+    counts = {status.value: index["counts"].get(status.value, 0) for status in Status}
+    data = {
+        "duration": index.get("duration", 0.0),
+        "lanes": sorted(set(range(1, index.get("jobs", 1) + 1)) | slots),
+        "severity": SEVERITY,
+        "results": rows,
+    }
+    run = {
+        "suite": index.get("suite") or "run-testsuite",
+        "root": index.get("root", ""),
+        "jobs": index.get("jobs", 1),
+        "duration": index.get("duration", 0.0),
+        "host": index.get("host", ""),
+        "python": index.get("python", ""),
+        "complete": index.get("complete", True),
+        "interrupted": index.get("interrupted", False),
+        "rebuilt": index.get("rebuilt", False),
+        "cached": index.get("cached", 0),
+    }
+    html = _template().render(
+        run=run,
+        css=_asset("report.css"),
+        js=_asset("report.js"),
+        # Only scripts carrying this nonce run: a test's output that somehow
+        # became markup still could not execute (defence in depth).
+        nonce=secrets.token_urlsafe(18),
+        title=f"{run['suite']}: {sum(counts.values())} testcases",
+        date=datetime.fromtimestamp(run_start).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if run_start else "",
+        command_line=shlex.join(index.get("command_line", [])),
+        counts=counts,
+        total=sum(counts.values()),
+        changes=_changes(index, old) if old is not None else None,
+        data_json=Markup(_script_json(data)),
+        generated=time.strftime("%Y-%m-%d %H:%M:%S"),
+    )
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8", errors="replace") as handle:
+        handle.write(html)
+    os.replace(tmp, path)
+
+
+def _row(entry: dict, index_dir: str, prefix: str, run_start: float) -> dict:
+    """One result as the page needs it: the index entry plus the result file's
+    details, with long texts cut to what is worth embedding."""
+    result_path = os.path.join(index_dir, entry["result"])
+    try:
+        with open(result_path, encoding="utf-8") as handle:
+            result = json.load(handle)
+    except (OSError, ValueError):
+        result = {}  # a run killed mid-write: the index entry is all there is
+    start = entry.get("start") or result.get("start") or 0.0
+    # --incremental: taken from an earlier run, so not on this run's timeline.
+    cached = bool(entry.get("cached") or result.get("cached"))
+    # A plain relative path, never a scheme ("javascript:"): "./" or "../" first.
+    link = quote(posixpath.normpath(f"{prefix}/{entry['result']}"))
+    if not link.startswith(("../", "/")):
+        link = "./" + link
+    row = {
+        "name": entry["name"],
+        "status": entry["status"],
+        "reason": entry.get("reason"),
+        "message": entry.get("message", ""),
+        "duration": entry.get("duration", 0.0),
+        "t": max(0.0, round(start - run_start, 6)) if start and run_start and not cached else None,
+        "cached": cached,
+        "kind": entry.get("kind") or result.get("kind") or "testcase",
+        "slot": entry.get("slot", result.get("slot")),
+        "tags": entry.get("tags") or result.get("tags") or [],
+        "attempts": entry.get("attempts", result.get("attempts", 1)),
+        "file": link,
+        "missing": not result,
+        "description": result.get("description", ""),
+        "driver": result.get("driver", ""),
+        "full_message": _head(result.get("message", ""), MESSAGE_MAX),
+        "commands": [
+            [c.get("step", ""), c["cmd"] if isinstance(c.get("cmd"), str) else shlex.join(c.get("cmd") or []),
+             c.get("exit_code"), c.get("duration", 0.0), bool(c.get("timed_out"))]
+            for c in result.get("commands", [])
+        ],
+        "output": _tail(result.get("output", ""), OUTPUT_TAIL),
+        "diff": _head(result.get("diff"), DIFF_HEAD),
+        "traceback": _tail(result.get("traceback"), TRACEBACK_TAIL),
+        "logs": result.get("log_files", []),
+    }
+    return row
+
+
+def seconds(value: float) -> str:
+    """A duration as people read it (the page's JS formats the same way)."""
+    if value < 0.001:
+        return f"{value * 1000:.2f} ms"
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 60:
+        return f"{value:.2f} s"
+    minutes, rest = divmod(int(round(value)), 60)
+    return f"{minutes // 60}h {minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m {rest:02d}s"
+
+
+def _tail(text: str | None, limit: int) -> list | None:
+    """[kept text, characters cut before it] of the last ``limit`` characters."""
+    if not text:
+        return None
+    return [text[-limit:], max(0, len(text) - limit)]
+
+
+def _head(text: str | None, limit: int) -> list | None:
+    """[kept text, characters cut after it] of the first ``limit`` characters."""
+    if not text:
+        return None
+    return [text[:limit], max(0, len(text) - limit)]
+
+
+def _changes(new: dict, old: dict) -> dict:
+    """Names whose failing state differs from (or stays as in) the old run."""
+    before = {entry["name"]: entry["status"] for entry in old.get("results", [])}
+    changes = {"new_failures": [], "fixed": [], "still_failing": []}
+    for entry in new["results"]:
+        name, status = entry["name"], entry["status"]
+        was = before.get(name)
+        if status in FAILING:
+            key = "still_failing" if was in FAILING else "new_failures"
+        elif was in FAILING:
+            key = "fixed"
+        else:
+            continue
+        changes[key].append({"name": name, "status": status, "was": was})
+    return {
+        key: {"entries": sorted(items, key=lambda i: i["name"])[:CHANGES_MAX], "total": len(items)}
+        for key, items in changes.items()
+    }
+
+
+def _script_json(data: dict) -> str:
+    """JSON that cannot end its ``<script>`` block or open a comment in it."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+_assets: dict[str, Markup] = {}
+
+
+def _asset(name: str) -> Markup:
+    """CSS or JS to inline as it is: kept out of Jinja so that braces in it
+    never need escaping."""
+    if name not in _assets:
+        with open(os.path.join(TEMPLATES, name), encoding="utf-8") as handle:
+            _assets[name] = Markup(handle.read())
+    return _assets[name]
+
+
+def _template():
+    """The page template, compiled once per process."""
+    global _environment
+    if _environment is None:
+        import jinja2
+
+        _environment = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(TEMPLATES),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        _environment.filters["seconds"] = seconds
+    return _environment.get_template("report.html.j2")

@@ -1,0 +1,464 @@
+/* run-testsuite HTML report: rows, filters, details and the timeline.
+ *
+ * Test data only ever reaches the page through textContent and attribute
+ * setters, never innerHTML. Rows are built in chunks so that a large run
+ * paints at once; details are built the first time a row is opened; filters
+ * toggle `hidden` on rows built once; the timeline is a single SVG.
+ */
+(function () {
+  "use strict";
+  var data = JSON.parse(document.getElementById("report-data").textContent);
+  var results = data.results;
+  var STATUSES = ["PASS", "FAIL", "XFAIL", "XPASS", "SKIP", "ERROR"];
+  var severity = {};
+  data.severity.forEach(function (s, i) { severity[s] = i; });
+  var byName = new Map();
+  var rowsEl = document.getElementById("rows");
+  var shownEl = document.getElementById("shown");
+  var emptyEl = document.getElementById("empty");
+  var searchEl = document.getElementById("search");
+  var CHUNK = 1500;
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = text;
+    return e;
+  }
+
+  function known(status) { return STATUSES.indexOf(status) >= 0 ? status : "ERROR"; }
+
+  /* Durations as in the header (html.py's `seconds`). */
+  function seconds(v) {
+    if (v < 0.001) return (v * 1000).toFixed(2) + " ms";
+    if (v < 1) return Math.round(v * 1000) + " ms";
+    if (v < 60) return v.toFixed(2) + " s";
+    var m = Math.floor(Math.round(v) / 60), s = Math.round(v) % 60;
+    return m >= 60 ? Math.floor(m / 60) + "h " + String(m % 60).padStart(2, "0") + "m"
+                   : m + "m " + String(s).padStart(2, "0") + "s";
+  }
+
+  results.forEach(function (r, i) {
+    r.i = i;
+    r.status = known(r.status);
+    r.el = null;
+    r.visible = true;
+    r.marks = [];
+    if (r.kind !== "testcase") r.marks.push(r.kind);
+    if (r.cached) r.marks.push("cached");
+    if (r.attempts > 1) r.marks.push(r.attempts + " attempts");
+    r.hay = [r.name, r.tags.join(" "), r.marks.join(" "), r.reason || "", r.message].join("\n").toLowerCase();
+    byName.set(r.name, r);
+  });
+
+  /* ---- filtering --------------------------------------------------------- */
+  var enabled = new Set(STATUSES);
+  var terms = [];
+  var order = results.slice();
+  var built = 0;
+
+  function matches(r) {
+    if (!enabled.has(r.status)) return false;
+    for (var k = 0; k < terms.length; k++) if (r.hay.indexOf(terms[k]) < 0) return false;
+    return true;
+  }
+
+  function applyFilter() {
+    var count = 0;
+    for (var k = 0; k < results.length; k++) {
+      var r = results[k], want = matches(r);
+      if (want) count++;
+      if (want !== r.visible) {
+        r.visible = want;
+        if (r.el) r.el.hidden = !want;
+      }
+    }
+    shownEl.textContent = count === results.length ? "showing all " + count
+                                                    : "showing " + count + " of " + results.length;
+    emptyEl.hidden = count > 0;
+  }
+
+  var pending = false;
+  function scheduleFilter() {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(function () { pending = false; readControls(); applyFilter(); });
+  }
+
+  function readControls() {
+    enabled = new Set();
+    document.querySelectorAll("[data-status-filter]").forEach(function (box) {
+      if (box.checked) enabled.add(box.getAttribute("data-status-filter"));
+    });
+    terms = searchEl.value.toLowerCase().split(/\s+/).filter(Boolean);
+  }
+
+  document.querySelectorAll("[data-status-filter]").forEach(function (box) {
+    box.addEventListener("change", scheduleFilter);
+  });
+  searchEl.addEventListener("input", scheduleFilter);
+  function setStatuses(predicate) {
+    document.querySelectorAll("[data-status-filter]").forEach(function (box) {
+      box.checked = predicate(box.getAttribute("data-status-filter"));
+    });
+    scheduleFilter();
+  }
+  document.getElementById("only-failures").addEventListener("click", function () {
+    setStatuses(function (s) { return s === "FAIL" || s === "ERROR" || s === "XPASS"; });
+  });
+  document.getElementById("show-all").addEventListener("click", function () {
+    searchEl.value = "";
+    setStatuses(function () { return true; });
+  });
+
+  /* ---- rows -------------------------------------------------------------- */
+  function buildRow(r) {
+    var res = el("div", "res s-" + r.status);
+    res.setAttribute("data-status", r.status);
+    res.setAttribute("data-i", r.i);
+    var line = el("div", "line");
+    line.tabIndex = 0;
+    line.setAttribute("role", "button");
+    line.setAttribute("aria-expanded", "false");
+    line.appendChild(el("span", "badge small s-" + r.status, r.status));
+    var name = el("span", "name", r.name);
+    r.tags.forEach(function (t) { name.appendChild(el("span", "tag", t)); });
+    r.marks.forEach(function (m) { name.appendChild(el("span", "tag mark", m)); });
+    line.appendChild(name);
+    var msg = el("span", "msg");
+    if (r.reason) msg.appendChild(el("span", "reason", r.reason));
+    msg.appendChild(document.createTextNode(r.message));
+    msg.title = r.message;
+    line.appendChild(msg);
+    line.appendChild(el("span", "dur", r.t === null && !r.duration ? "–" : seconds(r.duration)));
+    res.appendChild(line);
+    res.hidden = !r.visible;
+    r.el = res;
+    return res;
+  }
+
+  /* Rows of `order` from `built` on, up to `limit` of them. */
+  function buildSome(limit) {
+    var frag = document.createDocumentFragment();
+    var end = Math.min(order.length, built + limit);
+    for (; built < end; built++) frag.appendChild(order[built].el || buildRow(order[built]));
+    rowsEl.appendChild(frag);
+  }
+
+  function buildAll() { if (built < order.length) buildSome(order.length); }
+
+  function buildInChunks() {
+    buildSome(CHUNK);
+    if (built < order.length) setTimeout(buildInChunks, 0);
+    else document.body.setAttribute("data-ready", "1");
+  }
+
+  /* ---- sorting ----------------------------------------------------------- */
+  var sortKey = "status", sortDir = 1;
+  var comparators = {
+    status: function (a, b) { return (severity[a.status] - severity[b.status]) || cmpName(a, b); },
+    name: function (a, b) { return cmpName(a, b); },
+    duration: function (a, b) { return (a.duration - b.duration) || cmpName(a, b); }
+  };
+  function cmpName(a, b) { return a.name < b.name ? -1 : a.name > b.name ? 1 : 0; }
+
+  function sortBy(key, dir) {
+    buildAll();
+    sortKey = key; sortDir = dir;
+    var cmp = comparators[key];
+    order.sort(function (a, b) { return dir * cmp(a, b); });
+    var frag = document.createDocumentFragment();
+    order.forEach(function (r) { frag.appendChild(r.el); });
+    rowsEl.appendChild(frag);
+    document.querySelectorAll(".thead .sort").forEach(function (b) {
+      b.classList.remove("asc", "desc");
+      if (b.getAttribute("data-sort") === key) b.classList.add(dir > 0 ? "asc" : "desc");
+    });
+  }
+
+  document.querySelectorAll(".thead .sort").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var key = button.getAttribute("data-sort");
+      // Durations start longest first: the slow tests are what one looks for.
+      var dir = key === sortKey ? -sortDir : (key === "duration" ? -1 : 1);
+      sortBy(key, dir);
+    });
+  });
+
+  /* ---- details ----------------------------------------------------------- */
+  function field(dl, label, value) {
+    if (value === undefined || value === null || value === "") return;
+    dl.appendChild(el("dt", null, label));
+    var dd = el("dd");
+    if (value instanceof Node) dd.appendChild(value); else dd.textContent = value;
+    dl.appendChild(dd);
+  }
+
+  /* A block of text kept as [text, characters cut], with a note of the cut. */
+  function textBlock(box, title, kept, cls, cutWhere, r) {
+    if (!kept) return;
+    box.appendChild(el("h4", null, title));
+    var pre = el("pre", cls);
+    if (cls === "diff") {
+      kept[0].split("\n").forEach(function (ln, k, all) {
+        if (k === all.length - 1 && ln === "") return;
+        var c = ln.startsWith("+++") || ln.startsWith("---") ? "file"
+              : ln.startsWith("+") ? "add" : ln.startsWith("-") ? "del"
+              : ln.startsWith("@@") ? "hunk" : null;
+        pre.appendChild(el("span", c, ln + "\n"));
+      });
+    } else {
+      pre.textContent = kept[0];
+    }
+    if (kept[1] > 0) {
+      var note = el("p", "note", "[" + kept[1].toLocaleString() + (cutWhere === "before" ? " earlier" : " more") +
+                    " characters not shown; the full text is in ");
+      var a = el("a", null, r.file);
+      a.href = r.file;
+      note.appendChild(a);
+      if (r.logs.length) note.appendChild(document.createTextNode(" and " + r.logs.join(", ")));
+      note.appendChild(document.createTextNode("]"));
+      if (cutWhere === "before") box.appendChild(note);
+      box.appendChild(pre);
+      if (cutWhere !== "before") box.appendChild(note);
+    } else {
+      box.appendChild(pre);
+    }
+  }
+
+  function buildDetail(r) {
+    var box = el("div", "detail");
+    var dl = el("dl");
+    field(dl, "Description", r.description);
+    field(dl, "Driver", r.driver);
+    if (r.tags.length) {
+      var tags = el("span");
+      r.tags.forEach(function (t) { tags.appendChild(el("span", "tag", t)); });
+      field(dl, "Tags", tags);
+    }
+    field(dl, "Duration", seconds(r.duration));
+    if (r.t !== null) {
+      field(dl, "Started", "+" + seconds(r.t) + " into the run" + (r.slot !== null ? ", slot " + r.slot : ""));
+    }
+    field(dl, "Attempts", String(r.attempts));
+    if (r.kind !== "testcase") field(dl, "Kind", r.kind);
+    if (r.cached) field(dl, "Cached", "taken from an earlier run whose inputs matched (--incremental)");
+    var link = el("a", "mono", r.file);
+    link.href = r.file;
+    field(dl, "Result file", link);
+    if (r.missing) field(dl, "Note", "the result file could not be read; this is the index entry only");
+    box.appendChild(dl);
+    if (r.full_message && (r.full_message[0].indexOf("\n") >= 0 || r.full_message[0] !== r.message)) {
+      textBlock(box, "Message", r.full_message, "message", "after", r);
+    }
+    if (r.commands.length) {
+      box.appendChild(el("h4", null, "Commands"));
+      var table = el("table", "cmds");
+      var head = el("tr");
+      ["step", "command", "exit", "duration"].forEach(function (h) { head.appendChild(el("th", null, h)); });
+      table.appendChild(head);
+      r.commands.forEach(function (c) {
+        var tr = el("tr");
+        tr.appendChild(el("td", null, c[0]));
+        tr.appendChild(el("td", "cmd", c[1]));
+        var exit = c[4] ? "timed out" : c[2] === null ? "–" : String(c[2]);
+        tr.appendChild(el("td", "exit" + (c[4] || (c[2] !== 0 && c[2] !== null) ? " bad" : ""), exit));
+        tr.appendChild(el("td", "d", seconds(c[3])));
+        table.appendChild(tr);
+      });
+      box.appendChild(table);
+    }
+    textBlock(box, "Diff", r.diff, "diff", "after", r);
+    textBlock(box, "Traceback", r.traceback, "traceback", "before", r);
+    textBlock(box, "Output", r.output, "output", "before", r);
+    if (!r.output && r.commands.length) box.appendChild(el("p", "note", "no output"));
+    return box;
+  }
+
+  function toggle(r, open) {
+    var res = r.el, line = res.firstChild;
+    open = open === undefined ? !res.classList.contains("open") : open;
+    if (open && !r.detail) {
+      r.detail = buildDetail(r);
+      res.appendChild(r.detail);
+    }
+    if (r.detail) r.detail.hidden = !open;
+    res.classList.toggle("open", open);
+    line.setAttribute("aria-expanded", String(open));
+  }
+
+  rowsEl.addEventListener("click", function (e) {
+    var line = e.target.closest(".line");
+    if (line) toggle(results[+line.parentNode.getAttribute("data-i")]);
+  });
+  rowsEl.addEventListener("keydown", function (e) {
+    if ((e.key === "Enter" || e.key === " ") && e.target.classList.contains("line")) {
+      e.preventDefault();
+      toggle(results[+e.target.parentNode.getAttribute("data-i")]);
+    }
+  });
+
+  /* Show one result: make it visible whatever the filters, open it, scroll. */
+  function reveal(r) {
+    buildAll();
+    if (!r.visible) {
+      searchEl.value = "";
+      document.querySelectorAll("[data-status-filter]").forEach(function (b) { b.checked = true; });
+      readControls();
+      applyFilter();
+    }
+    toggle(r, true);
+    r.el.scrollIntoView({ block: "center" });
+    r.el.classList.remove("flash");
+    void r.el.offsetWidth;
+    r.el.classList.add("flash");
+  }
+
+  document.querySelectorAll("a.jump").forEach(function (a) {
+    a.addEventListener("click", function (e) {
+      e.preventDefault();
+      var r = byName.get(a.getAttribute("data-name"));
+      if (r) reveal(r);
+    });
+  });
+
+  /* ---- timeline ---------------------------------------------------------- */
+  function drawTimeline() {
+    var body = document.getElementById("timeline-body");
+    var ran = results.filter(function (r) { return r.t !== null && r.slot !== null; });
+    var span = data.duration;
+    ran.forEach(function (r) { span = Math.max(span, r.t + r.duration); });
+    if (!ran.length || !(span > 0)) {
+      body.appendChild(el("p", "tl-empty", "Nothing ran."));
+      return;
+    }
+    var lanes = data.lanes, laneOf = new Map(), busy = new Map();
+    lanes.forEach(function (s, k) { laneOf.set(s, k); busy.set(s, 0); });
+    var laneH = lanes.length <= 16 ? 20 : Math.max(6, Math.floor(320 / lanes.length));
+    var W = 1000, H = laneH * lanes.length, NS = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(NS, "svg");
+    svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+    svg.setAttribute("preserveAspectRatio", "none");
+    svg.setAttribute("height", H + 2);
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", "timeline of the run, one lane per slot");
+    var defs = document.createElementNS(NS, "defs");
+    var pattern = document.createElementNS(NS, "pattern");
+    pattern.setAttribute("id", "idle");
+    pattern.setAttribute("patternUnits", "userSpaceOnUse");
+    pattern.setAttribute("width", "6");
+    pattern.setAttribute("height", "6");
+    pattern.setAttribute("patternTransform", "rotate(45)");
+    var stripe = document.createElementNS(NS, "rect");
+    stripe.setAttribute("width", "2");
+    stripe.setAttribute("height", "6");
+    stripe.setAttribute("fill", "#e4e8ec");
+    pattern.appendChild(stripe);
+    defs.appendChild(pattern);
+    svg.appendChild(defs);
+    lanes.forEach(function (s, k) {
+      var bg = document.createElementNS(NS, "rect");
+      bg.setAttribute("class", "lane");
+      bg.setAttribute("data-slot", s);
+      bg.setAttribute("x", 0); bg.setAttribute("y", k * laneH);
+      bg.setAttribute("width", W); bg.setAttribute("height", laneH);
+      bg.setAttribute("fill", "url(#idle)");
+      svg.appendChild(bg);
+    });
+    var minW = W * 0.0015, pad = laneH > 10 ? 2 : 1;
+    var frag = document.createDocumentFragment();
+    ran.forEach(function (r) {
+      var k = laneOf.get(r.slot);
+      var bar = document.createElementNS(NS, "rect");
+      bar.setAttribute("class", "bar s-" + r.status);
+      bar.setAttribute("data-i", r.i);
+      bar.setAttribute("x", (r.t / span * W).toFixed(3));
+      bar.setAttribute("y", k * laneH + pad);
+      bar.setAttribute("width", Math.max(minW, r.duration / span * W).toFixed(3));
+      bar.setAttribute("height", laneH - 2 * pad);
+      frag.appendChild(bar);
+    });
+    svg.appendChild(frag);
+    busyTime(ran, busy);
+
+    var labels = el("div", "tl-labels");
+    lanes.forEach(function (s) {
+      var share = busy.get(s) / span;
+      var label = el("div", share ? null : "idle");
+      label.style.height = laneH + "px";
+      label.style.lineHeight = laneH + "px";
+      label.setAttribute("data-slot", s);
+      label.appendChild(el("span", null, laneH >= 14 || lanes.length <= 16 ? "slot " + s : String(s)));
+      label.appendChild(el("b", null, share ? Math.min(100, Math.round(share * 100)) + "% busy" : "idle"));
+      labels.appendChild(label);
+    });
+    var plot = el("div", "tl-plot");
+    plot.appendChild(svg);
+    var axis = el("div", "tl-axis");
+    var step = niceStep(span / 8);
+    for (var k = 0; k * step <= span + 1e-9; k++) {
+      var t = k * step;
+      var tick = el("span", null, tickLabel(t, step));
+      tick.style.left = (t / span * 100) + "%";
+      if (t / span < 0.97 || t === 0) axis.appendChild(tick);
+    }
+    plot.appendChild(axis);
+    var grid = el("div", "tl");
+    grid.appendChild(labels);
+    grid.appendChild(plot);
+    body.appendChild(grid);
+
+    var tip = document.getElementById("tip");
+    svg.addEventListener("mousemove", function (e) {
+      var i = e.target.getAttribute("data-i");
+      if (i === null) { tip.hidden = true; return; }
+      var r = results[+i];
+      tip.textContent = "";
+      tip.appendChild(el("span", "tip-name", r.name));
+      tip.appendChild(document.createTextNode(r.status + (r.reason ? " (" + r.reason + ")" : "") +
+        " · " + seconds(r.duration) + " · slot " + r.slot + " · +" + seconds(r.t)));
+      tip.hidden = false;
+      var x = Math.min(e.clientX + 14, window.innerWidth - tip.offsetWidth - 8);
+      tip.style.left = Math.max(4, x) + "px";
+      tip.style.top = (e.clientY + 16) + "px";
+    });
+    svg.addEventListener("mouseleave", function () { tip.hidden = true; });
+    svg.addEventListener("click", function (e) {
+      var i = e.target.getAttribute("data-i");
+      if (i !== null) reveal(results[+i]);
+    });
+  }
+
+  /* Time each slot spent running something: the union of its bars (a
+     testcase of several steps may overlap another on its last slot). */
+  function busyTime(ran, busy) {
+    var sorted = ran.slice().sort(function (a, b) { return a.t - b.t; });
+    var reach = new Map();
+    sorted.forEach(function (r) {
+      var from = Math.max(r.t, reach.has(r.slot) ? reach.get(r.slot) : 0), to = r.t + r.duration;
+      if (to > from) busy.set(r.slot, busy.get(r.slot) + to - from);
+      reach.set(r.slot, Math.max(to, reach.has(r.slot) ? reach.get(r.slot) : 0));
+    });
+  }
+
+  function tickLabel(t, step) {
+    if (t === 0) return "0";
+    if (t >= 60) return seconds(t);
+    if (step >= 1) return Math.round(t) + " s";
+    if (step >= 0.1) return t.toFixed(1) + " s";
+    return (t * 1000).toFixed(step >= 0.001 ? 0 : 1) + " ms";
+  }
+
+  function niceStep(raw) {
+    var p = Math.pow(10, Math.floor(Math.log10(raw)));
+    var m = raw / p;
+    return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
+  }
+
+  /* ---- start ------------------------------------------------------------- */
+  order.sort(comparators.status);
+  document.querySelector('.thead .sort[data-sort="status"]').classList.add("asc");
+  applyFilter();
+  buildInChunks();
+  drawTimeline();
+})();
