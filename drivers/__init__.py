@@ -59,11 +59,15 @@ def load_reference(ref: str, base_dir: str | None = None) -> type:
             spec = importlib.util.spec_from_file_location(module_name, path)
             module = importlib.util.module_from_spec(spec)
             sys.modules[module_name] = module
+            # A suite's driver file is the suite's: no __pycache__ next to it.
+            dont_write, sys.dont_write_bytecode = sys.dont_write_bytecode, True
             try:
                 spec.loader.exec_module(module)
             except BaseException:
                 del sys.modules[module_name]
                 raise
+            finally:
+                sys.dont_write_bytecode = dont_write
         ref = f"{path}:{attr}"
     else:
         module = importlib.import_module(target)

@@ -253,8 +253,10 @@ def _size(source: str | bytes) -> int:
 
 
 def unified_diff(expected: bytes, actual: bytes, label: str) -> str:
-    old = expected.decode("utf-8", "replace").splitlines(keepends=True)
-    new = actual.decode("utf-8", "replace").splitlines(keepends=True)
+    # backslashreplace: bytes that are not UTF-8 show as \xff, so two
+    # outputs that differ only there still show where.
+    old = expected.decode("utf-8", "backslashreplace").splitlines(keepends=True)
+    new = actual.decode("utf-8", "backslashreplace").splitlines(keepends=True)
     lines = list(difflib.unified_diff(old, new, f"{label} (expected)", "output (actual)"))
     if len(lines) > DIFF_MAX_LINES:
         cut = len(lines) - DIFF_MAX_LINES

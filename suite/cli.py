@@ -70,6 +70,9 @@ def _positive_float(text: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
+    except KeyboardInterrupt:  # before the run started: nothing to report
+        print("run-testsuite: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     except BrokenPipeError:
         # The reader of our output went away (`| head`): finish quietly.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -243,9 +246,10 @@ def run(plan, args, argv: list[str], output_dir: str, work_dir: str, history, sl
     interrupts = Interrupts(scheduler)
     with interrupts:
         scheduler.run()
+        # Still under the handler: a Ctrl-C now must not cut the index short.
+        final = index.finish(interrupted=scheduler.interrupted)
     if line is not None:
         line.clear()
-    final = index.finish(interrupted=scheduler.interrupted)
     progress.write(complete=True)
     if args.junit_xml:
         from suite.reports.junit import write_junit
@@ -339,11 +343,18 @@ class Interrupts:
             signal.signal(signum, handler)
 
     def _handle(self, signum, frame) -> None:
+        scheduler = self.scheduler
         if not self.signum:
             self.signum = signum
+            scheduler.interrupted = True
+            if scheduler.stopping:
+                return  # already winding down: the exit status says it all
+            if scheduler.deferring:  # results are being written: right after
+                scheduler.pending_interrupt = True
+                return
             raise KeyboardInterrupt
         print("\nrun-testsuite: second interrupt: killing everything now", file=sys.stderr)
-        self.scheduler.kill_now()
+        scheduler.kill_now()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -151,6 +151,12 @@ class History:
                 "INSERT OR REPLACE INTO passed_keys VALUES (?, ?, ?)",
                 [(key, name, run) for run, name, status, _, _, _, key in rows if status == "PASS" and key],
             )
+            # A key that failed since it passed proves nothing any more (a
+            # flaky testcase, or something outside its key changed).
+            self.db.executemany(
+                "DELETE FROM passed_keys WHERE key = ?",
+                [(key,) for run, name, status, _, _, _, key in rows if status != "PASS" and key],
+            )
             self.db.executemany(
                 "INSERT OR REPLACE INTO fragments VALUES (?, ?, ?, ?, ?)",
                 [(run, t, f, s, d) for t, f, s, d in fragment_durations],

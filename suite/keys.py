@@ -32,20 +32,26 @@ def digest_tree(directory: str) -> str:
             name = f"{rel}/{entry.name}" if rel else entry.name
             if entry.is_symlink():
                 h.update(b"L" + name.encode() + b"\0" + os.readlink(entry.path).encode() + b"\0")
+                if os.path.isfile(entry.path):  # what it points to is an input too
+                    _hash_file(h, entry.path)
             elif entry.is_dir():
                 if not os.path.exists(os.path.join(entry.path, SPEC_FILE)):
                     subdirs.append((name, entry.path))
             else:
                 h.update(b"F" + name.encode() + b"\0")
-                try:
-                    with open(entry.path, "rb") as handle:
-                        while block := handle.read(1 << 20):
-                            h.update(block)
-                except OSError as exc:
-                    h.update(f"unreadable:{exc.errno}".encode())
-                h.update(b"\0")
+                _hash_file(h, entry.path)
         stack.extend(reversed(subdirs))
     return h.hexdigest()
+
+
+def _hash_file(h, path: str) -> None:
+    try:
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                h.update(block)
+    except OSError as exc:
+        h.update(f"unreadable:{exc.errno}".encode())
+    h.update(b"\0")
 
 
 def make_key(spec: dict, driver: str, tree: str | None, upstream: list[str]) -> str:

@@ -403,10 +403,7 @@ class _Builder:
 
     def compute_keys(self, index: dict[str, int]) -> None:
         """Each testcase's key, from its spec, files and upstream keys."""
-        setup_keys = {
-            SETUP_PREFIX + name: make_key(spec, "setup", None, [])
-            for name, spec in self.suite.setup.items()
-        }
+        setup_keys = {SETUP_PREFIX + name: self.setup_key(name) for name in self.suite.setup}
         done: dict[int, str | None] = {}
 
         def key_of(number: int, seen: frozenset) -> str | None:
@@ -430,10 +427,21 @@ class _Builder:
         for number in range(len(self.testcases)):
             key_of(number, frozenset())
 
+    def setup_key(self, name: str, seen: frozenset = frozenset()) -> str:
+        """A set-up's key: its spec and the keys of the set-ups it needs."""
+        spec = self.suite.setup[name]
+        upstream = [
+            self.setup_key(n, seen | {name}) for n in spec.get("needs", []) if n in self.suite.setup and n not in seen
+        ]
+        return make_key(spec, "setup", None, upstream)
+
     def use_cache(self, history: HistoryView) -> None:
-        """--incremental: a testcase whose key passed before is not run."""
+        """--incremental: a testcase whose key passed before is not run,
+        unless it failed last time."""
         for planned in self.testcases:
             if planned.result is None and planned.key and planned.key in history.passed_keys:
+                if history.failed_last_time(planned.name):
+                    continue
                 run = history.passed_keys[planned.key]
                 planned.result = self._early(
                     planned, Status.PASS, Reason.CACHED,
@@ -460,7 +468,7 @@ class _Builder:
             description=spec.get("description", ""), driver="shell",
             needs=list(spec.get("needs", [])), kind="setup", spec=spec,
         )
-        planned.key = make_key(spec, "setup", None, [])
+        planned.key = self.setup_key(name)
         self.testcases.append(planned)
         work_dir = os.path.join(self.work_dir, safe)
         env = {key: _env_value(value) for key, value in self.suite.defaults.get("env", {}).items()}

@@ -76,20 +76,13 @@ class MultiprocessScheduler:
         self.outcomes: list[list[Outcome]] = [[] for _ in plan.testcases]
         self.workers: list[Worker] = []
         self.interrupted = False
+        self.critical = 0
+        self.pending_interrupt = False
+        self.stopping = False
 
     # -- the main loop -----------------------------------------------------
     def run(self) -> None:
         plan = self.plan
-        # Publish every verdict known before the run first, and only then
-        # skip dependents: a cycle's members are each an ERROR of their own.
-        early = [(n, p.result) for n, p in enumerate(plan.testcases) if p.result is not None]
-        for number, result in early:
-            self.decided[number] = True
-            self.unpublished.append(result)
-        for number, result in early:
-            if not result.status.ran_ok:
-                self._skip_dependents(number, result)
-        self._publish()
         self.ready = ReadyQueue(plan.graph, self.priorities())
         # Never start more workers than there are fragments to run.
         slots = min(self.jobs, len(plan.fragments)) or 0
@@ -101,6 +94,7 @@ class MultiprocessScheduler:
         self.children_before = frozenset(children())
         subreaper = become_subreaper()
         try:
+            self._publish_early()
             self.workers = [
                 self.worker_class(slot, hook, self.stderr_dir, self.slot_cpus.get(slot))
                 for slot in range(1, slots + 1)
@@ -112,6 +106,8 @@ class MultiprocessScheduler:
             self.interrupted = True
             self._interrupt()
         finally:
+            # From here on an interrupt only hurries things (see cli.Interrupts).
+            self.stopping = True
             # Tell every worker first, then wait: they wind down together.
             for worker in self.workers:
                 worker.release()
@@ -120,8 +116,22 @@ class MultiprocessScheduler:
             if subreaper:
                 kill_orphans(adopted_since=self.children_before)
                 become_subreaper(False)
+            self.pending_interrupt = False
             self._publish()
         self._settle()
+        self._publish()
+
+    def _publish_early(self) -> None:
+        """Publish every verdict known before the run first, and only then
+        skip dependents: a cycle's members are each an ERROR of their own."""
+        early = [(n, p.result) for n, p in enumerate(self.plan.testcases) if p.result is not None]
+        for number, result in early:
+            self.decided[number] = True
+            self.unpublished.append(result)
+            self._count_failure(result)
+        for number, result in early:
+            if not result.status.ran_ok:
+                self._skip_dependents(number, result)
         self._publish()
 
     def _loop(self) -> None:
@@ -134,10 +144,13 @@ class MultiprocessScheduler:
         idle = list(reversed(self.workers))
         running = 0
         while True:
-            while idle and self.ready and self.stop_reason is None:
+            while idle and self.ready:
                 fragment = self.ready.pop()
-                if self.decided[self.plan.owner[fragment]]:
+                number = self.plan.owner[fragment]
+                if self.decided[number]:
                     continue
+                if self.stop_reason is not None and not self.outcomes[number]:
+                    continue  # past --max-failures only testcases under way go on
                 spec = self._acquire(fragment)
                 if spec is None:
                     self.blocked.append(fragment)
@@ -290,18 +303,37 @@ class MultiprocessScheduler:
         self.decided[number] = True
         self.unpublished.append(result)
         self._release(number)
-        if result.status.is_failure:
-            self.failures += 1
-            limit = self.policy.max_failures
-            if limit and self.failures >= limit and self.stop_reason is None:
-                self.stop_reason = f"{self.failures} failure{'s' if self.failures > 1 else ''} reached --max-failures {limit}"
+        self._count_failure(result)
         if not result.status.ran_ok:
             self._skip_dependents(number, result)
 
     def _publish(self) -> None:
-        results, self.unpublished = self.unpublished, []
-        for result in results:
-            self.on_result(result)
+        """Hand verdicts to the reports. A Ctrl-C arriving meanwhile waits
+        until this is done (see ``deferring``), so none is half-written."""
+        self.critical += 1
+        try:
+            while self.unpublished:
+                self.on_result(self.unpublished[0])
+                del self.unpublished[0]
+        finally:
+            self.critical -= 1
+        if self.pending_interrupt and not self.critical and not self.stopping:
+            self.pending_interrupt = False
+            raise KeyboardInterrupt
+
+    @property
+    def deferring(self) -> bool:
+        """True while an interrupt must wait: results are being written."""
+        return self.critical > 0
+
+    def _count_failure(self, result: Result) -> None:
+        """--max-failures counts every FAIL and ERROR, spec errors too."""
+        if not result.status.is_failure:
+            return
+        self.failures += 1
+        limit = self.policy.max_failures
+        if limit and self.failures >= limit and self.stop_reason is None:
+            self.stop_reason = f"{self.failures} failure{'s' if self.failures > 1 else ''} reached --max-failures {limit}"
 
     def _skip_dependents(self, number: int, cause: Result) -> None:
         """SKIP everything downstream of a testcase that did not pass."""
@@ -421,11 +453,13 @@ class MultiprocessScheduler:
                 status, reason, message = Status.SKIP, Reason.MAX_FAILURES, f"not run: {self.stop_reason}"
             else:  # pragma: no cover - would be a scheduler bug
                 status, reason, message = Status.ERROR, Reason.CRASH, "never became ready to run"
-            self._decide(
-                number,
+            # Decided directly, not through _decide: every testcase left gets
+            # the same reason, whichever order they come in.
+            self.decided[number] = True
+            self.unpublished.append(
                 Result(
                     name=planned.name, kind=planned.kind, status=status, reason=reason, message=message,
                     description=planned.description, driver=planned.driver,
                     tags=planned.tags, spec_file=planned.spec_file,
-                ),
+                )
             )

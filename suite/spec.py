@@ -24,6 +24,10 @@ except ImportError:  # pragma: no cover - depends on the PyYAML build
 # A spec that expands to more values than this (counting every alias use)
 # is rejected: "billion laughs" documents are small on disk and huge in use.
 MAX_NODES = 100_000
+# Deeper nesting than this is refused before parsing: the C parser recurses
+# and would crash the whole run on a spec nested tens of thousands deep.
+MAX_DEPTH = 64
+MAX_SPEC_BYTES = 1 << 20
 
 
 class _Loader(_BaseLoader):
@@ -86,6 +90,11 @@ def load_yaml(path: str) -> Any:
         raise SpecError(path, [(1, 1, f"cannot read: {exc.strerror or exc}")]) from None
     if b"\0" in text:
         raise SpecError(path, [(1, 1, "not a text file: it holds NUL bytes")])
+    if len(text) > MAX_SPEC_BYTES:
+        raise SpecError(path, [(1, 1, f"larger than {MAX_SPEC_BYTES // 1024} KiB: not a spec")])
+    too_deep = _too_deep(text)
+    if too_deep is not None:
+        raise SpecError(path, [(*too_deep, f"nested more than {MAX_DEPTH} levels deep")])
     try:
         text.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -112,6 +121,37 @@ def load_yaml(path: str) -> Any:
     if _expanded_size(data) > MAX_NODES:
         raise SpecError(path, [(1, 1, f"the document expands to more than {MAX_NODES} values through aliases")])
     return data
+
+
+def _too_deep(text: bytes) -> tuple[int, int] | None:
+    """Where ``text`` nests flow collections ([ {) or block indentation
+    deeper than MAX_DEPTH, if it does; a cheap scan that parses nothing."""
+    if text.count(b"[") + text.count(b"{") > MAX_DEPTH:
+        depth = 0
+        line, col = 1, 0
+        quote = None
+        for byte in text:
+            col += 1
+            char = chr(byte)
+            if char == "\n":
+                line, col = line + 1, 0
+            elif quote:
+                if char == quote:
+                    quote = None
+            elif char in "'\"":
+                quote = char
+            elif char in "[{":
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return line, col
+            elif char in "]}":
+                depth = max(0, depth - 1)
+    # Block nesting needs indentation: at least one column a level.
+    for number, raw in enumerate(text.split(b"\n"), start=1):
+        indent = len(raw) - len(raw.lstrip(b" -"))
+        if indent > 4 * MAX_DEPTH:
+            return number, indent
+    return None
 
 
 def _expanded_size(data: Any) -> int:
