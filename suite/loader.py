@@ -52,6 +52,21 @@ class Planned:
     xfail: str | None = None  # control: a failure is expected, for this reason
     retries: int = 0
     repeat_suffix: str = ""
+
+    def verdict(self, status: Status, reason: Reason | None, message: str, **fields) -> Result:
+        """A Result for this testcase, carrying what the plan knows of it."""
+        return Result(
+            name=self.name,
+            kind=self.kind,
+            status=status,
+            reason=reason,
+            message=message,
+            description=self.description,
+            driver=self.driver,
+            tags=self.tags,
+            spec_file=self.spec_file,
+            **fields,
+        )
     spec: dict = field(default_factory=dict)  # merged, for the key
     key: str | None = None  # for history and --incremental
 
@@ -505,18 +520,9 @@ class _Builder:
         self.safe_names.add(safe)
         return safe
 
-    def _early(self, planned: Planned, status: Status, reason: Reason, message: str) -> Result:
-        return Result(
-            kind=planned.kind,
-            name=planned.name,
-            status=status,
-            reason=reason,
-            message=message,
-            description=planned.description,
-            driver=planned.driver,
-            tags=planned.tags,
-            spec_file=planned.spec_file,
-        )
+    @staticmethod
+    def _early(planned: Planned, status: Status, reason: Reason, message: str) -> Result:
+        return planned.verdict(status, reason, message)
 
     def link(self, index: dict[str, int]) -> None:
         """Add step and dependency edges; name unknown dependencies and cycles."""

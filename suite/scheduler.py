@@ -270,16 +270,11 @@ class MultiprocessScheduler:
                 status, message = Status.XFAIL, f"expected failure ({planned.xfail}): {message}"
             else:
                 status, message = Status.XPASS, f"passed, but a failure was expected: {planned.xfail}"
-        return Result(
-            name=planned.name,
-            kind=planned.kind,
-            status=status,
-            reason=reason,
+        return planned.verdict(
+            status,
+            reason,
+            message,
             attempts=attempts,
-            message=message,
-            description=planned.description,
-            driver=planned.driver,
-            tags=planned.tags,
             start=outcomes[0].start,
             duration=sum(o.duration for o in outcomes),
             slot=last.slot,
@@ -288,7 +283,6 @@ class MultiprocessScheduler:
             diff=last.diff,
             log_files=[path for o in outcomes for path in o.log_files],
             traceback=last.traceback,
-            spec_file=planned.spec_file,
         )
 
     def _earlier(self, number: int) -> str:
@@ -348,17 +342,9 @@ class MultiprocessScheduler:
             pending.extend((dependent, skipped) for dependent in self.plan.dependents[number])
 
     def _skipped(self, number: int, cause: Result) -> Result:
-        planned = self.plan.testcases[number]
-        return Result(
-            name=planned.name,
-            kind=planned.kind,
-            status=Status.SKIP,
-            reason=Reason.DEPENDENCY,
-            message=f"not run: {'set-up' if cause.kind == 'setup' else 'dependency'} '{cause.name}' did not pass ({cause.status.value})",
-            description=planned.description,
-            driver=planned.driver,
-            tags=planned.tags,
-            spec_file=planned.spec_file,
+        what = "set-up" if cause.kind == "setup" else "dependency"
+        return self.plan.testcases[number].verdict(
+            Status.SKIP, Reason.DEPENDENCY, f"not run: {what} '{cause.name}' did not pass ({cause.status.value})"
         )
 
     # -- stopping ------------------------------------------------------------
@@ -456,10 +442,4 @@ class MultiprocessScheduler:
             # Decided directly, not through _decide: every testcase left gets
             # the same reason, whichever order they come in.
             self.decided[number] = True
-            self.unpublished.append(
-                Result(
-                    name=planned.name, kind=planned.kind, status=status, reason=reason, message=message,
-                    description=planned.description, driver=planned.driver,
-                    tags=planned.tags, spec_file=planned.spec_file,
-                )
-            )
+            self.unpublished.append(planned.verdict(status, reason, message))

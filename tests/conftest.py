@@ -254,3 +254,15 @@ def _load_result_fixture():
 def paths(tmp_path):
     """(suite root, output dir) in a fresh temporary directory."""
     return tmp_path / "suite", tmp_path / "out"
+
+
+def report(*args, cwd=None) -> subprocess.CompletedProcess:
+    """``run-testsuite report ARGS`` in a subprocess, like a user or CI job."""
+    return subprocess.run(
+        [sys.executable, "-m", "suite.cli", "report", *map(str, args)],
+        cwd=cwd or REPO,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import xmlschema
 
-from conftest import REPO, cli_env, run_cli, write_suite
+from conftest import REPO, cli_env, report, run_cli, write_suite
 from suite.reports.junit import classname_and_name, write_junit, xml_safe
 
 JUNIT_XSD = xmlschema.XMLSchema(str(Path(__file__).parent / "data" / "junit.xsd"))
@@ -87,18 +87,6 @@ EXPECTED = {
     "xpass": ("XPASS", None),
     "badspec": ("ERROR", "SPEC"),
 }
-
-
-def report(*args, cwd=None) -> subprocess.CompletedProcess:
-    """``run-testsuite report ARGS`` in a subprocess, like a user or CI job."""
-    return subprocess.run(
-        [sys.executable, "-m", "suite.cli", "report", *map(str, args)],
-        cwd=cwd or REPO,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import pytest
 
 import suite.reports
 from conftest import (
+    report,
     REPO,
     cli_env,
     load_index,
@@ -29,18 +30,6 @@ from suite import report_cmd
 from suite.rebuild import rebuild_index
 from suite.reports.compare import classify, compare, render_text
 from suite.results import Status
-
-
-def report(*args, cwd=None) -> subprocess.CompletedProcess:
-    """``run-testsuite report ARGS`` in a subprocess, like a user or CI job."""
-    return subprocess.run(
-        [sys.executable, "-m", "suite.cli", "report", *map(str, args)],
-        cwd=cwd or REPO,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 MIXED = {
