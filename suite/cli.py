@@ -20,11 +20,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("root", help="the suite directory (holding testcases and an optional suite.yaml)")
     p.add_argument("names", nargs="*", help="run only testcases whose name starts with, or matches the glob of, one of these")
-    p.add_argument("-j", "--jobs", type=_positive_int, default=os.cpu_count() or 1, help="slots: fragments run in parallel (default: the number of CPUs)")
+    p.add_argument("-j", "--jobs", type=_positive_int, help="slots: fragments run in parallel (default: the number of CPUs; with --dask, twice the cluster's worker threads)")
     p.add_argument("-o", "--output-dir", default="out", help="where the report index, results and logs go (default: out)")
     p.add_argument("--work-dir", help="where testcases run (default: OUTPUT/new/work)")
     p.add_argument("-t", "--timeout", type=_positive_float, help="default timeout in seconds for each command (default: 300)")
     p.add_argument("--no-multiprocessing", action="store_true", help="run fragments one at a time in this process, so a debugger can follow them")
+    p.add_argument("--dask", metavar="ADDRESS", help="run fragments on a Dask cluster: its scheduler's address (tcp://host:8786), or local:N to start N local worker processes; needs a file system shared at the same paths, and pip install 'run-testsuite[dask]'")
     p.add_argument("--list", action="store_true", help="print the selected testcases and exit")
     p.add_argument("--list-json", metavar="FILE", help="write the selection as JSON (name, driver, tags, dependencies, set-ups, status if decided) and exit; '-' for stdout")
     p.add_argument("-k", dest="keyword", metavar="EXPR", help="select by name and tag: words match name substrings or tags, with and/or/not and parentheses")
@@ -96,7 +97,23 @@ def _main(argv: list[str] | None) -> int:
 
         return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     # Intermixed: names may follow options (`ROOT -j 4 NAME`).
-    args = parser().parse_intermixed_args(argv)
+    p = parser()
+    args = p.parse_intermixed_args(argv)
+    cluster = None
+    if args.dask:
+        if args.no_multiprocessing:
+            p.error("--dask and --no-multiprocessing exclude each other")
+        if args.cpus_per_slot:
+            p.error("--cpus-per-slot pins this host's CPUs; it does not apply with --dask")
+        from suite.workers_dask import DaskCluster, DaskError
+
+        try:  # is Dask installed, is the address well formed; no connection yet
+            cluster = DaskCluster(args.dask)
+        except DaskError as exc:
+            print(f"run-testsuite: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    elif args.jobs is None:
+        args.jobs = os.cpu_count() or 1
     from suite.loader import Selection, UsageError, build_plan
 
     output_dir = os.path.abspath(args.output_dir)
@@ -112,7 +129,7 @@ def _main(argv: list[str] | None) -> int:
     )
     try:
         plan = build_plan(args.root, args.names, output_dir, work_dir, args.timeout, history, selection)
-        slot_cpus = _slot_cpus(args, plan.suite.cpus_per_slot)
+        slot_cpus = {} if cluster is not None else _slot_cpus(args, plan.suite.cpus_per_slot)
     except UsageError as exc:
         print(f"run-testsuite: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -128,7 +145,24 @@ def _main(argv: list[str] | None) -> int:
             print(f"{planned.name}{extra}")
     if args.list or args.list_json:
         return EXIT_OK
+    if cluster is not None:
+        return _run_on_dask(cluster, plan, args, argv, output_dir, work_dir, history)
     return run(plan, args, argv, output_dir, work_dir, history, slot_cpus)
+
+
+def _run_on_dask(cluster, plan, args, argv, output_dir, work_dir, history) -> int:
+    """--dask: the same run, each fragment a task on the cluster."""
+    from suite.workers_dask import DaskError
+
+    try:
+        cluster.connect()  # before the run: a cluster that cannot be used is a usage error
+        if args.jobs is None:  # twice the workers' threads: each has its next fragment queued
+            args.jobs = 2 * cluster.total_threads() or os.cpu_count() or 1
+    except DaskError as exc:
+        print(f"run-testsuite: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with cluster:
+        return run(plan, args, argv, output_dir, work_dir, history, {}, cluster.worker_class())
 
 
 def _write_list_json(plan, path: str) -> None:
@@ -189,7 +223,7 @@ def _slot_cpus(args, suite_default: int | None) -> dict[int, list[int]]:
     return {slot: cpus[(slot - 1) * per_slot : slot * per_slot] for slot in range(1, args.jobs + 1)}
 
 
-def run(plan, args, argv: list[str], output_dir: str, work_dir: str, history, slot_cpus) -> int:
+def run(plan, args, argv: list[str], output_dir: str, work_dir: str, history, slot_cpus, worker_class=None) -> int:
     from suite.index import ReportIndex, finish_rotation, rotate, run_metadata
     from suite.reports.progress import Progress, StatusLine, expected_durations, live_display_wanted
     from suite.reports.tee import Tee
@@ -231,7 +265,7 @@ def run(plan, args, argv: list[str], output_dir: str, work_dir: str, history, sl
         plan,
         args.jobs,
         on_result,
-        InlineWorker if args.no_multiprocessing else ProcessWorker,
+        worker_class or (InlineWorker if args.no_multiprocessing else ProcessWorker),
         on_output=tee.feed if tee is not None else None,
         on_progress=on_progress,
         stderr_dir=new_dir,
