@@ -1,0 +1,196 @@
+"""Authoring features end to end: control conditions, selection, matrix,
+retries, --repeat, --rewrite, validate and new, parameters."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from conftest import PYTHON, REPO, cli_env, load_result, run_cli, statuses, write_suite
+
+
+def cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [PYTHON, "-m", "suite.cli", *map(str, args)],
+        cwd=cwd or REPO, env=cli_env(), capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_control_skip_and_xfail_decide_by_the_first_matching_entry(tmp_path):
+    root, out = tmp_path / "s", tmp_path / "out"
+    write_suite(root, {
+        "suite.yaml": "params:\n  level: '1'\n",
+        "skipped/test.yaml": "cmd: touch /nonexistent/should-not-run\ntags: [slow]\ncontrol:\n  - skip: \"'slow' in tags\"\n    reason: too slow\n  - xfail: 'True'\n",
+        "xfailed/test.yaml": "cmd: exit 1\ncontrol:\n  - xfail: os == 'linux' or os != 'linux'\n    reason: known bug\n",
+        "xpassed/test.yaml": "cmd: 'true'\ncontrol:\n  - xfail: level == '1'\n",
+        "plain/test.yaml": "cmd: 'true'\ncontrol:\n  - skip: env.NO_SUCH_VARIABLE_SET\n",
+    })
+    run = run_cli(root, out)
+    assert statuses(run.index) == {
+        "skipped": ("SKIP", "CONTROL"),
+        "xfailed": ("XFAIL", "EXIT_CODE"),
+        "xpassed": ("XPASS", None),
+        "plain": ("PASS", None),
+    }
+    assert "too slow" in load_result(out, "skipped", run.index)["message"]
+    assert load_result(out, "skipped", run.index)["commands"] == []
+    assert "known bug" in load_result(out, "xfailed", run.index)["message"]
+    assert run.returncode == 0  # XPASS is shown as a surprise, not an error
+    assert "XPASS" in run.stdout
+    # -D flips the parameter, and the xfail no longer applies.
+    run = run_cli(root, out, "-D", "level=2", names=["xpassed"])
+    assert statuses(run.index) == {"xpassed": ("PASS", None)}
+    assert run_cli(root, out, "-D", "nope=1").returncode == 2
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "__import__('os').system('touch {marker}')",
+        "open('{marker}', 'w')",
+        "().__class__.__bases__[0].__subclasses__()",
+        "env.__class__",
+        "[x for x in ()]",
+        "os ==",
+    ],
+)
+def test_hostile_or_broken_conditions_are_errors_and_run_nothing(tmp_path, condition):
+    root, out = tmp_path / "s", tmp_path / "out"
+    marker = tmp_path / "pwned"
+    text = condition.format(marker=marker).replace('"', '\\"')
+    write_suite(root, {
+        "bad/test.yaml": f'cmd: touch {marker}\ncontrol:\n  - skip: "{text}"\n',
+        "good/test.yaml": "cmd: 'true'\n",
+    })
+    run = run_cli(root, out)
+    assert statuses(run.index) == {"bad": ("ERROR", "SPEC"), "good": ("PASS", None)}
+    message = load_result(out, "bad", run.index)["message"]
+    assert f"{root / 'bad' / 'test.yaml'}:3:" in message and "control:" in message
+    assert not marker.exists()
+    assert "Traceback" not in run.stdout + run.stderr
+
+
+def test_matrix_names_values_env_and_dependencies(tmp_path):
+    root, out = tmp_path / "s", tmp_path / "out"
+    write_suite(root, {
+        "build/test.yaml": "matrix:\n  opt: [O0, O2]\n  target: [x86, arm]\ncmd: echo $opt-$target\n"
+                            "control:\n  - skip: opt == 'O0' and target == 'arm'\n",
+        "use/test.yaml": "depends: [build]\ncmd: 'true'\n",
+    })
+    run = run_cli(root, out, "-j", "4")
+    assert statuses(run.index) == {
+        "build[opt=O0,target=x86]": ("PASS", None),
+        "build[opt=O0,target=arm]": ("SKIP", "CONTROL"),
+        "build[opt=O2,target=x86]": ("PASS", None),
+        "build[opt=O2,target=arm]": ("PASS", None),
+        # a SKIP of one variant is not a pass: the dependent does not run
+        "use": ("SKIP", "DEPENDENCY"),
+    }
+    assert load_result(out, "build[opt=O2,target=arm]", run.index)["output"] == "O2-arm\n"
+    run = run_cli(root, out, "-k", "O2 and arm")
+    assert list(statuses(run.index)) == ["build[opt=O2,target=arm]"]
+
+
+def test_selection_by_keyword_tag_and_list_json(tmp_path):
+    root, out = tmp_path / "s", tmp_path / "out"
+    write_suite(root, {
+        "lib/test.yaml": "cmd: 'true'\n",
+        "a/fast/test.yaml": "cmd: 'true'\ntags: [fast]\ndepends: [lib]\n",
+        "a/slow/test.yaml": "cmd: 'true'\ntags: [slow]\n",
+        "b/fast/test.yaml": "cmd: 'true'\ntags: [fast, net]\n",
+    })
+    assert sorted(statuses(run_cli(root, out, "-k", "a/ and not slow").index)) == ["a/fast", "lib"]
+    assert sorted(statuses(run_cli(root, out, "--tag", "net", "--tag", "slow").index)) == ["a/slow", "b/fast"]
+    listing = tmp_path / "list.json"
+    run = run_cli(root, out, "--list-json", listing, "-k", "fast")
+    assert run.returncode == 0
+    data = json.loads(listing.read_text())
+    by_name = {t["name"]: t for t in data["testcases"]}
+    assert sorted(by_name) == ["a/fast", "b/fast", "lib"]
+    assert by_name["a/fast"]["depends"] == ["lib"] and by_name["a/fast"]["tags"] == ["fast"]
+    assert by_name["b/fast"]["driver"] == "shell"
+    assert run_cli(root, out, "-k", "(fast").returncode == 2
+
+
+def test_retries_report_flaky_passes_and_attempts(tmp_path):
+    root, out = tmp_path / "s", tmp_path / "out"
+    counter = tmp_path / "count"
+    write_suite(root, {
+        "flaky/test.yaml": f"retries: 3\ncmd: |\n  n=$(cat {counter} 2>/dev/null || echo 0); echo $((n+1)) > {counter}\n  test $n -ge 2\n",
+        "broken/test.yaml": "retries: 1\ncmd: exit 4\n",
+    })
+    run = run_cli(root, out)
+    flaky = load_result(out, "flaky", run.index)
+    assert flaky["status"] == "PASS" and flaky["attempts"] == 3
+    assert "passed on attempt 3 of 4" in flaky["message"] and "flaky" in flaky["message"]
+    assert "flaky" in run.stdout  # shown without -v
+    broken = load_result(out, "broken", run.index)
+    assert broken["status"] == "FAIL" and broken["attempts"] == 2
+    assert {e["name"]: e["attempts"] for e in run.index["results"]} == {"flaky": 3, "broken": 2}
+
+
+def test_repeat_runs_each_testcase_n_times(tmp_path):
+    root, out = tmp_path / "s", tmp_path / "out"
+    write_suite(root, {"t/test.yaml": "cmd: echo $TEST_NAME\n", "u/test.yaml": "cmd: 'true'\ndepends: [t]\n"})
+    run = run_cli(root, out, "--repeat", "3")
+    assert sorted(statuses(run.index)) == ["t#1", "t#2", "t#3", "u#1", "u#2", "u#3"]
+    assert load_result(out, "t#2", run.index)["output"] == "t#2\n"
+
+
+def test_rewrite_round_trip(tmp_path):
+    root, out = tmp_path / "s", tmp_path / "out"
+    write_suite(root, {
+        "changed/test.yaml": "driver: diff\ncmd: echo new; echo at $PWD\n",
+        "changed/test.out": "old\n",
+        "expected-bug/test.yaml": "driver: diff\ncmd: echo wrong\ncontrol:\n  - xfail: 'True'\n",
+        "expected-bug/test.out": "right\n",
+    })
+    run = run_cli(root, out, "--rewrite")
+    assert run.returncode == 1
+    assert "rewrote" in run.stdout and "changed/test.out" in run.stdout
+    assert (root / "changed" / "test.out").read_text() == "new\nat <WORK_DIR>\n"
+    assert (root / "expected-bug" / "test.out").read_text() == "right\n"  # never for XFAIL
+    again = run_cli(root, tmp_path / "elsewhere")
+    assert statuses(again.index) == {"changed": ("PASS", None), "expected-bug": ("XFAIL", "DIFF")}
+
+
+def test_validate_reports_every_problem_without_running(tmp_path):
+    root = tmp_path / "s"
+    marker = tmp_path / "ran"
+    write_suite(root, {
+        "ok/test.yaml": f"cmd: touch {marker}\n",
+        "typo/test.yaml": "cmd: 'true'\ndepnds: [ok]\n",
+        "cond/test.yaml": "cmd: 'true'\ncontrol:\n  - skip: 'False'\n  - xfail: \"open('x')\"\n",
+        "nobase/test.yaml": "driver: diff\ncmd: 'true'\n",
+        "cycle-a/test.yaml": "cmd: 'true'\ndepends: [cycle-b]\n",
+        "cycle-b/test.yaml": "cmd: 'true'\ndepends: [cycle-a]\n",
+    })
+    proc = cli("validate", root)
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert any(l.startswith(f"{root}/typo/test.yaml:2:1: unknown key 'depnds'; did you mean 'depends'?") for l in lines)
+    assert any(l.startswith(f"{root}/cond/test.yaml:4:") and "control:" in l for l in lines)
+    assert any(l.startswith(f"{root}/nobase/test.yaml:") and "baseline" in l for l in lines)
+    assert any("cycle-a" in l and "cycle" in l for l in lines)
+    assert not marker.exists()
+    assert cli("validate", tmp_path / "missing").returncode == 2
+    write_suite(tmp_path / "clean", {"t/test.yaml": "cmd: 'true'\n"})
+    assert cli("validate", tmp_path / "clean").returncode == 0
+
+
+def test_new_scaffolds_a_testcase_that_validates_and_runs(tmp_path):
+    root = tmp_path / "s"
+    proc = cli("new", root / "greeting", "--driver", "diff", "--cmd", "echo 'hi: there'")
+    assert proc.returncode == 0, proc.stderr
+    spec = (root / "greeting" / "test.yaml").read_text()
+    assert spec.startswith("# yaml-language-server: $schema=")
+    schema_ref = spec.splitlines()[0].split("=", 1)[1]
+    assert (root / "greeting" / schema_ref).resolve() == (REPO / "schemas" / "testcase.schema.json").resolve()
+    assert (root / "greeting" / "test.out").read_text() == ""
+    assert cli("validate", root).returncode == 0
+    run = run_cli(root, tmp_path / "out", "--rewrite")
+    assert (root / "greeting" / "test.out").read_text() == "hi: there\n"
+    assert run_cli(root, tmp_path / "out2").returncode == 0
+    assert cli("new", root / "greeting").returncode == 2  # never overwrites
