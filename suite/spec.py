@@ -186,10 +186,19 @@ def load_and_validate(path: str, schema_name: str, empty_ok: bool = True) -> dic
     if not isinstance(data, dict):
         kind = type(data).__name__
         raise SpecError(path, [(1, 1, f"expected a mapping of keys to values at the top level, found {kind}")])
+    # Large suites repeat the same few specs thousands of times: validating
+    # each distinct content once makes loading them several times faster.
+    fingerprint = (schema_name, repr(data))
+    if fingerprint in _known_valid:
+        return data
     errors = list(validator(schema_name).iter_errors(data))
     if errors:
         raise SpecError(path, locate_errors(path, errors))
+    _known_valid.add(fingerprint)
     return data
+
+
+_known_valid: set[tuple[str, str]] = set()
 
 
 def locate_errors(path: str, errors: list) -> list[tuple[int, int, str]]:
