@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import socket
 import sys
@@ -84,23 +85,45 @@ class ReportIndex:
         self.started = time.time()
         self.monotonic = time.monotonic()
         self.last_flush = 0.0
-        self.file_names: dict[str, str] = {}
+        self.errors: list[str] = []
         self._write_index(complete=False)
+        # Files are written by a thread of their own: creating a file can
+        # take milliseconds on a busy disk, and the scheduler must not wait
+        # for it (it spent most of a 10,000-testcase run there). Only this
+        # thread touches entries and counts until finish().
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="report-writer", daemon=True)
+        self._writer.start()
 
     def add(self, result: Result, safe_name: str) -> None:
-        """Record one result now, on disk."""
+        """Record one result: its file is written at once, in the background."""
         rel = f"results/{safe_name}.json"
-        _write_json(os.path.join(self.dir, rel), result.to_json())
-        self.counts[result.status.value] += 1
-        if result.cached:
-            self.cached += 1
-        self.entries.append(index_entry(result, rel))
-        now = time.monotonic()
-        if now - self.last_flush >= FLUSH_INTERVAL:
-            self._write_index(complete=False)
-            self.last_flush = now
+        self._queue.put((rel, result.to_json(), index_entry(result, rel), result.status.value, bool(result.cached)))
+
+    def _write_loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            rel, data, entry, status, cached = item
+            try:
+                _write_json(os.path.join(self.dir, rel), data)
+            except OSError as exc:
+                self.errors.append(f"{rel}: {exc}")
+            # Listed once its file exists, so an index read at any time
+            # names only result files that are there.
+            self.entries.append(entry)
+            self.counts[status] += 1
+            self.cached += cached
+            now = time.monotonic()
+            if now - self.last_flush >= FLUSH_INTERVAL:
+                try:
+                    self._write_index(complete=False)
+                except OSError as exc:
+                    self.errors.append(f"{INDEX_FILE}: {exc}")
+                self.last_flush = now
 
     def finish(self, interrupted: bool = False) -> dict:
+        """Wait for every result file, then write the final index."""
+        self._queue.put(None)
+        self._writer.join()
         return self._write_index(complete=True, interrupted=interrupted)
 
     def _write_index(self, complete: bool, interrupted: bool = False) -> dict:
