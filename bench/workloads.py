@@ -195,3 +195,128 @@ def write_e3(w: Workload, root: str) -> str:
     # Same testcase layout as run-testsuite's, under tests/.
     write_run_testsuite(w, tests)
     return root
+
+
+# Heterogeneous workloads (bench_scheduling.py, bench_scale.py) ---------------
+#
+# The workloads above are ``count`` identical testcases. Scheduling and scale
+# benchmarks need testcases that differ: in duration, in dependencies, in the
+# shared set-ups they need. A Case is one such testcase; the writers below lay
+# a list of them out for run-testsuite and (without dependencies) for lit.
+
+
+@dataclass(frozen=True)
+class Case:
+    """One testcase of a heterogeneous workload."""
+
+    name: str
+    """Testcase name; may hold '/' (a nested directory for run-testsuite)."""
+    cmd: str
+    seconds: float = 0.0
+    """What the command is expected to take, for lower bounds."""
+    depends: tuple = ()
+    needs: tuple = ()
+    """Set-ups (suite.yaml ``setup``) that must run first."""
+    driver: str = "shell"
+    expected: Optional[str] = None
+    """Baseline for the diff driver, written to test.out."""
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A shared set-up of suite.yaml, needed by some cases."""
+
+    name: str
+    cmd: str
+    seconds: float = 0.0
+
+
+def _yaml_scalar(text: str) -> str:
+    # A JSON string is a valid YAML double-quoted scalar.
+    import json
+
+    return json.dumps(text)
+
+
+def write_cases_run_testsuite(
+    cases: List[Case], root: str, setups: Optional[List[Setup]] = None
+) -> str:
+    """Write ROOT/NAME/{test.yaml,test.out} for each case, and ROOT/suite.yaml
+    when there are set-ups; return the suite root."""
+    os.makedirs(root, exist_ok=True)
+    if setups:
+        lines = ["setup:"]
+        for s in setups:
+            lines += [f"  {s.name}:", f"    cmd: {_yaml_scalar(s.cmd)}"]
+        _write(os.path.join(root, "suite.yaml"), "\n".join(lines) + "\n")
+    for c in cases:
+        d = os.path.join(root, c.name)
+        os.makedirs(d)
+        text = f"driver: {c.driver}\ncmd: {_yaml_scalar(c.cmd)}\n"
+        if c.depends:
+            text += "depends: [" + ", ".join(_yaml_scalar(n) for n in c.depends) + "]\n"
+        if c.needs:
+            text += "needs: [" + ", ".join(_yaml_scalar(n) for n in c.needs) + "]\n"
+        _write(os.path.join(d, "test.yaml"), text)
+        if c.expected is not None:
+            _write(os.path.join(d, "test.out"), c.expected)
+    return root
+
+
+def write_cases_lit(cases: List[Case], root: str, suite_name: str) -> str:
+    """Write ROOT/lit.cfg.py and ROOT/NAME.test for each case (flat names, no
+    dependencies or set-ups: lit has neither); return the suite root."""
+    os.makedirs(root, exist_ok=True)
+    _write(
+        os.path.join(root, "lit.cfg.py"),
+        _LIT_CFG.format(name=suite_name, external=LIT_EXECUTE_EXTERNAL),
+    )
+    for c in cases:
+        if c.depends or c.needs or "/" in c.name:
+            raise ValueError(f"lit cannot express case {c.name!r} (dependencies or nesting)")
+        if c.expected is None:
+            run = c.cmd
+        else:
+            run = f"{c.cmd} > %t && {LIT_CHECK} %t %S/{c.name}.out"
+            _write(os.path.join(root, f"{c.name}.out"), c.expected)
+        _write(os.path.join(root, f"{c.name}.test"), f"# RUN: {run}\n")
+    return root
+
+
+def lower_bound(
+    cases: List[Case], jobs: int, setups: Optional[List[Setup]] = None
+) -> Dict[str, float]:
+    """Wall-time lower bound of a workload on ``jobs`` slots: the longest
+    chain of durations (dependencies and set-ups) and the total work spread
+    evenly over the slots; the bound is the larger. Returns the three."""
+    setups = setups or []
+    seconds = {c.name: c.seconds for c in cases}
+    seconds.update({"setup:" + s.name: s.seconds for s in setups})
+    upstream = {c.name: list(c.depends) + ["setup:" + n for n in c.needs] for c in cases}
+    finish: Dict[str, float] = {}
+
+    def chain(name: str) -> float:
+        # Iterative: chains may be long (thousands deep in bench_scale).
+        stack = [name]
+        while stack:
+            top = stack[-1]
+            if top in finish:
+                stack.pop()
+                continue
+            todo = [u for u in upstream.get(top, ()) if u not in finish]
+            if todo:
+                stack.extend(todo)
+                continue
+            finish[top] = seconds[top] + max(
+                (finish[u] for u in upstream.get(top, ())), default=0.0
+            )
+            stack.pop()
+        return finish[name]
+
+    critical = max((chain(n) for n in seconds), default=0.0)
+    work = sum(seconds.values())
+    return {
+        "critical_path_s": critical,
+        "work_per_slot_s": work / jobs,
+        "lower_bound_s": max(critical, work / jobs),
+    }

@@ -1,0 +1,502 @@
+"""run-testsuite at 10,000 testcases: planning time, whole-run time, memory.
+
+    python bench/bench_scale.py [--peers-python PATH] [--repeat N] [-j N]
+                                [--count N] [--only plan|run] [--with-e3]
+                                [--source DIR] [--profile DIR] [--json FILE]
+
+plan: a suite of ``--count`` testcases (`echo hello`, diff driver, a
+  test.out baseline) in 100 directories, with dependencies: every testcase
+  whose number is not a multiple of 10 depends on the previous multiple of
+  10; multiples of 10 chain to the previous multiple of 10 inside their
+  hundred, and multiples of 100 chain to the previous multiple of 100 (a
+  chain ~110 deep). In a fresh process, ``suite.loader.build_plan`` is
+  timed: discovery, YAML parsing, schema validation, fragments, the DAG
+  and its cycle check, together. Twice per repeat: with an empty output
+  directory (no spec cache: every spec parsed and validated) and with the
+  spec cache the first left (saved after the timing). The import of
+  suite.loader and the whole process (interpreter start included) are
+  timed too. Target: build_plan under 3 s. (The files are in the page
+  cache: "cold" is the process, not the disk.)
+
+run: ``--count`` trivial testcases (no dependencies; the "trivial"
+  workload of workloads.py) at -j 16: run-testsuite's wall time, through a
+  wrapper that calls suite.cli.main and reports getrusage's peak RSS of the
+  main process (RUSAGE_SELF) and of the largest descendant
+  (RUSAGE_CHILDREN: the workers and the commands they waited for). Once
+  with a fresh output directory, then again on the same one (spec cache
+  and history warm, the previous run rotated away). lit runs the same
+  testcases (its workloads.py layout) for the ratio; e3-testsuite too with
+  --with-e3 (slow: minutes at this size). Targets: main process under
+  200 MB; run-testsuite at or below lit's time.
+
+Best of ``--repeat`` for every figure (the machine may be shared).
+--profile DIR runs each run-testsuite measurement once more under cProfile
+(untimed) and prints where the time goes.
+
+Standard library only. Progress goes to stderr, the tables to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import pstats
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional
+
+# Sibling modules: this file is run as a script, so bench/ is on sys.path.
+from tools import REPO_ROOT, E3Testsuite, Invocation, Lit, tail, timed
+from workloads import Case, Workload, make_workloads, write_cases_run_testsuite, write_run_testsuite
+
+PLAN_TARGET_S = 3.0
+RSS_TARGET_MB = 200.0
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# The code run in fresh processes ----------------------------------------------
+
+# argv: ROOT OUTPUT_DIR RESULT_JSON SAVE_CACHE(0/1) [PROFILE_FILE]
+_PLAN_CHILD = r"""
+import json, os, sys, time
+t0 = time.perf_counter()
+from suite.loader import build_plan
+t1 = time.perf_counter()
+c1 = time.process_time()
+root, out, result_json, save = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+profile = sys.argv[5] if len(sys.argv) > 5 else None
+work = os.path.join(out, "new", "work")
+if profile:
+    import cProfile
+    prof = cProfile.Profile()
+    plan = prof.runcall(build_plan, root, [], out, work)
+    prof.dump_stats(profile)
+else:
+    plan = build_plan(root, [], out, work)
+t2 = time.perf_counter()
+c2 = time.process_time()
+early = [p for p in plan.testcases if p.result is not None]
+doc = {
+    "import_s": t1 - t0,
+    "build_s": t2 - t1,
+    "build_cpu_s": c2 - c1,
+    "testcases": len(plan.testcases),
+    "fragments": len(plan.fragments),
+    "edges": sum(len(s) for s in plan.graph.succs),
+    "early": len(early),
+    "first_early": early[0].result.message[:500] if early else None,
+}
+cache = getattr(plan, "spec_cache", None)
+doc["cache_entries"] = len(cache.entries) if cache is not None else None
+if save and cache is not None:
+    cache.save()
+with open(result_json, "w") as f:
+    json.dump(doc, f)
+"""
+
+# argv: RESULT_JSON [run-testsuite arguments...]; $BENCH_PROFILE: profile file
+_RUN_WRAPPER = r"""
+import json, os, resource, sys, time
+result_json, argv = sys.argv[1], sys.argv[2:]
+t0 = time.perf_counter()
+from suite.cli import main
+profile = os.environ.pop("BENCH_PROFILE", None)
+if profile:
+    import cProfile
+    prof = cProfile.Profile()
+    rc = prof.runcall(main, argv)
+    prof.dump_stats(profile)
+else:
+    rc = main(argv)
+me = resource.getrusage(resource.RUSAGE_SELF)
+kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+with open(result_json, "w") as f:
+    json.dump({
+        "main_s": time.perf_counter() - t0,
+        "rc": rc,
+        "self_maxrss_kb": me.ru_maxrss,
+        "children_maxrss_kb": kids.ru_maxrss,
+        "self_cpu_s": me.ru_utime + me.ru_stime,
+        "children_cpu_s": kids.ru_utime + kids.ru_stime,
+    }, f)
+sys.exit(rc)
+"""
+
+
+@dataclass
+class Child:
+    """How to start a Python process that imports run-testsuite."""
+
+    python: str
+    env: Optional[Dict[str, str]]
+    source: str
+    cwd: str
+
+    @classmethod
+    def find(cls, python: str, source: Optional[str], cwd: str) -> "Child":
+        """``cwd``: where children run; never a checkout, whose suite/ would
+        shadow the one asked for (``python -c`` puts the cwd on sys.path)."""
+        env = None
+        if source:
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH")) if p)
+        probe = subprocess.run(
+            [python, "-c", "import suite, os; print(os.path.dirname(os.path.dirname(suite.__file__)))"],
+            env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd=cwd,
+        )
+        if probe.returncode != 0 and not source:
+            # Not installed for this interpreter: this checkout, then.
+            return cls.find(python, REPO_ROOT, cwd)
+        if probe.returncode != 0:
+            raise SystemExit(f"cannot import suite with {python} (source {source}):\n{probe.stderr}")
+        return cls(python, env, probe.stdout.strip(), cwd)
+
+
+# plan ------------------------------------------------------------------------
+
+
+def dependency_cases(count: int) -> List[Case]:
+    """``count`` diff testcases in directories of 100, with dependencies."""
+    width = max(4, len(str(count - 1)))
+
+    def name(i: int) -> str:
+        return f"g{i // 100:0{max(2, len(str((count - 1) // 100)))}d}/t{i:0{width}d}"
+
+    cases = []
+    for i in range(count):
+        if i % 10:
+            dep = i - i % 10  # the previous multiple of 10
+        elif i % 100:
+            dep = i - 10  # chain of tens inside a hundred
+        elif i:
+            dep = i - 100  # chain of hundreds across the suite
+        else:
+            dep = None
+        depends = (name(dep),) if dep is not None else ()
+        cases.append(Case(name(i), "echo hello", 0.0, depends=depends, driver="diff", expected="hello\n"))
+    return cases
+
+
+@dataclass
+class PlanFigure:
+    cache: str  # "empty" or "warm"
+    process_s: List[float] = field(default_factory=list)
+    import_s: List[float] = field(default_factory=list)
+    build_s: List[float] = field(default_factory=list)
+    build_cpu_s: List[float] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+    error: Optional[str] = None
+
+
+def plan_child(child: Child, root: str, out: str, save: bool, tmp: str, profile: Optional[str] = None):
+    result = os.path.join(tmp, "plan-result.json")
+    if os.path.exists(result):
+        os.remove(result)
+    argv = [child.python, "-c", _PLAN_CHILD, root, out, result, "1" if save else "0"]
+    if profile:
+        argv.append(profile)
+    seconds, proc = timed(Invocation(argv, cwd=child.cwd, env=child.env))
+    if proc.returncode != 0 or not os.path.exists(result):
+        return seconds, None, f"exit {proc.returncode}:\n{tail(proc.stdout + proc.stderr)}"
+    with open(result, encoding="utf-8") as f:
+        return seconds, json.load(f), None
+
+
+def bench_plan(child: Child, count: int, repeat: int, tmp: str, profile_dir: Optional[str]) -> List[PlanFigure]:
+    cases = dependency_cases(count)
+    root = os.path.join(tmp, "plan", "suite")
+    log(f"\n== plan: writing {count} testcases with dependencies ==")
+    write_cases_run_testsuite(cases, root)
+    edges = sum(len(c.depends) for c in cases)
+    figures = {k: PlanFigure(k) for k in ("empty", "warm")}
+    for rep in range(1, repeat + 1):
+        out = os.path.join(tmp, "plan", f"out-{rep}")
+        shutil.rmtree(out, ignore_errors=True)
+        # empty: no spec cache; it saves one (after the timing) for "warm".
+        for kind, save in (("empty", True), ("warm", False)):
+            fig = figures[kind]
+            if fig.error:
+                continue
+            seconds, doc, err = plan_child(child, root, out, save, tmp)
+            if err is None and (doc["testcases"] != count or doc["early"] or doc["edges"] != edges):
+                err = (f"plan: {doc['testcases']} testcases, {doc['edges']} edges (expected "
+                       f"{count}, {edges}), {doc['early']} decided early: {doc['first_early']}")
+            if err:
+                fig.error = err
+                log(f"\n!!! plan ({kind} cache) FAILED:\n{err}\n")
+                continue
+            fig.process_s.append(seconds)
+            fig.import_s.append(doc["import_s"])
+            fig.build_s.append(doc["build_s"])
+            fig.build_cpu_s.append(doc["build_cpu_s"])
+            fig.info = doc
+            log(f"plan {kind:<5} cache {rep}/{repeat}: build_plan {doc['build_s']:.2f} s (CPU "
+                f"{doc['build_cpu_s']:.2f} s), import "
+                f"{doc['import_s']:.2f} s, process {seconds:.2f} s")
+    if profile_dir:
+        for kind in ("empty", "warm"):
+            out = os.path.join(tmp, "plan", "out-profile")
+            if kind == "empty":
+                shutil.rmtree(out, ignore_errors=True)
+            path = os.path.join(profile_dir, f"plan-{kind}.prof")
+            plan_child(child, root, out, kind == "empty", tmp, profile=path)
+            print_profile(f"build_plan, {kind} spec cache", path)
+    return list(figures.values())
+
+
+# run -------------------------------------------------------------------------
+
+_SUMMARY = re.compile(r"^(\d+) testcases: (\d+) passed", re.M)
+
+
+@dataclass
+class RunFigure:
+    tool: str
+    run: str
+    wall_s: List[float] = field(default_factory=list)
+    usage: List[dict] = field(default_factory=list)
+    error: Optional[str] = None
+
+    @property
+    def best_index(self) -> Optional[int]:
+        if self.error or not self.wall_s:
+            return None
+        return min(range(len(self.wall_s)), key=self.wall_s.__getitem__)
+
+
+def rts_run(child: Child, w: Workload, workdir: str, jobs: int, tmp: str, profile: Optional[str] = None):
+    """One run of run-testsuite through the rusage wrapper."""
+    result = os.path.join(tmp, "run-result.json")
+    if os.path.exists(result):
+        os.remove(result)
+    env = dict(child.env if child.env is not None else os.environ)
+    # `python -c` puts the working directory first on sys.path, where the
+    # generated suite (a directory named `suite`) would shadow the package.
+    env["PYTHONSAFEPATH"] = "1"
+    if profile:
+        env["BENCH_PROFILE"] = profile
+    argv = [child.python, "-c", _RUN_WRAPPER, result, os.path.join(workdir, "suite"),
+            "-j", str(jobs), "--output-dir", os.path.join(workdir, "out")]
+    seconds, proc = timed(Invocation(argv, cwd=child.cwd, env=env))
+    found = _SUMMARY.search(proc.stdout)
+    if proc.returncode != 0 or not found or int(found.group(2)) != w.count:
+        return seconds, None, f"exit {proc.returncode}, expected {w.count} passed:\n{tail(proc.stdout + proc.stderr)}"
+    with open(result, encoding="utf-8") as f:
+        return seconds, json.load(f), None
+
+
+def bench_run(child: Child, args: argparse.Namespace, tmp: str) -> List[RunFigure]:
+    w = make_workloads(args.count, args.jobs)["trivial"]
+    peers: list = []
+    lit = Lit(args.peers_python)
+    note = lit.unavailable()
+    if note:
+        log(f"note: skipping lit: {note}")
+    else:
+        peers.append(lit)
+    if args.with_e3:
+        e3 = E3Testsuite(args.peers_python)
+        note = e3.unavailable()
+        if note:
+            log(f"note: skipping e3-testsuite: {note}")
+        else:
+            peers.append(e3)
+
+    log(f"\n== run: writing {w.count} x `{w.cmd}` (diff driver) for run-testsuite"
+        f"{''.join(', ' + p.name for p in peers)} ==")
+    rts_dir = os.path.join(tmp, "run", "run-testsuite")
+    write_run_testsuite(w, os.path.join(rts_dir, "suite"))
+    dirs = {}
+    for p in peers:
+        dirs[p.name] = os.path.join(tmp, "run", p.name)
+        os.makedirs(dirs[p.name])
+        p.prepare(w, dirs[p.name])
+
+    fresh = RunFigure("run-testsuite", "fresh")
+    again = RunFigure("run-testsuite", "re-run")
+    peer_figs = {p.name: RunFigure(f"{p.name} {p.version}", "fresh") for p in peers}
+    for rep in range(1, args.repeat + 1):
+        # Round-robin, so that a slow spell of the machine is shared.
+        shutil.rmtree(os.path.join(rts_dir, "out"), ignore_errors=True)
+        for fig in (fresh, again):
+            if fig.error:
+                continue
+            seconds, usage, err = rts_run(child, w, rts_dir, args.jobs, tmp)
+            if err:
+                fig.error = err
+                log(f"\n!!! run-testsuite ({fig.run}) FAILED:\n{err}\n")
+                continue
+            fig.wall_s.append(seconds)
+            fig.usage.append(usage)
+            log(f"run-testsuite {fig.run:<7} {rep}/{args.repeat}: {seconds:.2f} s, main "
+                f"{usage['self_maxrss_kb'] / 1024:.0f} MB, children max "
+                f"{usage['children_maxrss_kb'] / 1024:.0f} MB, CPU main {usage['self_cpu_s']:.1f} s,"
+                f" children {usage['children_cpu_s']:.1f} s")
+        for p in peers:
+            fig = peer_figs[p.name]
+            if fig.error:
+                continue
+            outcome = p.run(w, dirs[p.name], args.jobs)
+            if outcome.error:
+                fig.error = outcome.error
+                log(f"\n!!! {p.name} FAILED:\n{outcome.error}\n")
+                continue
+            fig.wall_s.append(outcome.seconds)
+            log(f"{p.name:<13} {'fresh':<7} {rep}/{args.repeat}: {outcome.seconds:.2f} s")
+    if args.profile:
+        shutil.rmtree(os.path.join(rts_dir, "out"), ignore_errors=True)
+        for kind in ("fresh", "re-run"):
+            path = os.path.join(args.profile, f"run-{kind}.prof")
+            seconds, usage, err = rts_run(child, w, rts_dir, args.jobs, tmp, profile=path)
+            print_profile(f"whole run, {kind} output dir (main process; {seconds:.2f} s under cProfile)", path)
+    return [fresh, again, *peer_figs.values()]
+
+
+# output ----------------------------------------------------------------------
+
+
+def print_profile(title: str, path: str, lines: int = 25) -> None:
+    print(f"\n---- cProfile: {title} ({path})")
+    for order in ("cumulative", "tottime"):
+        print(f"[by {order}]")
+        stats = pstats.Stats(path, stream=sys.stdout)
+        stats.strip_dirs().sort_stats(order).print_stats(lines)
+
+
+def best(values: List[float]) -> Optional[float]:
+    return min(values) if values else None
+
+
+def print_plan(figs: List[PlanFigure], count: int) -> None:
+    print(f"plan: build_plan on {count} testcases with dependencies, fresh process"
+          f" (best of each; target build_plan < {PLAN_TARGET_S:.0f} s)")
+    header = (f"{'spec cache':<11} {'build_plan(s)':>13} {'its CPU(s)':>10} {'import(s)':>9} "
+              f"{'process(s)':>10}  target")
+    print(header)
+    print("-" * len(header))
+    for f in figs:
+        if f.error:
+            print(f"{f.cache:<11} {'FAILED':>13}")
+            continue
+        b = best(f.build_s)
+        verdict = "ok" if b < PLAN_TARGET_S else "MISSED"
+        print(f"{f.cache:<11} {b:>13.2f} {best(f.build_cpu_s):>10.2f} {best(f.import_s):>9.2f} "
+              f"{best(f.process_s):>10.2f}  {verdict}")
+    info = next((f.info for f in figs if f.info), None)
+    if info:
+        print(f"({info['testcases']} testcases, {info['fragments']} fragments, {info['edges']} edges;"
+              " CPU = build_plan's user+sys time, which a busy machine does not inflate;"
+              " process = interpreter start + import + build_plan + exit)")
+
+
+def print_run(figs: List[RunFigure], count: int, jobs: int) -> None:
+    print(f"run: {count} trivial testcases (echo hello, diff), -j {jobs} (best of each)")
+    ref = next((f for f in figs if f.tool == "run-testsuite" and f.run == "fresh"), None)
+    ref_s = best(ref.wall_s) if ref and not ref.error else None
+    header = (f"{'tool':<22} {'run':<7} {'wall(s)':>7} {'vs rts':>7}  {'main RSS':>8} "
+              f"{'child max':>9} {'main CPU':>8} {'child CPU':>9}  target")
+    print(header)
+    print("-" * len(header))
+    lit = next((f for f in figs if f.tool.startswith("lit") and not f.error and f.wall_s), None)
+    for f in figs:
+        i = f.best_index
+        if i is None:
+            print(f"{f.tool:<22} {f.run:<7} {'FAILED' if f.error else 'n/a':>7}")
+            continue
+        wall = f.wall_s[i]
+        ratio = f"{wall / ref_s:.2f}" if ref_s else "n/a"
+        cols = f"{'':>8} {'':>9} {'':>8} {'':>9}"
+        target = ""
+        if f.usage:
+            u = f.usage[i]
+            rss = max(x["self_maxrss_kb"] for x in f.usage) / 1024  # worst, not the best run's
+            cols = (f"{rss:>6.0f}MB {max(x['children_maxrss_kb'] for x in f.usage) / 1024:>7.0f}MB "
+                    f"{u['self_cpu_s']:>7.1f}s {u['children_cpu_s']:>8.1f}s")
+            verdicts = [f"RSS<{RSS_TARGET_MB:.0f}MB {'ok' if rss < RSS_TARGET_MB else 'MISSED'}"]
+            if lit:
+                verdicts.append(f"<=lit {'ok' if wall <= best(lit.wall_s) else 'MISSED'}")
+            target = ", ".join(verdicts)
+        print(f"{f.tool:<22} {f.run:<7} {wall:>7.2f} {ratio:>7}  {cols}  {target}".rstrip())
+    print("vs rts = wall / run-testsuite's fresh run; RSS = peak (the worst of the repeats);"
+          " CPU = user+sys of the best run; child = workers and the commands they ran")
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="run-testsuite at 10,000 testcases: planning, running, memory.")
+    p.add_argument("--peers-python", default=os.environ.get("BENCH_PEERS_PYTHON", sys.executable),
+                   help="Python whose environment has lit (and e3-testsuite)")
+    p.add_argument("--python", default=sys.executable,
+                   help="Python that imports run-testsuite (default: this one)")
+    p.add_argument("--source", metavar="DIR",
+                   help="a checkout to import run-testsuite from (PYTHONPATH), instead of the installed one")
+    p.add_argument("--repeat", type=int, default=2, help="best of N (default 2)")
+    p.add_argument("-j", "--jobs", type=int, default=16, help="slots for the run (default 16)")
+    p.add_argument("--count", type=int, default=10000, help="testcases (default 10000)")
+    p.add_argument("--only", choices=["plan", "run"], help="one half only")
+    p.add_argument("--with-e3", action="store_true", help="also time e3-testsuite (minutes at 10,000)")
+    p.add_argument("--profile", metavar="DIR", help="also profile each run-testsuite measurement (untimed), save and print")
+    p.add_argument("--json", metavar="FILE", help="also save the figures as JSON")
+    p.add_argument("--keep", action="store_true", help="keep the generated suites and print where")
+    args = p.parse_args(argv)
+    if args.repeat < 1 or args.jobs < 1 or args.count < 100:
+        p.error("--repeat and -j must be at least 1, --count at least 100")
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
+    plan_figs: List[PlanFigure] = []
+    run_figs: List[RunFigure] = []
+    tmp = tempfile.mkdtemp(prefix="bench-scale-")
+    try:
+        # An empty directory to run children in: `python -c` puts the cwd
+        # first on sys.path, and a generated suite/ there would be imported
+        # as the `suite` package.
+        cwd = os.path.join(tmp, "cwd")
+        os.mkdir(cwd)
+        child = Child.find(args.python, args.source, cwd)
+        log(f"machine: {os.cpu_count()} CPUs, {platform.platform()}, load {os.getloadavg()[0]:.2f}")
+        log(f"run-testsuite: {child.python}, suite imported from {child.source}")
+        if args.only in (None, "plan"):
+            plan_figs = bench_plan(child, args.count, args.repeat, tmp, args.profile)
+        if args.only in (None, "run"):
+            run_figs = bench_run(child, args, tmp)
+    finally:
+        if args.keep:
+            log(f"\ngenerated suites kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    print()
+    if plan_figs:
+        print_plan(plan_figs, args.count)
+        print()
+    if run_figs:
+        print_run(run_figs, args.count, args.jobs)
+    if args.json:
+        doc = {
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+            "python": args.python, "source": args.source or "installed", "count": args.count, "jobs": args.jobs,
+            "plan": [asdict(f) for f in plan_figs],
+            "run": [asdict(f) for f in run_figs],
+        }
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=2)
+        log(f"figures saved to {args.json}")
+    failed = any(f.error for f in plan_figs) or any(f.error for f in run_figs)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
