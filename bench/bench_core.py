@@ -23,14 +23,12 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 # Sibling modules: this file is run as a script, so bench/ is on sys.path.
-from tools import E3Testsuite, Floor, Lit, RunTestsuite, Tool
+from tools import E3Testsuite, Floor, Lit, RunTestsuite, Tool, log, scratch_dir
 from workloads import Workload, make_workloads
 
 REFERENCE = RunTestsuite.name
@@ -85,10 +83,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.repeat < 1 or args.jobs < 1 or args.count < 1:
         p.error("--repeat, -j and --count must be at least 1")
     return args
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def available_tools(args: argparse.Namespace) -> Tuple[List[Tool], Dict[str, str]]:
@@ -202,16 +196,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             log(f"{t.name} {t.version}")
 
     results: List[Result] = []
-    tmp = tempfile.mkdtemp(prefix="bench-core-")
-    try:
+    with scratch_dir("bench-core-", args.keep) as tmp:
         for w in workloads:
             log(f"\n== {w.name}: {w.count} x `{w.cmd}` ==")
             results += bench_workload(w, tools, tmp, args.jobs, args.repeat)
-    finally:
-        if args.keep:
-            log(f"\ngenerated suites kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     print()
     ideals = {w.name: w.ideal_s for w in workloads if w.ideal_s is not None}

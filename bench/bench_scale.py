@@ -47,20 +47,15 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional
 
 # Sibling modules: this file is run as a script, so bench/ is on sys.path.
-from tools import REPO_ROOT, E3Testsuite, Invocation, Lit, tail, timed
+from tools import REPO_ROOT, E3Testsuite, Invocation, Lit, log, scratch_dir, tail, timed
 from workloads import Case, Workload, make_workloads, write_cases_run_testsuite, write_run_testsuite
 
 PLAN_TARGET_S = 3.0
 RSS_TARGET_MB = 200.0
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # The code run in fresh processes ----------------------------------------------
@@ -458,8 +453,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         os.makedirs(args.profile, exist_ok=True)
     plan_figs: List[PlanFigure] = []
     run_figs: List[RunFigure] = []
-    tmp = tempfile.mkdtemp(prefix="bench-scale-")
-    try:
+    with scratch_dir("bench-scale-", args.keep) as tmp:
         # An empty directory to run children in: `python -c` puts the cwd
         # first on sys.path, and a generated suite/ there would be imported
         # as the `suite` package.
@@ -472,11 +466,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             plan_figs = bench_plan(child, args.count, args.repeat, tmp, args.profile)
         if args.only in (None, "run"):
             run_figs = bench_run(child, args, tmp)
-    finally:
-        if args.keep:
-            log(f"\ngenerated suites kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     print()
     if plan_figs:

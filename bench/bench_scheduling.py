@@ -42,12 +42,11 @@ import platform
 import re
 import shutil
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional
 
 # Sibling modules: this file is run as a script, so bench/ is on sys.path.
-from tools import Invocation, Lit, RunTestsuite, tail, timed
+from tools import Invocation, Lit, RunTestsuite, log, scratch_dir, tail, timed
 from workloads import (
     Case,
     Setup,
@@ -55,10 +54,6 @@ from workloads import (
     write_cases_lit,
     write_cases_run_testsuite,
 )
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # Workloads -------------------------------------------------------------------
@@ -368,8 +363,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     log(f"lit: {lit.version}" if not lit_note else f"note: skipping lit: {lit_note}")
 
     rows: List[Row] = []
-    tmp = tempfile.mkdtemp(prefix="bench-sched-")
-    try:
+    with scratch_dir("bench-sched-", args.keep) as tmp:
         for w in chosen.values():
             runners: list = [RtsRunner(rts)]
             if w.lit and not lit_note:
@@ -380,11 +374,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             log(f"\n== {w.name}: {len(w.cases)} testcases, -j {w.jobs}, "
                 f"bound {w.bound['lower_bound_s']:.2f} s, {repeat} pair(s) per tool ==")
             rows += bench(w, runners, tmp, repeat)
-    finally:
-        if args.keep:
-            log(f"\ngenerated suites kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     print()
     print_table(rows, chosen)

@@ -15,7 +15,9 @@ import shutil
 import subprocess
 import sys
 import time
+import tempfile
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -358,3 +360,21 @@ class Floor(Tool):
         if w.expected is not None and proc.stdout != w.expected * w.count:
             return "floor: output is not the expected output of every command"
         return None
+
+
+def log(msg: str) -> None:
+    """Progress goes to stderr; stdout is the table."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def scratch_dir(prefix: str, keep: bool):
+    """A temporary directory for generated suites, removed unless ``keep``."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield tmp
+    finally:
+        if keep:
+            log(f"\ngenerated suites kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
