@@ -56,6 +56,17 @@ class Graph:
         return longest
 
 
+    def depths(self) -> list[int]:
+        """For each node, the longest chain of predecessors leading to it."""
+        topo, _ = self.order()
+        depth = [0] * len(self.npreds)
+        for node in topo:
+            for succ in self.succs[node]:
+                if depth[succ] <= depth[node]:
+                    depth[succ] = depth[node] + 1
+        return depth
+
+
 class ReadyQueue:
     """Fragments whose predecessors are all done, highest priority first."""
 

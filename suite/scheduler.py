@@ -381,6 +381,11 @@ class MultiprocessScheduler:
         fragments = self.plan.fragments
         weights = [known.get((f.testcase, f.name), estimate) for f in fragments]
         longest = self.plan.graph.longest_paths(weights)
+        # Ties go to the fragment deeper in a chain: with no history every
+        # estimate is equal, and a chain's last link would otherwise wait
+        # behind all the independent work named before it.
+        for number, depth in enumerate(self.plan.graph.depths()):
+            longest[number] += depth * 1e-6
         failed = self.policy.failed_last_time
         if failed:
             bonus = (sum(weights) or 1.0) * 2
