@@ -31,7 +31,15 @@ def discover(root: str, exclude: tuple[str, ...] = ()) -> list[Found]:
     whose copies of testcases must not be found again.
     """
     root = os.path.abspath(root)
-    excluded = {os.path.realpath(path) for path in exclude}
+    # Compared by identity, like `seen`: one stat each here, instead of a
+    # realpath (a stat per path component) for every directory of the tree.
+    excluded = set()
+    for path in exclude:
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue  # not made yet: nothing of it to find
+        excluded.add((info.st_dev, info.st_ino))
     seen: set[tuple[int, int]] = set()
     found: list[Found] = []
     # An explicit stack instead of recursion: deep trees cannot overflow it.
@@ -43,7 +51,7 @@ def discover(root: str, exclude: tuple[str, ...] = ()) -> list[Found]:
         except OSError:
             continue
         identity = (info.st_dev, info.st_ino)
-        if identity in seen:
+        if identity in seen or (rel and identity in excluded):
             continue
         seen.add(identity)
         try:
@@ -62,7 +70,7 @@ def discover(root: str, exclude: tuple[str, ...] = ()) -> list[Found]:
                     is_dir = entry.is_dir()  # follows symlinks
                 except OSError:  # a link to itself, or a ring of links
                     continue
-                if not is_dir or (excluded and os.path.realpath(entry.path) in excluded):
+                if not is_dir:
                     continue
                 subdirs.append(entry)
         for entry in sorted(subdirs, key=lambda e: e.name, reverse=True):

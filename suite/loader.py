@@ -237,19 +237,33 @@ class _Builder:
         self.safe_names: set[str] = set()
         self.log_root = os.path.join(output_dir, "new", "logs")
         self.cache = SpecCache(output_dir)
+        self.raw_specs: dict[str, dict | specs.SpecError] = {}
         # Set-ups' file names are reserved first, so testcases can be told
         # where each set-up's directory will be before it is planned.
         self.setup_safe = {name: self._safe(SETUP_PREFIX + name) for name in suite.setup}
 
     def raw_spec(self, item: Found) -> dict:
-        """The validated test.yaml of ``item`` (SpecError if it is not)."""
-        raw = self.cache.get(item.spec_file)
-        if raw is None:
-            # Stamp first: a file changed while we read it is read again next time.
-            file_stamp = stamp(item.spec_file)
-            raw = specs.load_and_validate(item.spec_file, "testcase")
-            self.cache.put(item.spec_file, file_stamp, raw)
-        return raw
+        """The validated test.yaml of ``item`` (SpecError if it is not).
+
+        Asked for several times per testcase (tags, variants, loading):
+        read, or checked against the spec cache, once per run.
+        """
+        known = self.raw_specs.get(item.spec_file)
+        if known is None:
+            try:
+                raw = self.cache.get(item.spec_file)
+                if raw is None:
+                    # Stamp first: a file changed while we read it is read again next time.
+                    file_stamp = stamp(item.spec_file)
+                    raw = specs.load_and_validate(item.spec_file, "testcase")
+                    self.cache.put(item.spec_file, file_stamp, raw)
+                known = raw
+            except specs.SpecError as exc:
+                known = exc
+            self.raw_specs[item.spec_file] = known
+        if isinstance(known, specs.SpecError):
+            raise known
+        return known
 
     def tags_of(self, item: Found) -> list[str]:
         try:

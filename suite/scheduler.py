@@ -306,9 +306,13 @@ class MultiprocessScheduler:
         until this is done (see ``deferring``), so none is half-written."""
         self.critical += 1
         try:
-            while self.unpublished:
-                self.on_result(self.unpublished[0])
-                del self.unpublished[0]
+            done = 0
+            try:
+                for result in self.unpublished:
+                    self.on_result(result)
+                    done += 1
+            finally:  # what was handed over is gone, even if a report failed
+                del self.unpublished[:done]
         finally:
             self.critical -= 1
         if self.pending_interrupt and not self.critical and not self.stopping:
