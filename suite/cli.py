@@ -236,7 +236,12 @@ def run(plan, args, argv: list[str], output_dir: str, work_dir: str, history, sl
     if plan.spec_cache is not None:
         plan.spec_cache.save()
     os.makedirs(work_dir, exist_ok=True)
-    index = ReportIndex(new_dir, run_metadata(["run-testsuite", *argv], args.root, plan.suite.name, args.jobs))
+    html = None if args.no_html else HtmlReport(new_dir, os.path.join(output_dir, "old"))
+    index = ReportIndex(
+        new_dir,
+        run_metadata(["run-testsuite", *argv], args.root, plan.suite.name, args.jobs),
+        on_written=html.result_written if html else None,
+    )
     text = TextReport(verbose=args.verbose, quiet=args.quiet)
     safe_names = {planned.name: planned.safe_name for planned in plan.testcases}
     progress = Progress(
@@ -276,6 +281,7 @@ def run(plan, args, argv: list[str], output_dir: str, work_dir: str, history, sl
             failed_last_time={n for n in history.latest if history.failed_last_time(n)} if history else set(),
         ),
         slot_cpus=slot_cpus,
+        on_started=html.prepare_in_background if html else None,
     )
     interrupts = Interrupts(scheduler)
     with interrupts:
@@ -289,8 +295,8 @@ def run(plan, args, argv: list[str], output_dir: str, work_dir: str, history, sl
         from suite.reports.junit import write_junit
 
         write_junit(final, new_dir, os.path.abspath(args.junit_xml))
-    if not args.no_html:
-        _write_html(new_dir, os.path.join(output_dir, "old"))
+    if html is not None:
+        html.write()
     _record_history(output_dir, index.started, argv, plan, scheduler, results, final["counts"])
     text.summary(final["counts"], time.monotonic() - began, output_dir)
     if args.rewrite:
@@ -302,15 +308,53 @@ def run(plan, args, argv: list[str], output_dir: str, work_dir: str, history, sl
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _write_html(new_dir: str, old_dir: str) -> None:
-    """Every run leaves OUTPUT/new/report.html; a report that cannot be
-    made is a warning, never a lost run."""
-    try:
-        from suite.reports.html import write_html
+class HtmlReport:
+    """OUTPUT/new/report.html, which every run leaves: prepared while the
+    tests run (Jinja2 imported, the template compiled, each result's details
+    taken as its file is written), so that writing it at the end costs
+    little. A report that cannot be made is a warning, never a lost run."""
 
-        write_html(new_dir, os.path.join(new_dir, "report.html"), old_dir)
-    except Exception as exc:
-        print(f"run-testsuite: warning: could not write the HTML report: {exc}", file=sys.stderr)
+    def __init__(self, new_dir: str, old_dir: str):
+        self.new_dir = new_dir
+        self.old_dir = old_dir
+        self.details: dict[str, dict] = {}
+        self.preparing = None
+        try:
+            from suite.reports import html
+
+            self.module = html
+        except Exception as exc:
+            self.module = None
+            self.problem = exc
+
+    def result_written(self, rel: str, data: dict) -> None:
+        if self.module is not None:
+            self.details[rel] = self.module.details(data)
+
+    def prepare_in_background(self) -> None:
+        import threading
+
+        if self.module is not None:
+            self.preparing = threading.Thread(target=self._prepare, name="html-prepare", daemon=True)
+            self.preparing.start()
+
+    def _prepare(self) -> None:
+        try:
+            self.module.prepare()
+        except Exception:  # write() will meet the problem again, and say it
+            pass
+
+    def write(self) -> None:
+        if self.preparing is not None:
+            self.preparing.join()
+        try:
+            if self.module is None:
+                raise self.problem
+            self.module.write_html(
+                self.new_dir, os.path.join(self.new_dir, "report.html"), self.old_dir, self.details
+            )
+        except Exception as exc:
+            print(f"run-testsuite: warning: could not write the HTML report: {exc}", file=sys.stderr)
 
 
 def _rewrite_baselines(plan, results) -> None:

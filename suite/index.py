@@ -12,11 +12,13 @@ import json
 import os
 import queue
 import shutil
+import signal
 import socket
 import sys
 import threading
 import time
 from collections import Counter
+from typing import Callable
 
 from suite.results import Result, Status
 
@@ -46,37 +48,56 @@ def rotate(output_dir: str) -> str:
     os.makedirs(os.path.join(new, "logs"))
     trash = [e.path for e in os.scandir(output_dir) if e.name.startswith(TRASH_PREFIX)]
     if trash:
-        global _trash_thread
-        _trash_thread = threading.Thread(target=_empty_trash, args=(trash,), name="empty-trash", daemon=True)
-        _trash_thread.start()
+        _start_emptying(trash)
     return new
 
 
-_trash_thread: threading.Thread | None = None
+# The process deleting old runs, if one was started.
+_trash_deleter: int | None = None
+
+
+def _start_emptying(paths: list[str]) -> None:
+    """Delete old runs in a child process at the lowest CPU priority, so the
+    tests come first. A process, not a thread: a thread of ours would hold
+    the interpreter lock between its system calls, and the scheduler's loop
+    would wait for it."""
+    global _trash_deleter
+    try:
+        pid = os.fork()
+    except OSError:  # no process to spare: the next run deletes them
+        return
+    if pid:
+        _trash_deleter = pid
+        return
+    try:  # the child: a run interrupted or killed leaves the rest to the next run
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.setpriority(os.PRIO_PROCESS, 0, 19)
+        for path in paths:
+            shutil.rmtree(path, ignore_errors=True)
+    finally:
+        os._exit(0)
 
 
 def finish_rotation() -> None:
     """Wait for the previous runs' deletion (called once results are out)."""
-    if _trash_thread is not None:
-        _trash_thread.join()
-
-
-def _empty_trash(paths: list[str]) -> None:
-    """Delete old runs at the lowest CPU priority, so the tests come first;
-    a run killed before it is done leaves the rest to the next run."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only, on Linux
-    except (AttributeError, OSError):  # pragma: no cover
-        pass
-    for path in paths:
-        shutil.rmtree(path, ignore_errors=True)
+    global _trash_deleter
+    if _trash_deleter is not None:
+        try:
+            os.waitpid(_trash_deleter, 0)
+        except ChildProcessError:  # reaped already (a sweep of our children)
+            pass
+        _trash_deleter = None
 
 
 class ReportIndex:
     """Writes results and the index of the run under ``OUTPUT/new``."""
 
-    def __init__(self, new_dir: str, meta: dict):
+    def __init__(self, new_dir: str, meta: dict, on_written: Callable[[str, dict], None] | None = None):
+        """``on_written(rel, data)`` is called, on the writer thread, with
+        each result file (relative to ``new_dir``) and its data once written."""
         self.dir = new_dir
+        self.on_written = on_written
         self.results_dir = os.path.join(new_dir, "results")
         self.meta = meta
         self.entries: list[dict] = []
@@ -104,9 +125,11 @@ class ReportIndex:
         while (item := self._queue.get()) is not None:
             rel, data, entry, status, cached = item
             try:
-                _write_json(os.path.join(self.dir, rel), data)
+                _write_new_json(os.path.join(self.dir, rel), data)
             except OSError as exc:
                 self.errors.append(f"{rel}: {exc}")
+            if self.on_written is not None:
+                self.on_written(rel, data)
             # Listed once its file exists, so an index read at any time
             # names only result files that are there.
             self.entries.append(entry)
@@ -183,6 +206,15 @@ def load_index(path: str) -> dict:
                 break
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
+
+
+def _write_new_json(path: str, data: dict) -> None:
+    """Write a file nobody reads before it is complete (a result file, listed
+    in the index only afterwards): straight, with no temporary file and
+    rename, which cost as much again on a slow disk."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def _write_json(path: str, data: dict) -> None:

@@ -48,8 +48,13 @@ class MultiprocessScheduler:
         stderr_dir: str | None = None,
         policy: "Policy | None" = None,
         slot_cpus: dict[int, list[int]] | None = None,
+        on_started: Callable[[], None] | None = None,
     ):
+        """``on_started`` is called once the workers exist and the first
+        fragments are handed out: the place to start threads of this
+        process, which forking workers should not copy."""
         self.plan = plan
+        self.on_started = on_started
         self.jobs = max(1, jobs)
         self.on_result = on_result
         # Verdicts wait here while the loop hands out new work: a slot that
@@ -158,6 +163,9 @@ class MultiprocessScheduler:
                 worker = idle.pop()
                 worker.submit(fragment, spec)
                 running += 1
+            if self.on_started is not None:  # once the first fragments are out
+                self.on_started()
+                self.on_started = None
             self._publish()
             if not running:
                 return

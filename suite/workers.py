@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from typing import Callable
 
 from drivers.api import Fragment
-from suite.execution import KILL_GRACE, adopt_orphans, execute, kill_active, pin_to
+from suite.execution import KILL_GRACE, adopt_orphans, become_sole_runner, execute, kill_active, pin_to
 from suite.processes import descendants, die_with_parent
 from suite.results import Outcome, Reason, Status
 
@@ -273,6 +273,7 @@ def _serve(conn, slot: int, parent: int, stderr_path: str | None, tee: bool, cpu
     signal.signal(signal.SIGTERM, _terminate)
     die_with_parent(signal.SIGTERM, parent)
     adopt_orphans()
+    become_sole_runner()
     # What the worker inherited from the main process lives as long as it
     # does: keep the garbage collector from walking it again and again.
     gc.freeze()

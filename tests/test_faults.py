@@ -576,7 +576,7 @@ INJECT_INTERRUPT = r"""
 import os, signal, sys
 import suite.index as index
 trigger, where = os.environ["INJECT_AT"], os.environ["INJECT_WHERE"]
-add, write_json = index.ReportIndex.add, index._write_json
+add, write_json = index.ReportIndex.add, index._write_new_json
 def patched_add(self, result, safe_name):
     add(self, result, safe_name)
     if where == "after-add" and result.name == trigger:
@@ -585,7 +585,7 @@ def patched_write_json(path, data):
     write_json(path, data)
     if where == "mid-add" and data.get("name") == trigger and os.sep + "results" + os.sep in path:
         os.kill(os.getpid(), signal.SIGINT)
-index.ReportIndex.add, index._write_json = patched_add, patched_write_json
+index.ReportIndex.add, index._write_new_json = patched_add, patched_write_json
 from suite.cli import main
 sys.exit(main())
 """

@@ -21,6 +21,7 @@ import secrets
 import shlex
 import time
 from datetime import datetime
+from typing import Mapping
 from urllib.parse import quote
 
 from markupsafe import Markup
@@ -45,11 +46,15 @@ FAILING = {Status.FAIL.value, Status.ERROR.value}
 _environment = None
 
 
-def write_html(index_dir: str, path: str, old_index_dir: str | None = None) -> None:
+def write_html(
+    index_dir: str, path: str, old_index_dir: str | None = None, details: Mapping[str, dict] | None = None
+) -> None:
     """Write the report of the run in ``index_dir`` (``OUTPUT/new``) to ``path``.
 
     ``old_index_dir`` (``OUTPUT/old``), when it holds an index, adds what
-    changed since that run.
+    changed since that run. ``details`` maps result files (as the index
+    names them) to their ``details()``, made as the results came in; the
+    files of the others are read.
     """
     with open(os.path.join(index_dir, INDEX_FILE), encoding="utf-8") as handle:
         index = json.load(handle)
@@ -61,7 +66,11 @@ def write_html(index_dir: str, path: str, old_index_dir: str | None = None) -> N
     # together (a CI artifact); the prefix is computed once, relpath is slow.
     prefix = os.path.relpath(index_dir, os.path.dirname(os.path.abspath(path))).replace(os.sep, "/")
     run_start = index.get("start") or 0.0
-    rows = [_row(entry, index_dir, prefix, run_start) for entry in index["results"]]
+    details = details or {}
+    rows = [
+        _row(entry, details.get(entry["result"]) or _read_details(index_dir, entry["result"]), prefix, run_start)
+        for entry in index["results"]
+    ]
     slots = {row["slot"] for row in rows if row["slot"] is not None and row["t"] is not None}
     counts = {status.value: index["counts"].get(status.value, 0) for status in Status}
     data = {
@@ -104,36 +113,17 @@ def write_html(index_dir: str, path: str, old_index_dir: str | None = None) -> N
     os.replace(tmp, path)
 
 
-def _row(entry: dict, index_dir: str, prefix: str, run_start: float) -> dict:
-    """One result as the page needs it: the index entry plus the result file's
-    details, with long texts cut to what is worth embedding."""
-    result_path = os.path.join(index_dir, entry["result"])
-    try:
-        with open(result_path, encoding="utf-8") as handle:
-            result = json.load(handle)
-    except (OSError, ValueError):
-        result = {}  # a run killed mid-write: the index entry is all there is
-    start = entry.get("start") or result.get("start") or 0.0
-    # --incremental: taken from an earlier run, so not on this run's timeline.
-    cached = bool(entry.get("cached") or result.get("cached"))
-    # A plain relative path, never a scheme ("javascript:"): "./" or "../" first.
-    link = quote(posixpath.normpath(f"{prefix}/{entry['result']}"))
-    if not link.startswith(("../", "/")):
-        link = "./" + link
-    row = {
-        "name": entry["name"],
-        "status": entry["status"],
-        "reason": entry.get("reason"),
-        "message": entry.get("message", ""),
-        "duration": entry.get("duration", 0.0),
-        "t": max(0.0, round(start - run_start, 6)) if start and run_start and not cached else None,
-        "cached": cached,
-        "kind": entry.get("kind") or result.get("kind") or "testcase",
-        "slot": entry.get("slot", result.get("slot")),
-        "tags": entry.get("tags") or result.get("tags") or [],
-        "attempts": entry.get("attempts", result.get("attempts", 1)),
-        "file": link,
-        "missing": not result,
+def details(result: dict) -> dict:
+    """What the page shows of a result beyond its index entry, long texts
+    cut to what is worth embedding: small enough to keep for every result
+    while the run goes on."""
+    return {
+        "start": result.get("start"),
+        "cached": result.get("cached"),
+        "kind": result.get("kind"),
+        "slot": result.get("slot"),
+        "tags": result.get("tags"),
+        "attempts": result.get("attempts", 1),
         "description": result.get("description", ""),
         "driver": result.get("driver", ""),
         "full_message": _head(result.get("message", ""), MESSAGE_MAX),
@@ -147,7 +137,51 @@ def _row(entry: dict, index_dir: str, prefix: str, run_start: float) -> dict:
         "traceback": _tail(result.get("traceback"), TRACEBACK_TAIL),
         "logs": result.get("log_files", []),
     }
-    return row
+
+
+def _read_details(index_dir: str, rel: str) -> dict | None:
+    try:
+        with open(os.path.join(index_dir, rel), encoding="utf-8") as handle:
+            return details(json.load(handle))
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return None  # a run killed mid-write: the index entry is all there is
+
+
+def _row(entry: dict, result: dict | None, prefix: str, run_start: float) -> dict:
+    """One result as the page needs it: the index entry plus the result's
+    ``details`` (None when its file could not be read)."""
+    missing = result is None
+    result = result or {}
+    start = entry.get("start") or result.get("start") or 0.0
+    # --incremental: taken from an earlier run, so not on this run's timeline.
+    cached = bool(entry.get("cached") or result.get("cached"))
+    # A plain relative path, never a scheme ("javascript:"): "./" or "../" first.
+    link = quote(posixpath.normpath(f"{prefix}/{entry['result']}"))
+    if not link.startswith(("../", "/")):
+        link = "./" + link
+    return {
+        "name": entry["name"],
+        "status": entry["status"],
+        "reason": entry.get("reason"),
+        "message": entry.get("message", ""),
+        "duration": entry.get("duration", 0.0),
+        "t": max(0.0, round(start - run_start, 6)) if start and run_start and not cached else None,
+        "cached": cached,
+        "kind": entry.get("kind") or result.get("kind") or "testcase",
+        "slot": entry.get("slot", result.get("slot")),
+        "tags": entry.get("tags") or result.get("tags") or [],
+        "attempts": entry.get("attempts", result.get("attempts", 1)),
+        "file": link,
+        "missing": missing,
+        "description": result.get("description", ""),
+        "driver": result.get("driver", ""),
+        "full_message": result.get("full_message"),
+        "commands": result.get("commands", []),
+        "output": result.get("output"),
+        "diff": result.get("diff"),
+        "traceback": result.get("traceback"),
+        "logs": result.get("logs", []),
+    }
 
 
 def seconds(value: float) -> str:
@@ -212,6 +246,14 @@ def _asset(name: str) -> Markup:
         with open(os.path.join(TEMPLATES, name), encoding="utf-8") as handle:
             _assets[name] = Markup(handle.read())
     return _assets[name]
+
+
+def prepare() -> None:
+    """Import Jinja2 and compile the template now (a run does it while its
+    tests run, not after them)."""
+    _template()
+    _asset("report.css")
+    _asset("report.js")
 
 
 def _template():
