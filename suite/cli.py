@@ -282,22 +282,26 @@ def run(plan, args, argv: list[str], output_dir: str, work_dir: str, history, sl
         ),
         slot_cpus=slot_cpus,
         on_started=html.prepare_in_background if html else None,
+        defer_close=True,  # workers wind down while the reports are written
     )
     interrupts = Interrupts(scheduler)
-    with interrupts:
-        scheduler.run()
-        # Still under the handler: a Ctrl-C now must not cut the index short.
-        final = index.finish(interrupted=scheduler.interrupted)
-    if line is not None:
-        line.clear()
-    progress.write(complete=True)
-    if args.junit_xml:
-        from suite.reports.junit import write_junit
+    try:
+        with interrupts:
+            scheduler.run()
+            # Still under the handler: a Ctrl-C now must not cut the index short.
+            final = index.finish(interrupted=scheduler.interrupted)
+        if line is not None:
+            line.clear()
+        progress.write(complete=True)
+        if args.junit_xml:
+            from suite.reports.junit import write_junit
 
-        write_junit(final, new_dir, os.path.abspath(args.junit_xml))
-    if html is not None:
-        html.write()
-    _record_history(output_dir, index.started, argv, plan, scheduler, results, final["counts"])
+            write_junit(final, new_dir, os.path.abspath(args.junit_xml))
+        if html is not None:
+            html.write()
+        _record_history(output_dir, index.started, argv, plan, scheduler, results, final["counts"])
+    finally:
+        scheduler.close()
     text.summary(final["counts"], time.monotonic() - began, output_dir)
     if args.rewrite:
         _rewrite_baselines(plan, results)

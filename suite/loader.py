@@ -84,12 +84,17 @@ class Plan:
     spec_cache: SpecCache | None = None  # saved by a run, not by --list
 
 
-def load_suite_config(root: str) -> specs.SuiteConfig:
+def load_suite_config(root: str, cache: SpecCache | None = None) -> specs.SuiteConfig:
     path = os.path.join(root, SUITE_FILE)
     name = os.path.basename(os.path.abspath(root))
     if not os.path.isfile(path):
         return specs.SuiteConfig(root, name, {}, {})
-    data = specs.load_and_validate(path, "suite")
+    data = cache.get(path) if cache is not None else None
+    if data is None:
+        file_stamp = stamp(path)
+        data = specs.load_and_validate(path, "suite")
+        if cache is not None:
+            cache.put(path, file_stamp, data)
     return specs.SuiteConfig(
         root,
         data.get("name", name),
@@ -156,8 +161,9 @@ def build_plan(
     root = os.path.abspath(root)
     if not os.path.isdir(root):
         raise UsageError(f"suite directory '{root}' does not exist or is not a directory")
+    cache = SpecCache(output_dir)
     try:
-        suite = load_suite_config(root)
+        suite = load_suite_config(root, cache)
     except specs.SpecError as exc:
         raise UsageError(f"invalid suite configuration:\n{exc.render()}") from None
     unknown = sorted(set(selection.params) - set(suite.params))
@@ -167,7 +173,7 @@ def build_plan(
     keep = _keeper(selection, history)
     found = discover(root, exclude=(output_dir, work_dir))
     by_name = {item.name: item for item in found}
-    builder = _Builder(suite, output_dir, work_dir, default_timeout or DEFAULT_TIMEOUT, selection)
+    builder = _Builder(suite, output_dir, work_dir, default_timeout or DEFAULT_TIMEOUT, selection, cache)
 
     # The selection first, then whatever it depends on, transitively.
     queue = []
@@ -221,7 +227,13 @@ def _keeper(selection: Selection, history: HistoryView | None):
 
 class _Builder:
     def __init__(
-        self, suite: specs.SuiteConfig, output_dir: str, work_dir: str, timeout: float, selection: Selection
+        self,
+        suite: specs.SuiteConfig,
+        output_dir: str,
+        work_dir: str,
+        timeout: float,
+        selection: Selection,
+        cache: SpecCache,
     ):
         self.suite = suite
         self.selection = selection
@@ -236,7 +248,7 @@ class _Builder:
         self.drivers: dict[str, Driver] = {}
         self.safe_names: set[str] = set()
         self.log_root = os.path.join(output_dir, "new", "logs")
-        self.cache = SpecCache(output_dir)
+        self.cache = cache
         self.raw_specs: dict[str, dict | specs.SpecError] = {}
         # Set-ups' file names are reserved first, so testcases can be told
         # where each set-up's directory will be before it is planned.

@@ -49,12 +49,16 @@ class MultiprocessScheduler:
         policy: "Policy | None" = None,
         slot_cpus: dict[int, list[int]] | None = None,
         on_started: Callable[[], None] | None = None,
+        defer_close: bool = False,
     ):
         """``on_started`` is called once the workers exist and the first
         fragments are handed out: the place to start threads of this
         process, which forking workers should not copy."""
         self.plan = plan
         self.on_started = on_started
+        self.defer_close = defer_close
+        self._subreaper = False
+        self.slots = 0
         self.jobs = max(1, jobs)
         self.on_result = on_result
         # Verdicts wait here while the loop hands out new work: a slot that
@@ -98,13 +102,13 @@ class MultiprocessScheduler:
         # worker that died are reparented here and swept at the end.
         self.children_before = frozenset(children())
         subreaper = become_subreaper()
+        self.slots = slots
+        self._hook = hook
+        ended_well = False
         try:
             self._publish_early()
-            self.workers = [
-                self.worker_class(slot, hook, self.stderr_dir, self.slot_cpus.get(slot))
-                for slot in range(1, slots + 1)
-            ]
             self._loop()
+            ended_well = True
         except _FailFast:
             self._interrupt(Status.SKIP, Reason.MAX_FAILURES, f"stopped: {self.stop_reason}")
         except KeyboardInterrupt:
@@ -116,15 +120,24 @@ class MultiprocessScheduler:
             # Tell every worker first, then wait: they wind down together.
             for worker in self.workers:
                 worker.release()
-            for worker in self.workers:
-                worker.stop()
-            if subreaper:
-                kill_orphans(adopted_since=self.children_before)
-                become_subreaper(False)
+            self._subreaper = subreaper
+            if not (ended_well and self.defer_close):
+                self.close()
             self.pending_interrupt = False
             self._publish()
         self._settle()
         self._publish()
+
+    def close(self) -> None:
+        """Wait for the workers to be gone and sweep what their commands
+        left; ``run`` does it, unless told to leave it to its caller
+        (``defer_close``), who writes reports meanwhile. Idempotent."""
+        for worker in self.workers:
+            worker.stop()
+        if self._subreaper:
+            kill_orphans(adopted_since=self.children_before)
+            become_subreaper(False)
+            self._subreaper = False
 
     def _publish_early(self) -> None:
         """Publish every verdict known before the run first, and only then
@@ -144,12 +157,10 @@ class MultiprocessScheduler:
         # single system call, whatever the number of slots.
         self.selector = selectors.DefaultSelector()
         self.registered: dict[Worker, tuple[int, list]] = {}
-        for worker in self.workers:
-            self._register(worker)
-        idle = list(reversed(self.workers))
+        idle: list[Worker] = []
         running = 0
         while True:
-            while idle and self.ready:
+            while (idle or len(self.workers) < self.slots) and self.ready:
                 fragment = self.ready.pop()
                 number = self.plan.owner[fragment]
                 if self.decided[number]:
@@ -160,7 +171,7 @@ class MultiprocessScheduler:
                 if spec is None:
                     self.blocked.append(fragment)
                     continue
-                worker = idle.pop()
+                worker = idle.pop() if idle else self._start_worker()
                 worker.submit(fragment, spec)
                 running += 1
             if self.on_started is not None:  # once the first fragments are out
@@ -182,6 +193,16 @@ class MultiprocessScheduler:
             if events:
                 idle = [w for w in self.workers if not w.busy]
                 idle.reverse()
+
+    def _start_worker(self) -> Worker:
+        """Start the worker of the next slot. Workers start as the first
+        fragments are handed out, not all before: the first fragment runs
+        while the later workers are still being forked."""
+        slot = len(self.workers) + 1
+        worker = self.worker_class(slot, self._hook, self.stderr_dir, self.slot_cpus.get(slot))
+        self.workers.append(worker)
+        self._register(worker)
+        return worker
 
     def _register(self, worker: Worker) -> None:
         """(Re)register a worker's file descriptors, e.g. after a respawn."""

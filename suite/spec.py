@@ -12,14 +12,47 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 import schemas
 
-try:  # The C loader is several times faster; fall back where libyaml is absent.
-    from yaml import CSafeLoader as _BaseLoader
-except ImportError:  # pragma: no cover - depends on the PyYAML build
-    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
+# PyYAML is imported when a spec has to be parsed: a re-run whose specs all
+# come from the spec cache (suite.spec_cache) never needs it.
+_loader_class = None
+
+
+def _loader():
+    """The safe loader (libyaml's C one where built), refusing duplicate
+    keys instead of keeping the last; made on first use."""
+    global _loader_class
+    if _loader_class is None:
+        import yaml
+
+        try:  # The C loader is several times faster; fall back where libyaml is absent.
+            from yaml import CSafeLoader as base
+        except ImportError:  # pragma: no cover - depends on the PyYAML build
+            from yaml import SafeLoader as base  # type: ignore[assignment]
+
+        class _Loader(base):
+            def construct_mapping(self, node, deep=False):
+                seen = {}
+                for key_node, _ in node.value:
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        first = seen.setdefault(key, key_node)
+                    except TypeError:
+                        continue  # an unhashable key: the base class reports it
+                    if first is not key_node:
+                        raise yaml.constructor.ConstructorError(
+                            "while constructing a mapping",
+                            node.start_mark,
+                            f"duplicate key {key!r} (first at line {first.start_mark.line + 1})",
+                            key_node.start_mark,
+                        )
+                return super().construct_mapping(node, deep)
+
+        _Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_yaml_map)
+        _loader_class = _Loader
+    return _loader_class
+
 
 # A spec that expands to more values than this (counting every alias use)
 # is rejected: "billion laughs" documents are small on disk and huge in use.
@@ -28,30 +61,6 @@ MAX_NODES = 100_000
 # and would crash the whole run on a spec nested tens of thousands deep.
 MAX_DEPTH = 64
 MAX_SPEC_BYTES = 1 << 20
-
-
-class _Loader(_BaseLoader):
-    """The safe loader, refusing duplicate keys instead of keeping the last."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            try:
-                first = seen.setdefault(key, key_node)
-            except TypeError:
-                continue  # an unhashable key: the base class reports it
-            if first is not key_node:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"duplicate key {key!r} (first at line {first.start_mark.line + 1})",
-                    key_node.start_mark,
-                )
-        return super().construct_mapping(node, deep)
-
-
-_Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_yaml_map)
 
 
 class SpecError(Exception):
@@ -101,8 +110,11 @@ def load_yaml(path: str) -> Any:
         line = text.count(b"\n", 0, exc.start) + 1
         col = exc.start - (text.rfind(b"\n", 0, exc.start) + 1) + 1
         raise SpecError(path, [(line, col, f"not valid UTF-8 (byte 0x{text[exc.start]:02x})")]) from None
+    loader = _loader()
+    import yaml
+
     try:
-        data = yaml.load(text, Loader=_Loader)
+        data = yaml.load(text, Loader=loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -203,6 +215,8 @@ _known_valid: set[tuple[str, str]] = set()
 
 def locate_errors(path: str, errors: list) -> list[tuple[int, int, str]]:
     """Turn jsonschema errors into (line, column, message), sorted by place."""
+    import yaml
+
     try:
         with open(path, "rb") as handle:
             root = yaml.compose(handle.read(), Loader=yaml.SafeLoader)
@@ -260,6 +274,8 @@ def suggest(key: str, allowed) -> str:
 
 def position(root, where: list, key: str | None = None) -> tuple[int, int]:
     """The 1-based line and column of the node at ``where`` (or of its ``key``)."""
+    import yaml
+
     node = root
     if node is None:
         return 1, 1
@@ -276,6 +292,8 @@ def position(root, where: list, key: str | None = None) -> tuple[int, int]:
 
 
 def _child(node, part):
+    import yaml
+
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             if getattr(key_node, "value", None) == str(part):
@@ -287,6 +305,8 @@ def _child(node, part):
 
 def key_position(path: str, keys: list) -> tuple[int, int]:
     """Line and column of a value in a spec already known to parse."""
+    import yaml
+
     try:
         with open(path, "rb") as handle:
             root = yaml.compose(handle.read(), Loader=yaml.SafeLoader)

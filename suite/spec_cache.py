@@ -4,8 +4,9 @@ Re-running a suite is the common case, and most of its specs have not
 changed since the last run. A spec whose file has the same inode, size and
 modification time (to the nanosecond) as when it was last found valid is
 taken from the cache: no YAML parse, no schema validation, and for a fully
-cached suite not even the import of jsonschema. The cache is keyed by the
-schema's contents and the package version, so a new schema revalidates all.
+cached suite not even the import of PyYAML or jsonschema. suite.yaml is
+cached the same way. The cache is keyed by the schemas' contents and the
+package version, so a new schema revalidates all.
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ def stamp(path: str) -> Stamp | None:
 
 
 def _key() -> str:
-    with open(schemas.SCHEMA_DIR / "testcase.schema.json", "rb") as handle:
-        return f"{__version__}:{hashlib.sha256(handle.read()).hexdigest()}"
+    digest = hashlib.sha256()
+    for name in ("testcase", "suite"):  # suite.yaml is cached too
+        with open(schemas.SCHEMA_DIR / f"{name}.schema.json", "rb") as handle:
+            digest.update(handle.read())
+    return f"{__version__}:{digest.hexdigest()}"
 
 
 class SpecCache:

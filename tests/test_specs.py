@@ -4,6 +4,7 @@ directories, defaults, and invalid specs reported with file:line:col."""
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -465,6 +466,22 @@ def test_spec_cache_notices_an_edited_spec(tmp_path):
     (root / "t" / "test.yaml").write_text("cmd: [unterminated\n")
     run = run_cli(root, out)
     assert statuses(run.index) == {"t": ("ERROR", "SPEC")}
+
+
+def test_spec_cache_holds_suite_yaml_and_notices_its_edits(tmp_path):
+    # suite.yaml is cached like the specs: a re-run parses no YAML at all.
+    root, out = tmp_path / "suite", tmp_path / "out"
+    write_suite(root, {"suite.yaml": "defaults:\n  env:\n    WORD: one\n", "t/test.yaml": "cmd: printenv WORD\n"})
+    assert load_result(out, "t", run_cli(root, out).index)["output"] == "one\n"
+    with open(out / "spec-cache.pickle", "rb") as handle:
+        _, entries = pickle.load(handle)
+    assert str(root / "suite.yaml") in entries
+    assert load_result(out, "t", run_cli(root, out).index)["output"] == "one\n"
+    (root / "suite.yaml").write_text("defaults:\n  env:\n    WORD: two\n")
+    assert load_result(out, "t", run_cli(root, out).index)["output"] == "two\n"
+    (root / "suite.yaml").write_text("defaults:\n  envv: {}\n")
+    run = run_cli(root, out)
+    assert run.returncode == 2 and "suite.yaml:2:3" in run.stderr, run.stderr
 
 
 def test_plain_commands_run_without_a_shell_with_the_same_meaning(tmp_path):

@@ -17,14 +17,11 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-import secrets
 import shlex
 import time
 from datetime import datetime
 from typing import Mapping
 from urllib.parse import quote
-
-from markupsafe import Markup
 
 from suite.index import INDEX_FILE
 from suite.results import Status
@@ -91,13 +88,19 @@ def write_html(
         "rebuilt": index.get("rebuilt", False),
         "cached": index.get("cached", 0),
     }
+    # Imported here: a run imports this module early, to gather each
+    # result's details, and renders the page only at its end.
+    from secrets import token_urlsafe
+
+    from markupsafe import Markup
+
     html = _template().render(
         run=run,
         css=_asset("report.css"),
         js=_asset("report.js"),
         # Only scripts carrying this nonce run: a test's output that somehow
         # became markup still could not execute (defence in depth).
-        nonce=secrets.token_urlsafe(18),
+        nonce=token_urlsafe(18),
         title=f"{run['suite']}: {sum(counts.values())} testcases",
         date=datetime.fromtimestamp(run_start).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if run_start else "",
         command_line=shlex.join(index.get("command_line", [])),
@@ -236,14 +239,16 @@ def _script_json(data: dict) -> str:
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
-_assets: dict[str, Markup] = {}
+_assets: dict[str, "Markup"] = {}
 
 
-def _asset(name: str) -> Markup:
+def _asset(name: str) -> "Markup":
     """CSS or JS to inline as it is: kept out of Jinja so that braces in it
     never need escaping."""
     if name not in _assets:
         with open(os.path.join(TEMPLATES, name), encoding="utf-8") as handle:
+            from markupsafe import Markup
+
             _assets[name] = Markup(handle.read())
     return _assets[name]
 
