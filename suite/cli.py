@@ -289,7 +289,7 @@ def run(plan, args, argv: list[str], output_dir: str, work_dir: str, history, sl
         with interrupts:
             scheduler.run()
             # Still under the handler: a Ctrl-C now must not cut the index short.
-            final = index.finish(interrupted=scheduler.interrupted)
+            final = index.finish(interrupted=lambda: scheduler.interrupted)
         if line is not None:
             line.clear()
         progress.write(complete=True)

@@ -143,10 +143,16 @@ class ReportIndex:
                     self.errors.append(f"{INDEX_FILE}: {exc}")
                 self.last_flush = now
 
-    def finish(self, interrupted: bool = False) -> dict:
-        """Wait for every result file, then write the final index."""
+    def finish(self, interrupted: bool | Callable[[], bool] = False) -> dict:
+        """Wait for every result file, then write the final index.
+
+        ``interrupted`` may be asked only then (a callable): an interrupt
+        can arrive while the last files are written, and the index must
+        say so like the exit status does."""
         self._queue.put(None)
         self._writer.join()
+        if callable(interrupted):
+            interrupted = interrupted()
         return self._write_index(complete=True, interrupted=interrupted)
 
     def _write_index(self, complete: bool, interrupted: bool = False) -> dict:
