@@ -218,6 +218,8 @@ def _write_new_json(path: str, data: dict) -> None:
     """Write a file nobody reads before it is complete (a result file, listed
     in the index only afterwards): straight, with no temporary file and
     rename, which cost as much again on a slow disk."""
+    # json.dumps, not json.dump: only the one-shot encoder runs in C, and it
+    # makes writing a result several times cheaper.
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(text)
@@ -225,10 +227,6 @@ def _write_new_json(path: str, data: dict) -> None:
 
 def _write_json(path: str, data: dict) -> None:
     """Write atomically: readers see the old file or the new, never half."""
-    # json.dumps, not json.dump: only the one-shot encoder runs in C, and it
-    # makes writing a result several times cheaper.
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    _write_new_json(tmp, data)
     os.replace(tmp, path)

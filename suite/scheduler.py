@@ -67,6 +67,7 @@ class MultiprocessScheduler:
         self.unpublished: list[Result] = []
         self.worker_class = worker_class
         self.on_output = on_output
+        self._hook = self._output if on_output is not None else None  # what workers call with output
         self.on_progress = on_progress
         self.stderr_dir = stderr_dir
         self.policy = policy or Policy()
@@ -97,13 +98,11 @@ class MultiprocessScheduler:
         slots = min(self.jobs, len(plan.fragments)) or 0
         if self.worker_class.max_slots is not None:
             slots = min(slots, self.worker_class.max_slots)
-        hook = self._output if self.on_output is not None else None
         # While the run lasts, this process adopts orphans too: commands of a
         # worker that died are reparented here and swept at the end.
         self.children_before = frozenset(children())
         subreaper = become_subreaper()
         self.slots = slots
-        self._hook = hook
         ended_well = False
         try:
             self._publish_early()
