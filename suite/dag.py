@@ -85,6 +85,9 @@ class ReadyQueue:
     def pop(self) -> int:
         return heapq.heappop(self.heap)[1]
 
+    def peek(self) -> int:
+        return self.heap[0][1]
+
     def push(self, node: int) -> None:
         """Put back a node that was popped but could not start yet."""
         heapq.heappush(self.heap, (-self.priority[node], node))

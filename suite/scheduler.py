@@ -11,7 +11,7 @@ import re
 import selectors
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from collections.abc import Callable
 
 from suite.dag import ReadyQueue
 from suite.loader import Plan
@@ -28,6 +28,11 @@ class Policy:
     fail_fast: bool = False  # also stop running fragments at the limit
     durations: dict[tuple[str, str], float] = field(default_factory=dict)
     failed_last_time: set[str] = field(default_factory=set)
+
+
+# A fragment is sent ahead to a worker only behind one expected to end
+# within this many seconds: waiting behind it never costs the schedule more.
+AHEAD_WITHIN = 0.5
 
 
 class _FailFast(Exception):
@@ -160,38 +165,77 @@ class MultiprocessScheduler:
         running = 0
         while True:
             while (idle or len(self.workers) < self.slots) and self.ready:
-                fragment = self.ready.pop()
-                number = self.plan.owner[fragment]
-                if self.decided[number]:
-                    continue
-                if self.stop_reason is not None and not self.outcomes[number]:
-                    continue  # past --max-failures only testcases under way go on
-                spec = self._acquire(fragment)
-                if spec is None:
-                    self.blocked.append(fragment)
+                picked = self._pick()
+                if picked is None:
                     continue
                 worker = idle.pop() if idle else self._start_worker()
-                worker.submit(fragment, spec)
+                worker.submit(*picked)
                 running += 1
+            running += self._send_ahead()
             if self.on_started is not None:  # once the first fragments are out
                 self.on_started()
                 self.on_started = None
             self._publish()
             if not running:
                 return
-            if self.stop_reason is not None and self.policy.fail_fast:
-                raise _FailFast
-            self.running = running
+            if self.stop_reason is not None:
+                if self.policy.fail_fast:
+                    raise _FailFast
+                for worker in self.workers:  # nothing new starts
+                    worker.withdraw()
+            self.running = sum(w.busy for w in self.workers)
             if self.on_progress is not None:
                 self.on_progress(self)
             events = self._wait()
             for job, outcome in events:
                 running -= 1
+                if outcome is None:  # given back unrun
+                    self.ready.push(job)
+                    continue
                 self.done += 1
                 self._finished(job, outcome)
             if events:
                 idle = [w for w in self.workers if not w.busy]
                 idle.reverse()
+
+    def _pick(self) -> tuple[int, object] | None:
+        """Take the best ready fragment: with its spec, resources taken,
+        or None when it is not to run (now)."""
+        fragment = self.ready.pop()
+        number = self.plan.owner[fragment]
+        if self.decided[number]:
+            return None
+        if self.stop_reason is not None and not self.outcomes[number]:
+            return None  # past --max-failures only testcases under way go on
+        spec = self._acquire(fragment)
+        if spec is None:
+            self.blocked.append(fragment)
+            return None
+        return fragment, spec
+
+    def _send_ahead(self) -> int:
+        """Send busy workers their next fragment while there is plenty of
+        short work: the round trip to this process is then off the slot's
+        path. Only where it cannot cost the schedule: every slot is busy,
+        more fragments are ready than there are slots (the end of the run,
+        where the order matters most, is handed out as slots free), the
+        fragment a worker runs is expected to end soon, and the next one
+        needs no resources (held while waiting, they would idle)."""
+        if self.stop_reason is not None or len(self.workers) < self.slots:
+            return 0
+        sent = 0
+        for worker in self.workers:
+            if len(self.ready.heap) < self.slots:
+                break
+            if not worker.free_ahead or self.expected[worker.job] > AHEAD_WITHIN:
+                continue
+            if self.plan.fragments[self.ready.peek()].resources:
+                break
+            picked = self._pick()
+            if picked is not None:
+                worker.submit(*picked)
+                sent += 1
+        return sent
 
     def _start_worker(self) -> Worker:
         """Start the worker of the next slot. Workers start as the first
@@ -412,6 +456,7 @@ class MultiprocessScheduler:
         estimate = values[len(values) // 2] if values else 1.0
         fragments = self.plan.fragments
         weights = [known.get((f.testcase, f.name), estimate) for f in fragments]
+        self.expected = weights
         longest = self.plan.graph.longest_paths(weights)
         # Ties go to the fragment deeper in a chain: with no history every
         # estimate is equal, and a chain's last link would otherwise wait

@@ -14,7 +14,7 @@ import os
 import signal
 import time
 from abc import ABC, abstractmethod
-from typing import Callable
+from collections.abc import Callable
 
 from drivers.api import Fragment
 from suite.execution import KILL_GRACE, adopt_orphans, become_sole_runner, execute, kill_active, pin_to
@@ -33,10 +33,17 @@ LAST_WORDS = 4096
 
 
 class Worker(ABC):
-    """Runs fragments for one slot, one at a time."""
+    """Runs fragments for one slot, one at a time.
+
+    A worker that ``takes_ahead`` may also hold the slot's next fragment,
+    sent while the current one runs (see ``submit``): it starts that one the
+    moment the current one ends, without waiting a round trip to the main
+    process for it.
+    """
 
     # How many slots this kind of worker can fill at once.
     max_slots: int | None = None
+    takes_ahead = False
 
     def __init__(
         self,
@@ -51,6 +58,10 @@ class Worker(ABC):
         self.cpus = cpus  # pinned to these CPUs, with its commands
         self.job: int | None = None  # the fragment in flight, if any
         self.deadline: float | None = None
+        # The fragment sent ahead, to start when ``job`` ends, and the
+        # seconds its deadline will allow.
+        self.queued: tuple[int, float] | None = None
+        self.withdrawing = False
         # Bumped when the worker is replaced: its new descriptors may reuse
         # the old numbers, and must be registered again all the same.
         self.generation = 0
@@ -59,10 +70,32 @@ class Worker(ABC):
     def busy(self) -> bool:
         return self.job is not None
 
+    @property
+    def free_ahead(self) -> bool:
+        """True when a fragment may be sent ahead to this worker now."""
+        return self.takes_ahead and self.job is not None and self.queued is None
+
     def submit(self, job: int, fragment: Fragment) -> None:
-        self.job = job
-        self.deadline = time.monotonic() + fragment.budget + KILL_GRACE * len(fragment.commands) + WATCHDOG_MARGIN
+        """Hand over a fragment: to run now, or, to a busy worker that
+        ``free_ahead``, to run next."""
+        allowance = fragment.budget + KILL_GRACE * len(fragment.commands) + WATCHDOG_MARGIN
+        if self.job is None:
+            self.job = job
+            self.deadline = time.monotonic() + allowance
+        else:
+            self.queued = (job, allowance)
+            self.withdrawing = False
         self._send(job, fragment)
+
+    def withdraw(self) -> None:
+        """Ask the worker not to start the fragment sent ahead. It comes
+        back as an event without an outcome, unless it had started."""
+        if self.queued is not None and not self.withdrawing:
+            self.withdrawing = True
+            self._withdraw(self.queued[0])
+
+    def _withdraw(self, job: int) -> None:
+        raise NotImplementedError
 
     @abstractmethod
     def _send(self, job: int, fragment: Fragment) -> None: ...
@@ -74,7 +107,9 @@ class Worker(ABC):
 
     @abstractmethod
     def events(self) -> list[Event]:
-        """Finished fragments, without blocking."""
+        """Finished fragments, without blocking. A fragment given back
+        unrun (withdrawn, or sent ahead to a worker that died) comes with
+        None for its outcome."""
 
     def expire(self) -> list[Event]:
         """Called when the fragment in flight passed its deadline."""
@@ -93,7 +128,16 @@ class Worker(ABC):
         """Stop at once, without grace."""
 
     def _finish(self) -> int:
-        job, self.job, self.deadline = self.job, None, None
+        """The fragment in flight is over; the one sent ahead, if any, is
+        now in flight (its deadline counted from now)."""
+        job = self.job
+        if self.queued is not None:
+            self.job, allowance = self.queued
+            self.deadline = time.monotonic() + allowance
+            self.queued = None
+            self.withdrawing = False
+        else:
+            self.job = self.deadline = None
         return job
 
 
@@ -141,6 +185,7 @@ class ProcessWorker(Worker):
     """
 
     _context = multiprocessing.get_context("fork")
+    takes_ahead = True
 
     def __init__(self, slot: int, on_output=None, stderr_dir=None, cpus=None):
         super().__init__(slot, on_output, stderr_dir, cpus)
@@ -165,7 +210,14 @@ class ProcessWorker(Worker):
         self.conn = parent
 
     def _send(self, job: int, fragment: Fragment) -> None:
-        self.conn.send((job, fragment))
+        ahead = self.queued is not None and self.queued[0] == job
+        self.conn.send(("run", job, fragment, ahead))
+
+    def _withdraw(self, job: int) -> None:
+        try:
+            self.conn.send(("withdraw", job))
+        except OSError:  # dead: the fragment comes back with the crash
+            pass
 
     def waitables(self) -> list:
         return [self.conn.fileno(), self.process.sentinel]
@@ -178,7 +230,7 @@ class ProcessWorker(Worker):
                     self.on_output(job, payload)
                     continue
                 self._finish()
-                return [(job, payload)]
+                return [(job, payload)]  # payload: None if withdrawn
         except (EOFError, OSError):
             pass
         if self.process.is_alive():
@@ -203,7 +255,10 @@ class ProcessWorker(Worker):
         events = []
         if self.job is not None:
             crash = Outcome(Status.ERROR, Reason.CRASH, message, slot=self.slot, output=last_words)
-            events.append((self._finish(), crash))
+            events.append((self.job, crash))
+        if self.queued is not None:  # never started: it can run elsewhere
+            events.append((self.queued[0], None))
+        self.job = self.deadline = self.queued = None
         self.expired = False
         self._spawn()
         return events
@@ -277,18 +332,37 @@ def _serve(conn, slot: int, parent: int, stderr_path: str | None, tee: bool, cpu
     # What the worker inherited from the main process lives as long as it
     # does: keep the garbage collector from walking it again and again.
     gc.freeze()
+    inbox: list = []  # messages read, in order, not yet acted on
+    # A fragment sent ahead was sent not knowing how the one before it would
+    # end: after one that did not pass, it is given back unrun, so that the
+    # main process decides again (--max-failures may stop the run there).
+    last_passed = True
     while True:
         try:
-            message = conn.recv()
+            if not inbox:
+                inbox.append(conn.recv())
+            # A withdrawal of the next fragment may already be behind it.
+            while conn.poll():
+                inbox.append(conn.recv())
         except (EOFError, OSError):  # the main process is gone
             return
+        message = inbox.pop(0)
         if message is None:
             return
-        job, fragment = message
-        on_output = (lambda data, job=job: conn.send(("out", job, data))) if tee else None
-        outcome = execute(fragment, slot, on_output)
+        if message[0] == "withdraw":
+            continue  # too late: that fragment already ran
+        _, job, fragment, ahead = message
+        if ("withdraw", job) in inbox:
+            inbox.remove(("withdraw", job))
+            reply = ("done", job, None)
+        elif ahead and not last_passed:
+            reply = ("done", job, None)
+        else:
+            on_output = (lambda data, job=job: conn.send(("out", job, data))) if tee else None
+            reply = ("done", job, execute(fragment, slot, on_output))
+        last_passed = reply[2] is None or reply[2].status is Status.PASS
         try:
-            conn.send(("done", job, outcome))
+            conn.send(reply)
         except (BrokenPipeError, OSError):
             return
 
