@@ -22,7 +22,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from drivers.api import Driver, Fragment, Testcase
 from drivers.refine import TEXT_LIMIT, Refiner, normalise_line_endings, settings

@@ -13,12 +13,11 @@ import os
 import queue
 import shutil
 import signal
-import socket
 import sys
 import threading
 import time
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 from suite.results import Result, Status
 
@@ -198,7 +197,7 @@ def run_metadata(argv: list[str], root: str, suite_name: str, jobs: int) -> dict
         "root": os.path.abspath(root),
         "command_line": argv,
         "jobs": jobs,
-        "host": socket.gethostname(),
+        "host": os.uname().nodename,  # socket.gethostname(), without importing socket
         "python": sys.version.split()[0],
     }
 

@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
         return 2
     os.makedirs(args.path, exist_ok=True)
     template = TEMPLATES.get(args.driver, "description: {description}\ndriver: {driver}\ncmd: {cmd}\n")
-    schema = os.path.relpath(schemas.SCHEMA_DIR / "testcase.schema.json", os.path.abspath(args.path))
+    schema = os.path.relpath(schemas.path("testcase"), os.path.abspath(args.path))
     body = template.format(description=_quote(args.description), cmd=_quote(args.cmd), driver=args.driver)
     with open(spec_path, "w", encoding="utf-8") as handle:
         # The comment lets an editor with the YAML language server complete

@@ -10,9 +10,12 @@ column of the offending value.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import schemas
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
 
 # PyYAML is imported when a spec has to be parsed: a re-run whose specs all
 # come from the spec cache (suite.spec_cache) never needs it.

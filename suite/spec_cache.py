@@ -34,7 +34,7 @@ def stamp(path: str) -> Stamp | None:
 def _key() -> str:
     digest = hashlib.sha256()
     for name in ("testcase", "suite"):  # suite.yaml is cached too
-        with open(schemas.SCHEMA_DIR / f"{name}.schema.json", "rb") as handle:
+        with open(schemas.path(name), "rb") as handle:
             digest.update(handle.read())
     return f"{__version__}:{digest.hexdigest()}"
 

@@ -20,7 +20,7 @@ import posixpath
 import shlex
 import time
 from datetime import datetime
-from typing import Mapping
+from collections.abc import Mapping
 from urllib.parse import quote
 
 from suite.index import INDEX_FILE

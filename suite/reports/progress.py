@@ -12,10 +12,13 @@ import shutil
 import sys
 import time
 from collections import Counter
-from typing import TextIO
 
 from suite.reports.text import WORDS
 from suite.results import Result, Status
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import TextIO
 
 STATUS_FILE = "status.json"
 

@@ -7,7 +7,10 @@ line is held until its newline, so lines of concurrent testcases never mix.
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import TextIO
 
 
 class Tee:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TextIO
 
 from suite.results import Result, Status
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import TextIO
 
 COLOURS = {
     Status.PASS: "32",
