@@ -250,6 +250,7 @@ def _slot_cpus(args, suite_default: int | None) -> dict[int, list[int]]:
 
 
 def run(plan, args, argv: list[str], output_dir: str, work_dir: str, history, slot_cpus, worker_class=None) -> int:
+    from suite.execution import remove_spares
     from suite.index import ReportIndex, finish_rotation, rotate, run_metadata
     from suite.reports.progress import Progress, StatusLine, expected_durations, live_display_wanted
     from suite.reports.tee import Tee
@@ -328,6 +329,7 @@ def run(plan, args, argv: list[str], output_dir: str, work_dir: str, history, sl
         _record_history(output_dir, index.started, argv, plan, scheduler, results, final["counts"])
     finally:
         scheduler.close()
+        remove_spares(work_dir)  # of workers that died
     text.summary(final["counts"], time.monotonic() - began, output_dir)
     if args.rewrite:
         _rewrite_baselines(plan, results)

@@ -44,6 +44,12 @@ _SOLE_RUNNER = False
 
 
 _slot_cpus: str | None = None
+# A sole runner keeps one empty directory ready beside the work directories,
+# made while a command runs: a testcase's fresh work directory is then a
+# rename (0.02 ms here) instead of a mkdir (0.1-0.35 ms), at the moment when
+# fragments end together and every slot wants the CPUs at once.
+SPARE_PREFIX = ".spare-"
+_spare: str | None = None
 
 
 def pin_to(cpus: list[int] | None) -> None:
@@ -169,6 +175,8 @@ def run_command(command: Command, cwd: str, env: dict, capture: OutputCapture) -
         capture.write(f"run-testsuite: cannot run {argv[0]!r}: {exc.strerror or exc}\n".encode())
         return CommandRecord(command.step, command.cmd, 127, time.monotonic() - start)
     _active.add(proc)
+    if _SOLE_RUNNER:
+        _make_spare(os.path.dirname(cwd))
     try:
         timed_out = not pump(proc, capture, start + command.timeout)
         if timed_out:
@@ -405,6 +413,57 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
+def _make_spare(root: str) -> None:
+    """Have an empty directory ready in ``root`` (see SPARE_PREFIX)."""
+    global _spare
+    if _spare is None:
+        path = os.path.join(root, f"{SPARE_PREFIX}{os.getpid()}")
+        try:
+            os.mkdir(path)
+        except OSError:  # taken (say, left by a dead worker with our pid)
+            return
+        _spare = path
+
+
+def _take_spare(target: str) -> bool:
+    """Make ``target`` a fresh empty directory from the spare, if one is
+    ready beside it (False: do it the usual way)."""
+    global _spare
+    spare, _spare = _spare, None
+    if spare is None:
+        return False
+    if os.path.dirname(spare) == os.path.dirname(target):
+        try:
+            os.rename(spare, target)  # also replaces an empty directory there
+            return True
+        except OSError:  # a stale tree there, say: the usual way deals with it
+            pass
+    discard_spare(spare)
+    return False
+
+
+def discard_spare(path: str | None = None) -> None:
+    """Remove the spare directory (a worker's, when it stops)."""
+    global _spare
+    if path is None:
+        path, _spare = _spare, None
+    if path is not None:
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+
+
+def remove_spares(root: str) -> None:
+    """Remove spare directories left in ``root`` by workers that died."""
+    try:
+        names = [name for name in os.listdir(root) if name.startswith(SPARE_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        discard_spare(os.path.join(root, name))
+
+
 def prepare_work_dir(source: str | None, target: str, private: tuple[str, ...] = ()) -> None:
     """Make ``target`` a fresh copy of the testcase directory ``source``.
 
@@ -417,7 +476,8 @@ def prepare_work_dir(source: str | None, target: str, private: tuple[str, ...] =
     resolves from the copy.
     """
     try:
-        os.mkdir(target)
+        if not _take_spare(target):
+            os.mkdir(target)
     except FileExistsError:  # a retry, or a stale tree from an earlier run
         shutil.rmtree(target)
         os.mkdir(target)

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 from drivers.api import Fragment
-from suite.execution import KILL_GRACE, adopt_orphans, become_sole_runner, execute, kill_active, pin_to
+from suite.execution import KILL_GRACE, adopt_orphans, become_sole_runner, discard_spare, execute, kill_active, pin_to
 from suite.processes import descendants, die_with_parent
 from suite.results import Outcome, Reason, Status
 
@@ -332,6 +332,14 @@ def _serve(conn, slot: int, parent: int, stderr_path: str | None, tee: bool, cpu
     # What the worker inherited from the main process lives as long as it
     # does: keep the garbage collector from walking it again and again.
     gc.freeze()
+    try:
+        _take_messages(conn, slot, tee)
+    finally:
+        discard_spare()
+
+
+def _take_messages(conn, slot: int, tee: bool) -> None:
+    """Run the fragments the main process sends, until told to stop."""
     inbox: list = []  # messages read, in order, not yet acted on
     # A fragment sent ahead was sent not knowing how the one before it would
     # end: after one that did not pass, it is given back unrun, so that the
@@ -369,4 +377,5 @@ def _serve(conn, slot: int, parent: int, stderr_path: str | None, tee: bool, cpu
 
 def _terminate(signum, frame) -> None:
     kill_active()
+    discard_spare()
     os._exit(128 + signum)

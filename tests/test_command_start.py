@@ -139,3 +139,55 @@ def test_a_testcase_path_is_searched_for_its_programs(started):
 def test_the_worker_stays_where_the_run_started(started):
     result, base, _ = started
     assert result("where")["message"] == str(base)
+
+
+# -- fresh work directories ------------------------------------------------------
+FRESH = 'test -z "$(ls -A)" && touch made'
+
+
+def spares(root: Path) -> list[str]:
+    return sorted(name for name in os.listdir(root) if name.startswith(".spare-"))
+
+
+def test_work_directories_are_fresh_and_no_spare_is_left(tmp_path):
+    """Workers keep an empty directory ready and rename it into place; a
+    stale tree from an earlier run is still replaced by an empty one, and
+    the spares are gone at the end, a dead worker's too."""
+    files = {f"t{n}/test.yaml": f"cmd: '{FRESH}'\n" for n in range(8)}
+    files["zz-dies/test.yaml"] = "cmd: 'touch made && kill -KILL $PPID'\n"
+    root, work = write_suite(tmp_path / "suite", files), tmp_path / "work"
+    for attempt in (1, 2):  # the second run meets the first one's trees
+        run = subprocess.run(
+            cli_argv(root, tmp_path / "out", "-j", "2", "--work-dir", str(work)),
+            env=cli_env(), capture_output=True, text=True, timeout=120,
+        )
+        index = read_json(tmp_path / "out" / "new" / "_index.json")
+        found = {e["name"]: e["status"] for e in index["results"]}
+        assert found.pop("zz-dies") == "ERROR", run.stdout
+        assert set(found.values()) == {"PASS"}, (attempt, run.stdout)
+        assert spares(work) == [], attempt
+        assert all((work / f"t{n}" / "made").exists() for n in range(8))
+
+
+def test_spare_directory_becomes_the_work_directory(tmp_path, monkeypatch):
+    from suite import execution
+
+    monkeypatch.setattr(execution, "_spare", None)
+    root = tmp_path / "work"
+    root.mkdir()
+    execution._make_spare(str(root))
+    (spare,) = spares(root)
+    inode = (root / spare).stat().st_ino
+    execution.prepare_work_dir(None, str(root / "a"))
+    assert spares(root) == [] and (root / "a").stat().st_ino == inode
+    # A stale tree in the way: the spare is dropped, the tree replaced.
+    (root / "b").mkdir()
+    (root / "b" / "old").write_text("stale")
+    execution._make_spare(str(root))
+    execution.prepare_work_dir(None, str(root / "b"))
+    assert spares(root) == [] and os.listdir(root / "b") == []
+    # A spare elsewhere is not used for another directory's children.
+    execution._make_spare(str(root))
+    (tmp_path / "other").mkdir()
+    execution.prepare_work_dir(None, str(tmp_path / "other" / "c"))
+    assert spares(root) == [] and (tmp_path / "other" / "c").is_dir()
