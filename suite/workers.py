@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import faulthandler
 import gc
-import multiprocessing
 import os
 import signal
 import time
@@ -18,6 +17,7 @@ from collections.abc import Callable
 
 from drivers.api import Fragment
 from suite.execution import KILL_GRACE, adopt_orphans, become_sole_runner, discard_spare, execute, kill_active, pin_to
+from suite.forked import ForkedProcess, channel_pair
 from suite.processes import descendants, die_with_parent
 from suite.results import Outcome, Reason, Status
 
@@ -184,7 +184,6 @@ class ProcessWorker(Worker):
     its slot and the fragment it held becomes an ERROR with reason CRASH.
     """
 
-    _context = multiprocessing.get_context("fork")
     takes_ahead = True
 
     def __init__(self, slot: int, on_output=None, stderr_dir=None, cpus=None):
@@ -198,20 +197,21 @@ class ProcessWorker(Worker):
     def _spawn(self) -> None:
         self.generation += 1
         self.released = False
-        parent, child = self._context.Pipe()
-        self.process = self._context.Process(
-            target=_serve,
-            args=(child, self.slot, os.getpid(), self.stderr_path, self.on_output is not None, self.cpus),
-            name=f"run-testsuite-slot-{self.slot}",
-            daemon=True,
+        parent, child = channel_pair()
+        self.process = ForkedProcess(
+            _serve,
+            (child, self.slot, os.getpid(), self.stderr_path, self.on_output is not None, self.cpus),
+            parent,
+            child,
         )
-        self.process.start()
-        child.close()
         self.conn = parent
 
     def _send(self, job: int, fragment: Fragment) -> None:
         ahead = self.queued is not None and self.queued[0] == job
-        self.conn.send(("run", job, fragment, ahead))
+        try:
+            self.conn.send(("run", job, fragment, ahead))
+        except OSError:  # it died: its sentinel says so, and the fragment is a CRASH
+            pass
 
     def _withdraw(self, job: int) -> None:
         try:
@@ -223,6 +223,9 @@ class ProcessWorker(Worker):
         return [self.conn.fileno(), self.process.sentinel]
 
     def events(self) -> list[Event]:
+        # Every message that has arrived, not one: those read ahead into the
+        # channel's buffer would not wake the scheduler's selector again.
+        events = []
         try:
             while self.conn.poll():
                 kind, job, payload = self.conn.recv()
@@ -230,11 +233,11 @@ class ProcessWorker(Worker):
                     self.on_output(job, payload)
                     continue
                 self._finish()
-                return [(job, payload)]  # payload: None if withdrawn
+                events.append((job, payload))  # payload: None if withdrawn
         except (EOFError, OSError):
             pass
-        if self.process.is_alive():
-            return []
+        if events or self.process.is_alive():
+            return events
         return self._crashed()  # also respawns an idle worker that died
 
     def _crashed(self) -> list[Event]:
@@ -305,6 +308,7 @@ class ProcessWorker(Worker):
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
+        self.process.close()
         self.conn.close()
         # A worker that said nothing leaves no file behind.
         if self.stderr_path and os.path.exists(self.stderr_path) and not os.path.getsize(self.stderr_path):
