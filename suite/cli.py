@@ -272,7 +272,12 @@ def run(plan, args, argv: list[str], output_dir: str, work_dir: str, history, sl
     text = TextReport(verbose=args.verbose, quiet=args.quiet)
     safe_names = {planned.name: planned.safe_name for planned in plan.testcases}
     progress = Progress(
-        len(plan.testcases), new_dir, expected_durations(os.path.join(output_dir, "old")), args.jobs
+        len(plan.testcases),
+        new_dir,
+        expected_durations(
+            [p.name for p in plan.testcases], history.durations if history else {}, os.path.join(output_dir, "old")
+        ),
+        args.jobs,
     )
     line = StatusLine(sys.stdout) if live_display_wanted(sys.stdout) and not args.quiet else None
     if line is not None:

@@ -102,3 +102,16 @@ def test_status_json_is_live_and_final(tmp_path):
     final = json.loads(status.read_text())
     assert final["complete"] and final["done"] == 4 and final["passed"] == 4
     assert final["running"] == 0 and final["ready"] == 0 and final["failed"] == 0
+
+
+def test_expected_durations_come_from_history_for_the_selected_testcases(tmp_path):
+    from suite.reports.progress import expected_durations
+
+    history = {("a", "build"): 2.0, ("a", "check"): 0.5, ("b", "run"): 1.0, ("gone", "run"): 9.0}
+    assert expected_durations(["a", "b", "new"], history, str(tmp_path)) == {"a": 2.5, "b": 1.0}
+    # No history: the previous run's index, for the selection only.
+    (tmp_path / "_index.json").write_text(json.dumps({"results": [
+        {"name": "a", "duration": 3.0}, {"name": "other", "duration": 7.0},
+    ]}))
+    assert expected_durations(["a", "b"], {}, str(tmp_path)) == {"a": 3.0}
+    assert expected_durations(["a"], {}, str(tmp_path / "missing")) == {}
