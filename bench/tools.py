@@ -155,8 +155,10 @@ class RunTestsuite(Tool):
 
     name = "run-testsuite"
 
-    def __init__(self, command: Optional[str] = None) -> None:
+    def __init__(self, command: Optional[str] = None, rerun: bool = False) -> None:
         self.command = command
+        # Re-runs: keep the output directory (its history) between runs.
+        self.rerun = rerun
         self.argv: List[str] = []
         self.env: Optional[Dict[str, str]] = None
 
@@ -194,7 +196,8 @@ class RunTestsuite(Tool):
         wl.write_run_testsuite(w, os.path.join(workdir, "suite"))
 
     def reset(self, w: Workload, workdir: str) -> None:
-        _rmtree(os.path.join(workdir, "out"))
+        if not self.rerun:
+            _rmtree(os.path.join(workdir, "out"))
 
     def invocation(self, w: Workload, workdir: str, jobs: int) -> Invocation:
         return Invocation(
