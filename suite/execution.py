@@ -438,20 +438,23 @@ def _take_spare(target: str) -> bool:
             return True
         except OSError:  # a stale tree there, say: the usual way deals with it
             pass
-    discard_spare(spare)
+    _remove_empty(spare)
     return False
 
 
-def discard_spare(path: str | None = None) -> None:
-    """Remove the spare directory (a worker's, when it stops)."""
+def discard_spare() -> None:
+    """Remove this process's spare directory (a worker's, when it stops)."""
     global _spare
-    if path is None:
-        path, _spare = _spare, None
-    if path is not None:
-        try:
-            os.rmdir(path)
-        except OSError:
-            pass
+    spare, _spare = _spare, None
+    if spare is not None:
+        _remove_empty(spare)
+
+
+def _remove_empty(path: str) -> None:
+    try:
+        os.rmdir(path)
+    except OSError:  # gone, or not empty: not a spare of ours to remove
+        pass
 
 
 def remove_spares(root: str) -> None:
@@ -461,7 +464,7 @@ def remove_spares(root: str) -> None:
     except OSError:
         return
     for name in names:
-        discard_spare(os.path.join(root, name))
+        _remove_empty(os.path.join(root, name))
 
 
 def prepare_work_dir(source: str | None, target: str, private: tuple[str, ...] = ()) -> None:

@@ -98,6 +98,7 @@ class MultiprocessScheduler:
     # -- the main loop -----------------------------------------------------
     def run(self) -> None:
         plan = self.plan
+        self.expected = self.expected_durations()
         self.ready = ReadyQueue(plan.graph, self.priorities())
         # Never start more workers than there are fragments to run.
         slots = min(self.jobs, len(plan.fragments)) or 0
@@ -445,18 +446,21 @@ class MultiprocessScheduler:
         kill_orphans(adopted_since=getattr(self, "children_before", frozenset()))
 
     # -- priorities and resources ------------------------------------------
-    def priorities(self) -> list[float]:
-        """Critical-path priority of each fragment: the longest chain of
-        expected durations from it to the end of the graph. Durations come
-        from history; a fragment never timed counts as the median of those
-        that were (or 1 s). What failed last time goes first, so a re-run
-        answers the open question soonest."""
+    def expected_durations(self) -> list[float]:
+        """Seconds each fragment is expected to take, from history; a
+        fragment never timed counts as the median of those that were (or 1 s)."""
         known = self.policy.durations
         values = sorted(known.values())
         estimate = values[len(values) // 2] if values else 1.0
+        return [known.get((f.testcase, f.name), estimate) for f in self.plan.fragments]
+
+    def priorities(self) -> list[float]:
+        """Critical-path priority of each fragment: the longest chain of
+        expected durations (``self.expected``) from it to the end of the
+        graph. What failed last time goes first, so a re-run answers the
+        open question soonest."""
         fragments = self.plan.fragments
-        weights = [known.get((f.testcase, f.name), estimate) for f in fragments]
-        self.expected = weights
+        weights = self.expected
         longest = self.plan.graph.longest_paths(weights)
         # Ties go to the fragment deeper in a chain: with no history every
         # estimate is equal, and a chain's last link would otherwise wait

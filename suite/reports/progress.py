@@ -129,14 +129,14 @@ class StatusLine:
         self.shown = True
 
 
-def expected_durations(names: list[str], history: dict[tuple[str, str], float], old_dir: str) -> dict[str, float]:
+def expected_durations(names: list[str], durations: dict[tuple[str, str], float], old_dir: str) -> dict[str, float]:
     """Seconds each of ``names`` is expected to take: the sum of its
-    fragments' durations in ``history``, else from the previous run's index
-    (parsing it cost a 10,000-testcase run 30 ms at its start)."""
+    fragments' recorded ``durations`` (history's), else from the previous
+    run's index (parsing it cost a 10,000-testcase run 30 ms at its start)."""
     wanted = set(names)
     expected: dict[str, float] = {}
-    if history:
-        for (name, _), seconds in history.items():
+    if durations:
+        for (name, _), seconds in durations.items():
             if name in wanted:
                 expected[name] = expected.get(name, 0.0) + seconds
         return expected
