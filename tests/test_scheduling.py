@@ -750,23 +750,29 @@ def test_incremental_runs_only_what_changed(tmp_path):
     assert counts() == {"a": 2, "b": 2, "c": 2, "d": 6, "e": 2, "prep": 2}
 
 
+def incremental_rerun_after_setup_edit(tmp_path, suite_yaml: str, need: str):
+    """Run testcase t (needing set-up ``need``) with --incremental, change
+    v1 to v2 in suite.yaml, run again; the second run, and t's marks."""
+    root = write_suite(tmp_path / "suite", {
+        "suite.yaml": suite_yaml,
+        "t/test.yaml": f'needs: [{need}]\ncmd: echo ran >> "$MARKS/t"\n',
+    })
+    env = marks_env(tmp_path, "MARKS")
+    out = tmp_path / "out"
+    run_cli(root, out, "--incremental", env=env)
+    (root / "suite.yaml").write_text((root / "suite.yaml").read_text().replace("v1", "v2"))
+    return run_cli(root, out, "--incremental", env=env), lines(Path(env["MARKS"]) / "t")
+
+
 def test_incremental_reruns_when_a_needed_setup_changes(tmp_path):
     suite_yaml = """
         setup:
           tool:
             cmd: echo v1 > version
     """
-    root = write_suite(tmp_path / "suite", {
-        "suite.yaml": suite_yaml,
-        "t/test.yaml": 'needs: [tool]\ncmd: echo ran >> "$MARKS/t"\n',
-    })
-    env = marks_env(tmp_path, "MARKS")
-    out = tmp_path / "out"
-    run_cli(root, out, "--incremental", env=env)
-    (root / "suite.yaml").write_text((root / "suite.yaml").read_text().replace("v1", "v2"))
-    run = run_cli(root, out, "--incremental", env=env)
+    run, marks = incremental_rerun_after_setup_edit(tmp_path, suite_yaml, "tool")
     assert statuses(run.index) == {"t": ("PASS", None), "setup:tool": ("PASS", None)}
-    assert lines(Path(env["MARKS"]) / "t") == ["ran", "ran"]
+    assert marks == ["ran", "ran"]
 
 
 def test_incremental_reruns_when_a_setup_of_a_needed_setup_changes(tmp_path):
@@ -778,17 +784,9 @@ def test_incremental_reruns_when_a_setup_of_a_needed_setup_changes(tmp_path):
             needs: [inner]
             cmd: cp "$SETUP_INNER_DIR/version" .
     """
-    root = write_suite(tmp_path / "suite", {
-        "suite.yaml": suite_yaml,
-        "t/test.yaml": 'needs: [outer]\ncmd: echo ran >> "$MARKS/t"\n',
-    })
-    env = marks_env(tmp_path, "MARKS")
-    out = tmp_path / "out"
-    run_cli(root, out, "--incremental", env=env)
-    (root / "suite.yaml").write_text((root / "suite.yaml").read_text().replace("v1", "v2"))
-    run = run_cli(root, out, "--incremental", env=env)
+    run, marks = incremental_rerun_after_setup_edit(tmp_path, suite_yaml, "outer")
     assert statuses(run.index)["t"] == ("PASS", None)
-    assert lines(Path(env["MARKS"]) / "t") == ["ran", "ran"]
+    assert marks == ["ran", "ran"]
 
 
 def test_incremental_never_caches_what_failed_last_time(tmp_path):
