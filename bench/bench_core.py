@@ -67,7 +67,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "--run-testsuite",
         metavar="CMD",
         help="command to run run-testsuite with (default: the run-testsuite"
-        " console script, else `python -m suite.cli` from this checkout)",
+        " console script, else `python -m run_testsuite` where it is installed)",
     )
     p.add_argument("--repeat", type=int, default=3, help="best of N runs (default 3)")
     p.add_argument("--only", choices=["trivial", "sleep"], help="run one workload")

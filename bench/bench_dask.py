@@ -37,12 +37,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional
 
 # Sibling modules: this file is run as a script, so bench/ is on sys.path.
-from tools import REPO_ROOT, Invocation, RunTestsuite, tail, timed
+from tools import Invocation, RunTestsuite, tail, timed
 from workloads import Workload, write_run_testsuite
 
-# The cluster's workers are spawned from this process: they must import the
-# run-testsuite of this checkout, as the run's main process does.
-sys.path.insert(0, REPO_ROOT)
+# The cluster's workers are spawned from this process: they import the
+# run-testsuite installed for this interpreter, as the run's main process does.
 
 
 @dataclass
@@ -73,7 +72,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=1000, help="trivial testcases (default 1000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each configuration; the best counts (default 3)")
-    parser.add_argument("--run-testsuite", metavar="CMD", help="how to run run-testsuite (default: the console script, else python -m suite.cli)")
+    parser.add_argument("--run-testsuite", metavar="CMD", help="how to run run-testsuite (default: the console script, else python -m run_testsuite)")
     parser.add_argument("--json", metavar="FILE", help="also save the figures as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the generated suite and outputs")
     args = parser.parse_args()

@@ -9,18 +9,18 @@ plan: a suite of ``--count`` testcases (`echo hello`, diff driver, a
   whose number is not a multiple of 10 depends on the previous multiple of
   10; multiples of 10 chain to the previous multiple of 10 inside their
   hundred, and multiples of 100 chain to the previous multiple of 100 (a
-  chain ~110 deep). In a fresh process, ``suite.loader.build_plan`` is
+  chain ~110 deep). In a fresh process, ``run_testsuite.loader.build_plan`` is
   timed: discovery, YAML parsing, schema validation, fragments, the DAG
   and its cycle check, together. Twice per repeat: with an empty output
   directory (no spec cache: every spec parsed and validated) and with the
   spec cache the first left (saved after the timing). The import of
-  suite.loader and the whole process (interpreter start included) are
+  run_testsuite.loader and the whole process (interpreter start included) are
   timed too. Target: build_plan under 3 s. (The files are in the page
   cache: "cold" is the process, not the disk.)
 
 run: ``--count`` trivial testcases (no dependencies; the "trivial"
   workload of workloads.py) at -j 16: run-testsuite's wall time, through a
-  wrapper that calls suite.cli.main and reports getrusage's peak RSS of the
+  wrapper that calls run_testsuite.cli.main and reports getrusage's peak RSS of the
   main process (RUSAGE_SELF) and of the largest descendant
   (RUSAGE_CHILDREN: the workers and the commands they waited for). Once
   with a fresh output directory, then again on the same one (spec cache
@@ -51,7 +51,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional
 
 # Sibling modules: this file is run as a script, so bench/ is on sys.path.
-from tools import REPO_ROOT, E3Testsuite, Invocation, Lit, log, scratch_dir, tail, timed
+from tools import E3Testsuite, Invocation, Lit, log, scratch_dir, tail, timed
 from workloads import Case, Workload, make_workloads, write_cases_run_testsuite, write_run_testsuite
 
 PLAN_TARGET_S = 3.0
@@ -64,7 +64,7 @@ RSS_TARGET_MB = 200.0
 _PLAN_CHILD = r"""
 import json, os, sys, time
 t0 = time.perf_counter()
-from suite.loader import build_plan
+from run_testsuite.loader import build_plan
 t1 = time.perf_counter()
 c1 = time.process_time()
 root, out, result_json, save = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
@@ -103,7 +103,7 @@ _RUN_WRAPPER = r"""
 import json, os, resource, sys, time
 result_json, argv = sys.argv[1], sys.argv[2:]
 t0 = time.perf_counter()
-from suite.cli import main
+from run_testsuite.cli import main
 profile = os.environ.pop("BENCH_PROFILE", None)
 if profile:
     import cProfile
@@ -138,21 +138,20 @@ class Child:
 
     @classmethod
     def find(cls, python: str, source: Optional[str], cwd: str) -> "Child":
-        """``cwd``: where children run; never a checkout, whose suite/ would
-        shadow the one asked for (``python -c`` puts the cwd on sys.path)."""
+        """``python`` with run-testsuite installed (``source``: a directory
+        to put first on its PYTHONPATH, holding another ``run_testsuite``)."""
         env = None
         if source:
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH")) if p)
         probe = subprocess.run(
-            [python, "-c", "import suite, os; print(os.path.dirname(os.path.dirname(suite.__file__)))"],
+            [python, "-c", "import run_testsuite, os; print(os.path.dirname(run_testsuite.__file__))"],
             env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd=cwd,
         )
-        if probe.returncode != 0 and not source:
-            # Not installed for this interpreter: this checkout, then.
-            return cls.find(python, REPO_ROOT, cwd)
         if probe.returncode != 0:
-            raise SystemExit(f"cannot import suite with {python} (source {source}):\n{probe.stderr}")
+            raise SystemExit(
+                f"cannot import run_testsuite with {python} (pip install . for it first):\n{probe.stderr}"
+            )
         return cls(python, env, probe.stdout.strip(), cwd)
 
 
@@ -432,7 +431,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--python", default=sys.executable,
                    help="Python that imports run-testsuite (default: this one)")
     p.add_argument("--source", metavar="DIR",
-                   help="a checkout to import run-testsuite from (PYTHONPATH), instead of the installed one")
+                   help="a directory holding another run_testsuite package, put first on PYTHONPATH")
     p.add_argument("--repeat", type=int, default=2, help="best of N (default 2)")
     p.add_argument("-j", "--jobs", type=int, default=16, help="slots for the run (default 16)")
     p.add_argument("--count", type=int, default=10000, help="testcases (default 10000)")
@@ -461,7 +460,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         os.mkdir(cwd)
         child = Child.find(args.python, args.source, cwd)
         log(f"machine: {os.cpu_count()} CPUs, {platform.platform()}, load {os.getloadavg()[0]:.2f}")
-        log(f"run-testsuite: {child.python}, suite imported from {child.source}")
+        log(f"run-testsuite: {child.python}, run_testsuite imported from {child.source}")
         if args.only in (None, "plan"):
             plan_figs = bench_plan(child, args.count, args.repeat, tmp, args.profile)
         if args.only in (None, "run"):

@@ -170,8 +170,6 @@ class RtsRunner:
         self.tool = tool
 
     def prepare(self, w: SchedWorkload, workdir: str) -> None:
-        # Not "suite": the runs' cwd is workdir, and a suite/ there would
-        # shadow the package for `python -m suite.cli`.
         write_cases_run_testsuite(w.cases, os.path.join(workdir, "cases"), w.setups)
 
     def pair(self, w: SchedWorkload, workdir: str) -> List[Run]:

@@ -175,22 +175,16 @@ class RunTestsuite(Tool):
         if script:
             self.argv = [script]
             return None
-        # Not installed: run the package from this checkout.
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p
-        )
+        # No console script: the package, if this interpreter has it.
         probe = subprocess.run(
-            [sys.executable, "-c", "import suite.cli"],
-            env=env,
+            [sys.executable, "-c", "import run_testsuite.cli"],
             stdin=subprocess.DEVNULL,
             capture_output=True,
         )
         if probe.returncode == 0:
-            self.argv = [sys.executable, "-m", "suite.cli"]
-            self.env = env
+            self.argv = [sys.executable, "-m", "run_testsuite"]
             return None
-        return "run-testsuite not installed (no console script, no suite.cli)"
+        return "run-testsuite not installed (no console script; pip install . first)"
 
     def prepare(self, w: Workload, workdir: str) -> None:
         wl.write_run_testsuite(w, os.path.join(workdir, "suite"))

@@ -24,9 +24,10 @@ import os
 import re
 from collections.abc import Callable, Iterable
 
-from drivers.api import Driver, Fragment, Testcase
-from drivers.refine import TEXT_LIMIT, Refiner, normalise_line_endings, settings
-from suite.results import Outcome, Reason, Status
+from run_testsuite.drivers.base import Driver, Testcase
+from run_testsuite.drivers.refine import TEXT_LIMIT, Refiner, normalise_line_endings, settings
+from run_testsuite.fragment import Fragment
+from run_testsuite.results import Outcome, Reason, Status
 
 # Outputs larger than this are compared in chunks, and the failure names the
 # first differing byte instead of printing a diff nobody would read.
@@ -63,7 +64,7 @@ class DiffDriver(Driver):
             try:  # a bad pattern is the spec's error, found before anything runs
                 baseline_patterns(baseline, data["refine"]["line_endings"])
             except BaselineError as exc:
-                from suite.spec import SpecError
+                from run_testsuite.spec import SpecError
 
                 raise SpecError(exc.path, [exc.problem]) from None
         logs, name = os.path.split(test.log_stem)
@@ -88,6 +89,14 @@ class DiffDriver(Driver):
         if outcome.status is Status.FAIL and outcome.reason is Reason.DIFF and actual and data.get("actual_path"):
             write_blocks(data["actual_path"], actual())
         return outcome
+
+    def rewrite(self, fragment: Fragment) -> str | None:
+        """``--rewrite``: the output compared by the failed run (saved at
+        ``actual_path``) becomes the baseline."""
+        actual, baseline = fragment.data.get("actual_path"), fragment.data.get("baseline")
+        if actual and baseline and rewrite_baseline(actual, baseline):
+            return baseline
+        return None
 
 
 def rewrite_baseline(actual_path: str, baseline_path: str) -> bool:

@@ -1,6 +1,6 @@
 """The ``shell`` driver: a testcase passes when every command exits as expected."""
 
-from drivers.api import Driver
+from run_testsuite.drivers.base import Driver
 
 
 class ShellDriver(Driver):

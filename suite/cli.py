@@ -1,4 +1,9 @@
-"""``run-testsuite``: the command line front door."""
+"""``run-testsuite``: the command line front door.
+
+It turns arguments into a plan and ``RunOptions``, hands them to a
+``RunSession`` (``session``), and the outcome into an exit status. The
+subcommands (``report``, ``validate``, ``new``) are modules of their own.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import signal
 import sys
 import time
 
-from suite import __version__
+from run_testsuite import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -110,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
 # Subcommands, each a module with main(argv) -> int. A suite directory of the
 # same name can still be run as `run-testsuite ./report`.
 SUBCOMMANDS = {
-    "report": "suite.report_cmd",
-    "validate": "suite.validate_cmd",
-    "new": "suite.new_cmd",
+    "report": "run_testsuite.report_cmd",
+    "validate": "run_testsuite.validate_cmd",
+    "new": "run_testsuite.new_cmd",
 }
 
 
@@ -131,7 +136,7 @@ def _main(argv: list[str] | None) -> int:
             p.error("--dask and --no-multiprocessing exclude each other")
         if args.cpus_per_slot:
             p.error("--cpus-per-slot pins this host's CPUs; it does not apply with --dask")
-        from suite.workers_dask import DaskCluster, DaskError
+        from run_testsuite.workers.dask_cluster import DaskCluster, DaskError
 
         try:  # is Dask installed, is the address well formed; no connection yet
             cluster = DaskCluster(args.dask)
@@ -140,7 +145,9 @@ def _main(argv: list[str] | None) -> int:
             return EXIT_USAGE
     elif args.jobs is None:
         args.jobs = os.cpu_count() or 1
-    from suite.loader import Selection, UsageError, build_plan
+    from run_testsuite.loader import build_plan
+    from run_testsuite.plan import UsageError
+    from run_testsuite.selection import Selection
 
     output_dir = os.path.abspath(args.output_dir)
     work_dir = os.path.abspath(args.work_dir) if args.work_dir else os.path.join(output_dir, "new", "work")
@@ -171,24 +178,53 @@ def _main(argv: list[str] | None) -> int:
             print(f"{planned.name}{extra}")
     if args.list or args.list_json:
         return EXIT_OK
+    options = _run_options(args, argv, output_dir, work_dir, slot_cpus)
     if cluster is not None:
-        return _run_on_dask(cluster, plan, args, argv, output_dir, work_dir, history)
-    return run(plan, args, argv, output_dir, work_dir, history, slot_cpus)
+        return _run_on_dask(cluster, plan, options, history)
+    from run_testsuite.session import RunSession
+
+    if args.no_multiprocessing:
+        from run_testsuite.workers.local import InlineWorker as worker_class
+    else:
+        from run_testsuite.workers.local import ProcessWorker as worker_class
+    return RunSession(plan, options, history, worker_class).run()
 
 
-def _run_on_dask(cluster, plan, args, argv, output_dir, work_dir, history) -> int:
+def _run_options(args, argv: list[str], output_dir: str, work_dir: str, slot_cpus: dict[int, list[int]]):
+    from run_testsuite.session import RunOptions
+
+    return RunOptions(
+        root=args.root,
+        output_dir=output_dir,
+        work_dir=work_dir,
+        jobs=args.jobs or 0,
+        command_line=["run-testsuite", *argv],
+        verbose=args.verbose,
+        quiet=args.quiet,
+        tee=args.tee,
+        html=not args.no_html,
+        junit_xml=args.junit_xml,
+        rewrite=args.rewrite,
+        max_failures=args.max_failures or 0,
+        fail_fast=args.fail_fast,
+        slot_cpus=slot_cpus,
+    )
+
+
+def _run_on_dask(cluster, plan, options, history) -> int:
     """--dask: the same run, each fragment a task on the cluster."""
-    from suite.workers_dask import DaskError
+    from run_testsuite.session import RunSession
+    from run_testsuite.workers.dask_cluster import DaskError
 
     try:
         cluster.connect()  # before the run: a cluster that cannot be used is a usage error
-        if args.jobs is None:  # twice the workers' threads: each has its next fragment queued
-            args.jobs = 2 * cluster.total_threads() or os.cpu_count() or 1
+        if not options.jobs:  # twice the workers' threads: each has its next fragment queued
+            options.jobs = 2 * cluster.total_threads() or os.cpu_count() or 1
     except DaskError as exc:
         print(f"run-testsuite: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with cluster:
-        return run(plan, args, argv, output_dir, work_dir, history, {}, cluster.worker_class())
+        return RunSession(plan, options, history, cluster.worker_class()).run()
 
 
 def _write_list_json(plan, path: str) -> None:
@@ -220,7 +256,7 @@ def _write_list_json(plan, path: str) -> None:
 
 def _read_history(output_dir: str):
     """What earlier runs in this output directory recorded, if any."""
-    from suite.history import HISTORY_FILE, History
+    from run_testsuite.history import HISTORY_FILE, History
 
     path = os.path.join(output_dir, HISTORY_FILE)
     if not os.path.exists(path):
@@ -234,7 +270,7 @@ def _read_history(output_dir: str):
 
 def _slot_cpus(args, suite_default: int | None) -> dict[int, list[int]]:
     """Disjoint CPU sets, one per slot, for --cpus-per-slot."""
-    from suite.loader import UsageError
+    from run_testsuite.plan import UsageError
 
     per_slot = args.cpus_per_slot or suite_default
     if not per_slot:
@@ -247,244 +283,6 @@ def _slot_cpus(args, suite_default: int | None) -> dict[int, list[int]]:
             f"{args.jobs * per_slot} CPUs; this process may use {len(cpus)} ({','.join(map(str, cpus))})"
         )
     return {slot: cpus[(slot - 1) * per_slot : slot * per_slot] for slot in range(1, args.jobs + 1)}
-
-
-def run(plan, args, argv: list[str], output_dir: str, work_dir: str, history, slot_cpus, worker_class=None) -> int:
-    from suite.execution import remove_spares
-    from suite.index import ReportIndex, finish_rotation, rotate, run_metadata
-    from suite.reports.progress import Progress, StatusLine, expected_durations, live_display_wanted
-    from suite.reports.tee import Tee
-    from suite.reports.text import TextReport
-    from suite.scheduler import MultiprocessScheduler, Policy
-    from suite.workers import InlineWorker, ProcessWorker
-
-    began = time.monotonic()
-    new_dir = rotate(output_dir)
-    if plan.spec_cache is not None:
-        plan.spec_cache.save()
-    os.makedirs(work_dir, exist_ok=True)
-    html = None if args.no_html else HtmlReport(new_dir, os.path.join(output_dir, "old"))
-    index = ReportIndex(
-        new_dir,
-        run_metadata(["run-testsuite", *argv], args.root, plan.suite.name, args.jobs),
-        on_written=html.result_written if html else None,
-    )
-    text = TextReport(verbose=args.verbose, quiet=args.quiet)
-    safe_names = {planned.name: planned.safe_name for planned in plan.testcases}
-    progress = Progress(
-        len(plan.testcases),
-        new_dir,
-        expected_durations(
-            [p.name for p in plan.testcases], history.durations if history else {}, os.path.join(output_dir, "old")
-        ),
-        args.jobs,
-    )
-    line = StatusLine(sys.stdout) if live_display_wanted(sys.stdout) and not args.quiet else None
-    if line is not None:
-        text.before_write = line.clear
-    tee = Tee(sys.stdout, before_write=line.clear if line else None) if args.tee else None
-
-    results = []
-
-    def on_result(result) -> None:
-        results.append(result)
-        index.add(result, safe_names[result.name])
-        progress.result(result)
-        if tee is not None:
-            tee.flush(result.name)
-        text.result(result)
-
-    def on_progress(scheduler) -> None:
-        if progress.update(scheduler) and line is not None:
-            line.draw(progress)
-
-    scheduler = MultiprocessScheduler(
-        plan,
-        args.jobs,
-        on_result,
-        worker_class or (InlineWorker if args.no_multiprocessing else ProcessWorker),
-        on_output=tee.feed if tee is not None else None,
-        on_progress=on_progress,
-        stderr_dir=new_dir,
-        policy=Policy(
-            max_failures=1 if args.fail_fast else (args.max_failures or 0),
-            fail_fast=args.fail_fast,
-            durations=history.durations if history else {},
-            failed_last_time={n for n in history.latest if history.failed_last_time(n)} if history else set(),
-        ),
-        slot_cpus=slot_cpus,
-        on_started=html.prepare_in_background if html else None,
-        defer_close=True,  # workers wind down while the reports are written
-    )
-    interrupts = Interrupts(scheduler)
-    try:
-        with interrupts:
-            scheduler.run()
-            # Still under the handler: a Ctrl-C now must not cut the index short.
-            final = index.finish(interrupted=lambda: scheduler.interrupted)
-        if line is not None:
-            line.clear()
-        progress.write(complete=True)
-        if args.junit_xml:
-            from suite.reports.junit import write_junit
-
-            write_junit(final, new_dir, os.path.abspath(args.junit_xml))
-        if html is not None:
-            html.write()
-        _record_history(output_dir, index.started, argv, plan, scheduler, results, final["counts"])
-    finally:
-        scheduler.close()
-        remove_spares(work_dir)  # of workers that died
-    text.summary(final["counts"], time.monotonic() - began, output_dir)
-    if args.rewrite:
-        _rewrite_baselines(plan, results)
-    finish_rotation()
-    if scheduler.interrupted:
-        return 128 + (interrupts.signum or signal.SIGINT)
-    failed = final["counts"]["FAIL"] + final["counts"]["ERROR"]
-    return EXIT_FAILED if failed else EXIT_OK
-
-
-class HtmlReport:
-    """OUTPUT/new/report.html, which every run leaves: prepared while the
-    tests run (its module and Jinja2 imported, the template compiled, each
-    result's details taken as its file is written), so that writing it at
-    the end costs little, and nothing of it delays the first fragments. A
-    report that cannot be made is a warning, never a lost run."""
-
-    def __init__(self, new_dir: str, old_dir: str):
-        import threading
-
-        self.new_dir = new_dir
-        self.old_dir = old_dir
-        self.details: dict[str, dict] = {}
-        self.preparing = None
-        self.loading = threading.Lock()
-        self.loaded = False
-        self.module = None
-        self.problem: Exception | None = None
-
-    def _load(self):
-        """The report's module, imported by whichever thread needs it first."""
-        with self.loading:
-            if not self.loaded:
-                self.loaded = True
-                try:
-                    from suite.reports import html
-
-                    self.module = html
-                except Exception as exc:
-                    self.problem = exc
-        return self.module
-
-    def result_written(self, rel: str, data: dict) -> None:
-        module = self._load()
-        if module is not None:
-            self.details[rel] = module.details(data)
-
-    def prepare_in_background(self) -> None:
-        import threading
-
-        self.preparing = threading.Thread(target=self._prepare, name="html-prepare", daemon=True)
-        self.preparing.start()
-
-    def _prepare(self) -> None:
-        try:
-            module = self._load()
-            if module is not None:
-                module.prepare()
-        except Exception:  # write() will meet the problem again, and say it
-            pass
-
-    def write(self) -> None:
-        if self.preparing is not None:
-            self.preparing.join()
-        try:
-            if self._load() is None:
-                raise self.problem
-            self.module.write_html(
-                self.new_dir, os.path.join(self.new_dir, "report.html"), self.old_dir, self.details
-            )
-        except Exception as exc:
-            print(f"run-testsuite: warning: could not write the HTML report: {exc}", file=sys.stderr)
-
-
-def _rewrite_baselines(plan, results) -> None:
-    """--rewrite: the output that differed becomes the expected output."""
-    from drivers.diff import rewrite_baseline
-    from suite.results import Reason, Status
-
-    owner = {planned.name: planned for planned in plan.testcases}
-    changed = []
-    for result in results:
-        if result.status is not Status.FAIL or result.reason is not Reason.DIFF:
-            continue
-        planned = owner.get(result.name)
-        if not planned or not planned.fragments:
-            continue
-        data = plan.fragments[planned.fragments[-1]].data
-        actual, baseline = data.get("actual_path"), data.get("baseline")
-        if actual and baseline and rewrite_baseline(actual, baseline):
-            changed.append(baseline)
-    for path in changed:
-        print(f"rewrote {os.path.relpath(path)}")
-    print(f"--rewrite: {len(changed)} baseline{'s' if len(changed) != 1 else ''} changed")
-
-
-def _record_history(output_dir, start, argv, plan, scheduler, results, counts) -> None:
-    from suite.history import HISTORY_FILE, History
-
-    keys = {planned.name: planned.key for planned in plan.testcases}
-    fragments = []
-    for planned, outcomes in zip(plan.testcases, scheduler.outcomes):
-        for number, outcome in zip(planned.fragments, outcomes):
-            fragments.append((planned.name, plan.fragments[number].name, outcome.status.value, outcome.duration))
-    try:
-        history = History(os.path.join(output_dir, HISTORY_FILE))
-        try:
-            history.record(start, ["run-testsuite", *argv], results, keys, fragments, counts)
-        finally:
-            history.close()
-    except Exception as exc:  # history is a help, never a reason to fail a run
-        print(f"run-testsuite: warning: could not record history: {exc}", file=sys.stderr)
-
-
-class Interrupts:
-    """Ctrl-C and SIGTERM during a run.
-
-    The first stops the run gracefully: nothing new starts, running
-    fragments get SIGTERM then SIGKILL after a grace period, and every
-    result is reported (exit 130, or 143 for SIGTERM). A second one kills
-    everything at once; what had finished is still reported.
-    """
-
-    def __init__(self, scheduler):
-        self.scheduler = scheduler
-        self.signum = 0
-        self.previous: dict[int, object] = {}
-
-    def __enter__(self) -> "Interrupts":
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self.previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum, frame) -> None:
-        scheduler = self.scheduler
-        if not self.signum:
-            self.signum = signum
-            scheduler.interrupted = True
-            if scheduler.stopping:
-                return  # already winding down: the exit status says it all
-            if scheduler.deferring:  # results are being written: right after
-                scheduler.pending_interrupt = True
-                return
-            raise KeyboardInterrupt
-        print("\nrun-testsuite: second interrupt: killing everything now", file=sys.stderr)
-        scheduler.kill_now()
 
 
 if __name__ == "__main__":  # pragma: no cover

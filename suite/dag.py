@@ -1,4 +1,5 @@
-"""A dependency graph of fragments with a Kahn-style ready queue.
+"""A dependency graph of fragments with a Kahn-style ready queue, and the
+search for cycles among testcases' dependencies (Tarjan's algorithm).
 
 Nodes are integers (indexes into the run's fragment list); edges are added
 without checks, and cycles are found once, in linear time, by ``order()``.
@@ -82,6 +83,9 @@ class ReadyQueue:
     def __bool__(self) -> bool:
         return bool(self.heap)
 
+    def __len__(self) -> int:
+        return len(self.heap)
+
     def pop(self) -> int:
         return heapq.heappop(self.heap)[1]
 
@@ -92,9 +96,82 @@ class ReadyQueue:
         """Put back a node that was popped but could not start yet."""
         heapq.heappush(self.heap, (-self.priority[node], node))
 
+    def restart(self, chain: list[int]) -> None:
+        """Run a chain of nodes again from its first (a retried testcase):
+        each later node waits for its predecessor again."""
+        for later in chain[1:]:
+            self.waiting[later] = 1
+        self.push(chain[0])
+
     def done(self, node: int) -> None:
         """Mark ``node`` finished: successors with no other wait become ready."""
         for succ in self.graph.succs[node]:
             self.waiting[succ] -= 1
             if self.waiting[succ] == 0:
                 heapq.heappush(self.heap, (-self.priority[succ], succ))
+
+
+def find_cycles(deps_of: list[list[int]]) -> list[list[int]]:
+    """Strongly connected components that form cycles (Tarjan, iterative)."""
+    counter = 0
+    number: list[int | None] = [None] * len(deps_of)
+    low = [0] * len(deps_of)
+    on_stack = [False] * len(deps_of)
+    stack: list[int] = []
+    cycles = []
+    for start in range(len(deps_of)):
+        if number[start] is not None:
+            continue
+        work = [(start, 0)]
+        while work:
+            node, child = work.pop()
+            if child == 0:
+                number[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack[node] = True
+            recurse = False
+            for i in range(child, len(deps_of[node])):
+                succ = deps_of[node][i]
+                if number[succ] is None:
+                    work.append((node, i + 1))
+                    work.append((succ, 0))
+                    recurse = True
+                    break
+                if on_stack[succ]:
+                    low[node] = min(low[node], number[succ])
+            if recurse:
+                continue
+            if low[node] == number[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack[member] = False
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1 or node in deps_of[node]:
+                    cycles.append(sorted(component))
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return cycles
+
+
+def cycle_path(deps_of: list[list[int]], component: list[int]) -> list[int]:
+    """A real loop through ``component``, from its first node back to it."""
+    members = set(component)
+    start = component[0]
+    came_from = {start: None}
+    queue = [start]
+    for node in queue:
+        for succ in deps_of[node]:
+            if succ == start:
+                path = [node]
+                while came_from[path[-1]] is not None:
+                    path.append(came_from[path[-1]])
+                return path[::-1]
+            if succ in members and succ not in came_from:
+                came_from[succ] = node
+                queue.append(succ)
+    return component  # pragma: no cover - a component always loops

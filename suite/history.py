@@ -14,7 +14,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 
-from suite.results import Result
+from run_testsuite.results import Result
 
 HISTORY_FILE = "history.sqlite"
 

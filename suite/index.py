@@ -8,7 +8,6 @@ and once at the end, so writing it stays linear in the number of results.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import shutil
@@ -19,9 +18,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from suite.results import Result, Status
-
-INDEX_FILE = "_index.json"
+from run_testsuite.jsonio import INDEX_FILE, write_atomic, write_new
+from run_testsuite.results import Result, Status
 FORMAT_VERSION = 1
 FLUSH_INTERVAL = 1.0
 
@@ -124,7 +122,7 @@ class ReportIndex:
         while (item := self._queue.get()) is not None:
             rel, data, entry, status, cached = item
             try:
-                _write_new_json(os.path.join(self.dir, rel), data)
+                write_new(os.path.join(self.dir, rel), data)
             except OSError as exc:
                 self.errors.append(f"{rel}: {exc}")
             if self.on_written is not None:
@@ -166,7 +164,7 @@ class ReportIndex:
             "cached": self.cached,
             "results": self.entries,
         }
-        _write_json(os.path.join(self.dir, INDEX_FILE), index)
+        write_atomic(os.path.join(self.dir, INDEX_FILE), index)
         return index
 
 
@@ -200,32 +198,3 @@ def run_metadata(argv: list[str], root: str, suite_name: str, jobs: int) -> dict
         "host": os.uname().nodename,  # socket.gethostname(), without importing socket
         "python": sys.version.split()[0],
     }
-
-
-def load_index(path: str) -> dict:
-    """Read an index from a file, a ``new/`` directory or an output directory."""
-    if os.path.isdir(path):
-        for candidate in (os.path.join(path, INDEX_FILE), os.path.join(path, "new", INDEX_FILE)):
-            if os.path.isfile(candidate):
-                path = candidate
-                break
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def _write_new_json(path: str, data: dict) -> None:
-    """Write a file nobody reads before it is complete (a result file, listed
-    in the index only afterwards): straight, with no temporary file and
-    rename, which cost as much again on a slow disk."""
-    # json.dumps, not json.dump: only the one-shot encoder runs in C, and it
-    # makes writing a result several times cheaper.
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(text)
-
-
-def _write_json(path: str, data: dict) -> None:
-    """Write atomically: readers see the old file or the new, never half."""
-    tmp = f"{path}.tmp"
-    _write_new_json(tmp, data)
-    os.replace(tmp, path)

@@ -11,7 +11,12 @@ import hashlib
 import json
 import os
 
-from suite.discovery import SPEC_FILE
+from collections.abc import Callable
+
+from run_testsuite.discovery import SPEC_FILE
+from run_testsuite.history import HistoryView
+from run_testsuite.plan import SETUP_PREFIX, Planned
+from run_testsuite.results import Reason, Status
 
 
 def digest_tree(directory: str) -> str:
@@ -61,3 +66,56 @@ def make_key(spec: dict, driver: str, tree: str | None, upstream: list[str]) -> 
     for key in sorted(upstream):
         h.update(b"\0" + key.encode())
     return h.hexdigest()
+
+
+def compute_keys(
+    testcases: list[Planned], setups: dict[str, dict], resolve: Callable[[str, Planned], list[int]]
+) -> None:
+    """Each testcase's key, from its spec, files and upstream keys;
+    ``resolve(dependency, testcase)`` gives the testcases a name stands for."""
+    setup_keys = {SETUP_PREFIX + name: setup_key(setups, name) for name in setups}
+    done: dict[int, str | None] = {}
+
+    def key_of(number: int, seen: frozenset[int]) -> str | None:
+        if number in done:
+            return done[number]
+        planned = testcases[number]
+        if number in seen or not planned.spec:
+            return None  # a cycle, or a spec that did not load
+        upstream = [setup_keys.get(SETUP_PREFIX + n, "") for n in planned.needs]
+        for dep in planned.depends:
+            for other in resolve(dep, planned):
+                key = key_of(other, seen | {number})
+                if key is None:
+                    done[number] = None
+                    return None
+                upstream.append(key)
+        key = make_key(planned.spec, planned.driver, digest_tree(planned.source_dir), upstream)
+        done[number] = planned.key = key
+        return key
+
+    for number in range(len(testcases)):
+        key_of(number, frozenset())
+
+
+def setup_key(setups: dict[str, dict], name: str, seen: frozenset[str] = frozenset()) -> str:
+    """A set-up's key: its spec and the keys of the set-ups it needs."""
+    spec = setups[name]
+    upstream = [setup_key(setups, n, seen | {name}) for n in spec.get("needs", []) if n in setups and n not in seen]
+    return make_key(spec, "setup", None, upstream)
+
+
+def use_cache(testcases: list[Planned], history: HistoryView) -> None:
+    """--incremental: a testcase whose key passed before is not run,
+    unless it failed last time."""
+    for planned in testcases:
+        if planned.result is None and planned.key and planned.key in history.passed_keys:
+            if history.failed_last_time(planned.name):
+                continue
+            run = history.passed_keys[planned.key]
+            planned.result = planned.verdict(
+                Status.PASS,
+                Reason.CACHED,
+                f"passed in run {run} with the same key; not run again (--incremental)",
+            )
+            planned.result.cached = True

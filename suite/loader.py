@@ -7,144 +7,26 @@ suite still runs.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 import traceback
-from dataclasses import dataclass, field
 
-import drivers
-from drivers.api import Command, Driver, Fragment, Testcase
-from suite import spec as specs
-from suite.dag import Graph
-from suite.discovery import SUITE_FILE, Found, discover
-from suite.history import HistoryView
-from suite.keys import digest_tree, make_key
-from suite.spec_cache import SpecCache, stamp
-from suite.variants import Variant, base_name, variants
-from suite.results import Reason, Result, Status
+from run_testsuite import spec as specs
+from run_testsuite.dag import Graph, cycle_path, find_cycles
+from run_testsuite.discovery import Found, discover
+from run_testsuite.drivers.base import Driver, Testcase
+from run_testsuite.drivers.registry import BUILTIN, DriverLoadError, DriverNotFound, resolve
+from run_testsuite.fragment import Command, Fragment
+from run_testsuite.history import HistoryView
+from run_testsuite.keys import compute_keys, setup_key, use_cache
+from run_testsuite.plan import SETUP_PREFIX, Plan, Planned, UsageError, env_value, setup_env_name
+from run_testsuite.results import Reason, Result, Status
+from run_testsuite.selection import Selection, keeper, select
+from run_testsuite.spec_cache import SpecCache, stamp
+from run_testsuite.suite_config import SuiteConfig, load_suite_config
+from run_testsuite.variants import Variant, base_name, variants
 
 DEFAULT_TIMEOUT = 300.0
-# Set-up fragments appear in results under this prefix: "setup:build".
-SETUP_PREFIX = "setup:"
-
-
-class UsageError(Exception):
-    """A problem with how run-testsuite was called: exit status 2."""
-
-
-@dataclass
-class Planned:
-    """One testcase in the plan, with its fragments or its early verdict."""
-
-    name: str
-    spec_file: str
-    source_dir: str
-    safe_name: str
-    description: str = ""
-    driver: str = ""
-    tags: list[str] = field(default_factory=list)
-    depends: list[str] = field(default_factory=list)
-    needs: list[str] = field(default_factory=list)  # set-up fragments from suite.yaml
-    fragments: list[int] = field(default_factory=list)
-    result: Result | None = None  # decided before anything runs
-    kind: str = "testcase"  # or "setup"
-    xfail: str | None = None  # control: a failure is expected, for this reason
-    retries: int = 0
-    repeat_suffix: str = ""
-
-    def verdict(self, status: Status, reason: Reason | None, message: str, **fields) -> Result:
-        """A Result for this testcase, carrying what the plan knows of it."""
-        return Result(
-            name=self.name,
-            kind=self.kind,
-            status=status,
-            reason=reason,
-            message=message,
-            description=self.description,
-            driver=self.driver,
-            tags=self.tags,
-            spec_file=self.spec_file,
-            **fields,
-        )
-    spec: dict = field(default_factory=dict)  # merged, for the key
-    key: str | None = None  # for history and --incremental
-
-
-@dataclass
-class Plan:
-    suite: specs.SuiteConfig
-    testcases: list[Planned]
-    fragments: list[Fragment]
-    owner: list[int]  # fragment index -> testcase index
-    graph: Graph
-    dependents: list[list[int]]  # testcase index -> testcases that depend on it
-    output_dir: str
-    work_dir: str
-    spec_cache: SpecCache | None = None  # saved by a run, not by --list
-
-
-def load_suite_config(root: str, cache: SpecCache | None = None) -> specs.SuiteConfig:
-    path = os.path.join(root, SUITE_FILE)
-    name = os.path.basename(os.path.abspath(root))
-    if not os.path.isfile(path):
-        return specs.SuiteConfig(root, name, {}, {})
-    data = cache.get(path) if cache is not None else None
-    if data is None:
-        file_stamp = stamp(path)
-        data = specs.load_and_validate(path, "suite")
-        if cache is not None:
-            cache.put(path, file_stamp, data)
-    return specs.SuiteConfig(
-        root,
-        data.get("name", name),
-        data.get("defaults", {}),
-        data.get("drivers", {}),
-        path,
-        setup=data.get("setup", {}),
-        params=data.get("params", {}),
-        resources=data.get("resources", {}),
-        cpus_per_slot=data.get("cpus_per_slot"),
-    )
-
-
-def select(found: list[Found], patterns: list[str]) -> list[Found]:
-    """Testcases whose name starts with, or matches the glob of, a pattern."""
-    if not patterns:
-        return found
-    chosen = []
-    unmatched = set(patterns)
-    for item in found:
-        matching = [p for p in patterns if _matches(item.name, p)]
-        if matching:
-            chosen.append(item)
-            unmatched.difference_update(matching)
-    if unmatched:
-        raise UsageError("no testcase matches " + ", ".join(repr(p) for p in sorted(unmatched)))
-    return chosen
-
-
-def _matches(name: str, pattern: str) -> bool:
-    """A glob matches whole names; a plain name is a prefix, and one ending
-    in '/' (as shells complete directories) names that directory only."""
-    if any(c in pattern for c in "*?["):
-        return fnmatch.fnmatchcase(name, pattern.rstrip("/"))
-    if pattern.endswith("/"):
-        return name == pattern.rstrip("/") or name.startswith(pattern)
-    return name.startswith(pattern)
-
-
-@dataclass
-class Selection:
-    """What the command line asks to run, beyond the suite itself."""
-
-    patterns: list[str] = field(default_factory=list)
-    keyword: str | None = None  # -k
-    tags: list[str] = field(default_factory=list)  # --tag, any of them
-    failed_only: bool = False  # --failed
-    incremental: bool = False  # --incremental
-    repeat: int = 1  # --repeat
-    params: dict[str, str] = field(default_factory=dict)  # -D name=value
 
 
 def build_plan(
@@ -170,7 +52,7 @@ def build_plan(
     if unknown:
         known = ", ".join(sorted(suite.params)) or "none declared in suite.yaml"
         raise UsageError(f"unknown parameter {', '.join(map(repr, unknown))} for -D (parameters: {known})")
-    keep = _keeper(selection, history)
+    keep = keeper(selection, history)
     found = discover(root, exclude=(output_dir, work_dir))
     by_name = {item.name: item for item in found}
     builder = _Builder(suite, output_dir, work_dir, default_timeout or DEFAULT_TIMEOUT, selection, cache)
@@ -193,42 +75,18 @@ def build_plan(
             for other in builder.variants(target):
                 if other.repeat == variant.repeat and target.name + other.suffix not in index:
                     queue.append((target, other))
-    builder.compute_keys(index)
+    compute_keys(builder.testcases, suite.setup, lambda dep, planned: builder.resolve(dep, planned, index))
     if selection.incremental and history is not None:
-        builder.use_cache(history)
+        use_cache(builder.testcases, history)
     builder.add_setups(index)
     builder.link(index)
     return builder.plan()
 
 
-def _keeper(selection: Selection, history: HistoryView | None):
-    """The test of -k, --tag and --failed for one variant (name, tags)."""
-    match = None
-    if selection.keyword:
-        from suite.keyword_expr import KeywordError, compile_keyword
-
-        try:
-            match = compile_keyword(selection.keyword)
-        except KeywordError as exc:
-            raise UsageError(f"-k: {exc}") from None
-    wanted_tags = set(selection.tags)
-
-    def keep(name: str, tags: list[str]) -> bool:
-        if match is not None and not match(name, tags):
-            return False
-        if wanted_tags and not wanted_tags.intersection(tags):
-            return False
-        if selection.failed_only and (history is None or not history.did_not_pass(name)):
-            return False
-        return True
-
-    return keep
-
-
 class _Builder:
     def __init__(
         self,
-        suite: specs.SuiteConfig,
+        suite: SuiteConfig,
         output_dir: str,
         work_dir: str,
         timeout: float,
@@ -237,7 +95,7 @@ class _Builder:
     ):
         self.suite = suite
         self.selection = selection
-        self.params = {**{k: _env_value(v) for k, v in suite.params.items()}, **selection.params}
+        self.params = {**{k: env_value(v) for k, v in suite.params.items()}, **selection.params}
         self.groups: dict[tuple[str, int | None], list[int]] = {}  # (directory name, repeat) -> variants
         self.output_dir = output_dir
         self.work_dir = work_dir
@@ -245,7 +103,8 @@ class _Builder:
         self.testcases: list[Planned] = []
         self.fragments: list[Fragment] = []
         self.owner: list[int] = []
-        self.drivers: dict[str, Driver] = {}
+        # Per driver name: the instance and its sys.path entries, or why it cannot load.
+        self.drivers: dict[str, tuple[Driver, tuple[str, ...]] | Exception] = {}
         self.safe_names: set[str] = set()
         self.log_root = os.path.join(output_dir, "new", "logs")
         self.cache = cache
@@ -312,7 +171,7 @@ class _Builder:
             planned.retries = int(merged.get("retries", 0))
             if self._control(planned, merged, dict(variant.values)):
                 return planned  # skipped: nothing to plan
-            driver = self._driver(planned.driver, item.spec_file)
+            driver, driver_path = self._driver(planned.driver)
             test = self._testcase(planned, merged)
             self._check_options(driver, test)
             resources = self._check_resources(merged.get("resources", {}), item.spec_file)
@@ -322,13 +181,17 @@ class _Builder:
             for fragment in fragments:
                 for pool, count in resources.items():
                     fragment.resources.setdefault(pool, count)
+                fragment.driver_path = fragment.driver_path or driver_path
         except specs.SpecError as exc:
             planned.result = self._early(planned, Status.ERROR, Reason.SPEC, exc.render())
             return planned
-        except drivers.DriverNotFound as exc:
+        except (DriverNotFound, DriverLoadError) as exc:
+            # Not found: the spec's mistake. Not loadable: the driver's code.
             line, col = specs.key_position(item.spec_file, ["driver"])
-            message = f"{item.spec_file}:{line}:{col}: {exc}"
-            planned.result = self._early(planned, Status.ERROR, Reason.SPEC, message)
+            reason = Reason.SPEC if isinstance(exc, DriverNotFound) else Reason.DRIVER
+            planned.result = self._early(planned, Status.ERROR, reason, f"{item.spec_file}:{line}:{col}: {exc}")
+            if isinstance(exc, DriverLoadError) and exc.details:
+                planned.result.traceback = exc.details
             return planned
         except Exception as exc:  # a suite driver's bug: this testcase's ERROR
             planned.result = self._early(
@@ -355,16 +218,25 @@ class _Builder:
             merged["tags"] = list(dict.fromkeys([*self.suite.defaults["tags"], *raw.get("tags", [])]))
         return merged
 
-    def _driver(self, name: str, spec_file: str) -> Driver:
-        driver = self.drivers.get(name)
-        if driver is None:
-            cls = drivers.resolve(name, self.suite.drivers, self.suite.root)
-            driver = self.drivers[name] = cls()
-        return driver
+    def _driver(self, name: str) -> tuple[Driver, tuple[str, ...]]:
+        """The driver named in a spec, and its fragments' sys.path entries;
+        loaded once per run, and a failure to load it is kept too, so
+        that a broken driver is not imported again for each testcase."""
+        known = self.drivers.get(name)
+        if known is None:
+            try:
+                cls, path = resolve(name, self.suite.drivers, self.suite.root)
+                known = (cls(), path)
+            except (DriverNotFound, DriverLoadError) as exc:
+                known = exc
+            self.drivers[name] = known
+        if isinstance(known, Exception):
+            raise known
+        return known
 
     def _testcase(self, planned: Planned, merged: dict) -> Testcase:
         work_dir = os.path.join(self.work_dir, planned.safe_name)
-        env = {key: _env_value(value) for key, value in merged.get("env", {}).items()}
+        env = {key: env_value(value) for key, value in merged.get("env", {}).items()}
         env["TEST_NAME"] = planned.name
         env["TEST_WORK_DIR"] = work_dir
         env["TEST_SOURCE_DIR"] = planned.source_dir
@@ -407,7 +279,7 @@ class _Builder:
         entries = merged.get("control")
         if not entries:
             return False
-        from suite.control import ExpressionError, condition_names, decide
+        from run_testsuite.control import ExpressionError, condition_names, decide
 
         names = condition_names(planned.tags, os.environ, self.params, matrix)
         try:
@@ -442,54 +314,6 @@ class _Builder:
                 )
         return dict(asked)
 
-    def compute_keys(self, index: dict[str, int]) -> None:
-        """Each testcase's key, from its spec, files and upstream keys."""
-        setup_keys = {SETUP_PREFIX + name: self.setup_key(name) for name in self.suite.setup}
-        done: dict[int, str | None] = {}
-
-        def key_of(number: int, seen: frozenset) -> str | None:
-            if number in done:
-                return done[number]
-            planned = self.testcases[number]
-            if number in seen or not planned.spec:
-                return None  # a cycle, or a spec that did not load
-            upstream = [setup_keys.get(SETUP_PREFIX + n, "") for n in planned.needs]
-            for dep in planned.depends:
-                for other in self._resolve(dep, planned, index):
-                    key = key_of(other, seen | {number})
-                    if key is None:
-                        done[number] = None
-                        return None
-                    upstream.append(key)
-            key = make_key(planned.spec, planned.driver, digest_tree(planned.source_dir), upstream)
-            done[number] = planned.key = key
-            return key
-
-        for number in range(len(self.testcases)):
-            key_of(number, frozenset())
-
-    def setup_key(self, name: str, seen: frozenset = frozenset()) -> str:
-        """A set-up's key: its spec and the keys of the set-ups it needs."""
-        spec = self.suite.setup[name]
-        upstream = [
-            self.setup_key(n, seen | {name}) for n in spec.get("needs", []) if n in self.suite.setup and n not in seen
-        ]
-        return make_key(spec, "setup", None, upstream)
-
-    def use_cache(self, history: HistoryView) -> None:
-        """--incremental: a testcase whose key passed before is not run,
-        unless it failed last time."""
-        for planned in self.testcases:
-            if planned.result is None and planned.key and planned.key in history.passed_keys:
-                if history.failed_last_time(planned.name):
-                    continue
-                run = history.passed_keys[planned.key]
-                planned.result = self._early(
-                    planned, Status.PASS, Reason.CACHED,
-                    f"passed in run {run} with the same key; not run again (--incremental)",
-                )
-                planned.result.cached = True
-
     def add_setups(self, index: dict[str, int]) -> None:
         """Plan each set-up that a testcase still to run needs, transitively."""
         wanted = [n for p in self.testcases if p.result is None for n in p.needs]
@@ -509,11 +333,11 @@ class _Builder:
             description=spec.get("description", ""), driver="shell",
             needs=list(spec.get("needs", [])), kind="setup", spec=spec,
         )
-        planned.key = self.setup_key(name)
+        planned.key = setup_key(self.suite.setup, name)
         self.testcases.append(planned)
         work_dir = os.path.join(self.work_dir, safe)
-        env = {key: _env_value(value) for key, value in self.suite.defaults.get("env", {}).items()}
-        env.update({key: _env_value(value) for key, value in spec.get("env", {}).items()})
+        env = {key: env_value(value) for key, value in self.suite.defaults.get("env", {}).items()}
+        env.update({key: env_value(value) for key, value in spec.get("env", {}).items()})
         env.update(TEST_NAME=planned.name, TEST_WORK_DIR=work_dir, SETUP_DIR=work_dir, TEST_SUITE_ROOT=self.suite.root)
         for needed in planned.needs:
             if needed in self.setup_safe:
@@ -526,7 +350,7 @@ class _Builder:
         timeout = float(spec.get("timeout", self.suite.defaults.get("timeout", self.timeout)))
         cmd = spec["cmd"] if isinstance(spec["cmd"], str) else [str(p) for p in spec["cmd"]]
         fragment = Fragment(
-            testcase=planned.name, name="setup", driver=drivers.BUILTIN["shell"],
+            testcase=planned.name, name="setup", driver=BUILTIN["shell"],
             commands=[Command(cmd, 0, timeout, "setup")], env=env, source_dir="",
             work_dir=work_dir, log_stem=os.path.join(self.log_root, safe),
             prepare=True, final=True, resources=resources,
@@ -562,7 +386,7 @@ class _Builder:
         for number, planned in enumerate(self.testcases):
             if planned.result is not None:
                 continue
-            resolved = {d: self._resolve(d, planned, index) for d in planned.depends}
+            resolved = {d: self.resolve(d, planned, index) for d in planned.depends}
             unknown = [d for d, found in resolved.items() if not found]
             missing = [n for n in planned.needs if n not in self.suite.setup]
             if unknown or missing:
@@ -596,7 +420,7 @@ class _Builder:
                 if before.fragments and after.fragments and before.result is None:
                     self.graph.add_edge(before.fragments[-1], after.fragments[0])
 
-    def _resolve(self, dep: str, planned: Planned, index: dict[str, int]) -> list[int]:
+    def resolve(self, dep: str, planned: Planned, index: dict[str, int]) -> list[int]:
         """A dependency by exact name (within the same repetition), or by a
         directory name standing for all its matrix variants."""
         exact = index.get(dep + planned.repeat_suffix)
@@ -612,78 +436,3 @@ class _Builder:
         )
 
 
-def find_cycles(deps_of: list[list[int]]) -> list[list[int]]:
-    """Strongly connected components that form cycles (Tarjan, iterative)."""
-    counter = 0
-    number: list[int | None] = [None] * len(deps_of)
-    low = [0] * len(deps_of)
-    on_stack = [False] * len(deps_of)
-    stack: list[int] = []
-    cycles = []
-    for start in range(len(deps_of)):
-        if number[start] is not None:
-            continue
-        work = [(start, 0)]
-        while work:
-            node, child = work.pop()
-            if child == 0:
-                number[node] = low[node] = counter
-                counter += 1
-                stack.append(node)
-                on_stack[node] = True
-            recurse = False
-            for i in range(child, len(deps_of[node])):
-                succ = deps_of[node][i]
-                if number[succ] is None:
-                    work.append((node, i + 1))
-                    work.append((succ, 0))
-                    recurse = True
-                    break
-                if on_stack[succ]:
-                    low[node] = min(low[node], number[succ])
-            if recurse:
-                continue
-            if low[node] == number[node]:
-                component = []
-                while True:
-                    member = stack.pop()
-                    on_stack[member] = False
-                    component.append(member)
-                    if member == node:
-                        break
-                if len(component) > 1 or node in deps_of[node]:
-                    cycles.append(sorted(component))
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-    return cycles
-
-
-def cycle_path(deps_of: list[list[int]], component: list[int]) -> list[int]:
-    """A real loop through ``component``, from its first node back to it."""
-    members = set(component)
-    start = component[0]
-    came_from = {start: None}
-    queue = [start]
-    for node in queue:
-        for succ in deps_of[node]:
-            if succ == start:
-                path = [node]
-                while came_from[path[-1]] is not None:
-                    path.append(came_from[path[-1]])
-                return path[::-1]
-            if succ in members and succ not in came_from:
-                came_from[succ] = node
-                queue.append(succ)
-    return component  # pragma: no cover - a component always loops
-
-
-def setup_env_name(name: str) -> str:
-    """SETUP_<NAME>_DIR: where a needed set-up left its work."""
-    return "SETUP_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper() + "_DIR"
-
-
-def _env_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-import schemas
+from run_testsuite import schemas
 
 TEMPLATES = {
     "shell": "description: {description}\ncmd: {cmd}\n",

@@ -13,13 +13,11 @@ run itself).
 
 from __future__ import annotations
 
-import json
 import os
 
-import yaml
-
-from suite.index import FORMAT_VERSION, INDEX_FILE, index_entry
-from suite.results import Result, Status
+from run_testsuite.index import FORMAT_VERSION, index_entry
+from run_testsuite.jsonio import INDEX_FILE, read_json, write_atomic
+from run_testsuite.results import Result, Status
 
 
 def rebuild_index(new_dir: str, *, problems: list[str] | None = None, write: bool = True) -> dict:
@@ -54,7 +52,7 @@ def rebuild_index(new_dir: str, *, problems: list[str] | None = None, write: boo
         "results": entries,
     }
     if write:
-        write_json_atomic(os.path.join(new_dir, INDEX_FILE), index)
+        write_atomic(os.path.join(new_dir, INDEX_FILE), index)
     return index
 
 
@@ -74,9 +72,7 @@ def _read_results(results_dir: str, problems: list[str]) -> list[tuple[Result, s
             continue
         path = os.path.join(results_dir, file_name)
         try:
-            with open(path, encoding="utf-8") as handle:
-                data = json.load(handle)
-            result = Result.from_json(data)
+            result = Result.from_json(read_json(path))
             if not isinstance(result.name, str) or not result.name:
                 raise ValueError("no testcase name")
             mtime = os.stat(path).st_mtime_ns
@@ -97,8 +93,7 @@ def _read_stale_index(new_dir: str, problems: list[str]) -> dict | None:
     if not os.path.exists(path):
         return None
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
+        data = read_json(path)
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         return data
@@ -132,6 +127,8 @@ def _root_from(results: list[Result]) -> str | None:
 
 
 def _suite_name(root: str) -> str:
+    import yaml
+
     try:
         with open(os.path.join(root, "suite.yaml"), encoding="utf-8") as handle:
             name = (yaml.safe_load(handle) or {}).get("name")
@@ -140,18 +137,3 @@ def _suite_name(root: str) -> str:
     except (OSError, yaml.YAMLError, AttributeError):
         pass
     return os.path.basename(root.rstrip("/")) or root
-
-
-def write_json_atomic(path: str, data: dict) -> None:
-    """Like ``suite.index._write_json``, but through a temporary file of its
-    own: a run that is in fact still going writes ``_index.json.tmp``, and
-    sharing that name could rename a half-written file into place."""
-    tmp = f"{path}.rebuild-{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

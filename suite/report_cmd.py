@@ -17,16 +17,15 @@ written).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from typing import TextIO
 
-from suite.index import INDEX_FILE, load_index
-from suite.rebuild import rebuild_index, write_json_atomic
-from suite.reports.text import WORDS, TextReport
-from suite.results import Reason, Result, Status
+from run_testsuite.jsonio import INDEX_FILE, checked_index, read_json, write_atomic
+from run_testsuite.rebuild import rebuild_index
+from run_testsuite.reports.text import WORDS, TextReport
+from run_testsuite.results import Reason, Result, Status
 
 EXIT_OK, EXIT_REGRESSIONS, EXIT_USAGE = 0, 1, 2
 PROG = "run-testsuite report"
@@ -66,7 +65,7 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
     status = EXIT_OK
     old_dir = None
     if args.compare:
-        from suite.reports.compare import compare, render_text
+        from run_testsuite.reports.compare import compare, render_text
 
         old_dir, old = load_run(args.compare[0], args.rebuild)
         index_dir, index = load_run(args.compare[1], args.rebuild)
@@ -84,7 +83,7 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
         if not (args.junit_xml or args.html):
             print_summary(index, index_dir, out)
     if args.junit_xml:
-        from suite.reports.junit import write_junit
+        from run_testsuite.reports.junit import write_junit
 
         _writing(args.junit_xml, lambda: write_junit(index, index_dir, args.junit_xml))
         out.write(f"JUnit XML: {args.junit_xml}\n")
@@ -119,7 +118,7 @@ def load_run(path: str, force_rebuild: bool = False, notes: TextIO | None = None
     index_dir, index_path = find_run(path)
     index, why = None, None
     try:
-        index = _checked(load_index(index_path))
+        index = checked_index(read_json(index_path))
         if force_rebuild:
             why = "rebuilding as asked"
         elif not index.get("complete", False):
@@ -139,7 +138,7 @@ def load_run(path: str, force_rebuild: bool = False, notes: TextIO | None = None
     index = rebuild_index(index_dir, problems=problems, write=False)
     written = f"rebuilt {os.path.join(index_dir, INDEX_FILE)}"
     try:
-        write_json_atomic(os.path.join(index_dir, INDEX_FILE), index)
+        write_atomic(os.path.join(index_dir, INDEX_FILE), index)
     except OSError as exc:
         written = f"rebuilt it in memory (cannot write {INDEX_FILE}: {exc.strerror})"
     notes.write(f"{PROG}: {why}: {written} from {len(index['results'])} result files\n")
@@ -147,17 +146,6 @@ def load_run(path: str, force_rebuild: bool = False, notes: TextIO | None = None
         notes.write(f"{PROG}:   skipped {problem}\n")
     notes.flush()
     return index_dir, index
-
-
-def _checked(index) -> dict:
-    """The index if it has the shape every report relies on, else ValueError."""
-    if not isinstance(index, dict) or not isinstance(index.get("results"), list):
-        raise ValueError("not a report index")
-    for entry in index["results"]:
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not isinstance(entry.get("result"), str):
-            raise ValueError(f"malformed entry {json.dumps(entry)[:200]}")
-        Status(entry.get("status"))  # ValueError names the bad status
-    return index
 
 
 # -- the summary ------------------------------------------------------------------------
@@ -222,12 +210,12 @@ def _writing(path: str, write) -> None:
 def _html_writer():
     """``suite.reports.html.write_html``, imported only when asked for."""
     try:
-        from suite.reports import html
+        from run_testsuite.reports import html
     except ImportError as exc:
-        if getattr(exc, "name", None) == "suite.reports.html":
+        if getattr(exc, "name", None) == "run_testsuite.reports.html":
             raise ReportError("HTML reports are not available: this installation has no suite/reports/html.py") from None
         raise ReportError(f"cannot load the HTML report writer: {exc}") from None
     write_html = getattr(html, "write_html", None)
     if write_html is None:
-        raise ReportError("suite.reports.html has no write_html(index_dir, path, old_index_dir=None)")
+        raise ReportError("run_testsuite.reports.html has no write_html(index_dir, path, old_index_dir=None)")
     return write_html

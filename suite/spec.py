@@ -9,9 +9,7 @@ column of the offending value.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import schemas
+from run_testsuite import schemas
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
 if TYPE_CHECKING:  # pragma: no cover
@@ -316,25 +314,3 @@ def key_position(path: str, keys: list) -> tuple[int, int]:
     except (OSError, yaml.YAMLError):
         return 1, 1
     return position(root, keys)
-
-
-@dataclass
-class SuiteConfig:
-    """What suite.yaml says, with defaults filled in."""
-
-    root: str
-    name: str
-    defaults: dict
-    drivers: dict
-    path: str | None = None
-    setup: dict = field(default_factory=dict)
-    resources: dict = field(default_factory=dict)
-    cpus_per_slot: int | None = None
-    params: dict = field(default_factory=dict)
-
-    def pool(self, name: str) -> list[str]:
-        """The members of a resource pool: its names, or numbered ones."""
-        members = self.resources[name]
-        if isinstance(members, int):
-            return [f"{name}-{number}" for number in range(1, members + 1)]
-        return list(members)

@@ -15,8 +15,8 @@ import hashlib
 import os
 import pickle
 
-import schemas
-from suite import __version__
+from run_testsuite import schemas
+from run_testsuite import __version__
 
 CACHE_FILE = "spec-cache.pickle"
 

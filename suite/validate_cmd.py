@@ -12,15 +12,17 @@ import os
 import sys
 import tempfile
 
-from suite import spec as specs
-from suite.results import Reason, Status
+from run_testsuite import spec as specs
+from run_testsuite.results import Reason, Status
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="run-testsuite validate", description=__doc__.splitlines()[0])
     parser.add_argument("root", help="the suite directory")
     args = parser.parse_args(argv)
-    from suite.loader import Selection, UsageError, build_plan
+    from run_testsuite.loader import build_plan
+    from run_testsuite.plan import UsageError
+    from run_testsuite.selection import Selection
 
     with tempfile.TemporaryDirectory(prefix="run-testsuite-validate-") as scratch:
         try:
@@ -48,7 +50,7 @@ def main(argv: list[str]) -> int:
 
 def _check_conditions(spec_file: str, entries: list[dict]) -> list[str]:
     """Compile every condition, not only the one a run would reach."""
-    from suite.control import ExpressionError, compile_condition
+    from run_testsuite.control import ExpressionError, compile_condition
 
     problems = []
     for number, entry in enumerate(entries):

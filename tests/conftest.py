@@ -125,7 +125,7 @@ class CliRun(NamedTuple):
 def cli_argv(root, out, *args, names=()) -> list[str]:
     # Names go right after ROOT: argparse rejects them after an option (see
     # test_cli.test_names_after_options_are_accepted).
-    return [PYTHON, "-m", "suite.cli", str(root), *names, "-o", str(out), *map(str, args)]
+    return [PYTHON, "-m", "run_testsuite", str(root), *names, "-o", str(out), *map(str, args)]
 
 
 def cli_env(extra: dict | None = None) -> dict:
@@ -259,7 +259,7 @@ def paths(tmp_path):
 def report(*args, cwd=None) -> subprocess.CompletedProcess:
     """``run-testsuite report ARGS`` in a subprocess, like a user or CI job."""
     return subprocess.run(
-        [sys.executable, "-m", "suite.cli", "report", *map(str, args)],
+        [sys.executable, "-m", "run_testsuite", "report", *map(str, args)],
         cwd=cwd or REPO,
         env=cli_env(),
         capture_output=True,

@@ -129,7 +129,7 @@ import os
 import signal
 import time
 
-from drivers import Driver
+from run_testsuite.api import Driver
 
 
 class FaultyDriver(Driver):

@@ -13,7 +13,7 @@ from conftest import PYTHON, REPO, cli_env, load_result, run_cli, statuses, writ
 
 def cli(*args, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [PYTHON, "-m", "suite.cli", *map(str, args)],
+        [PYTHON, "-m", "run_testsuite", *map(str, args)],
         cwd=cwd or REPO, env=cli_env(), capture_output=True, text=True, timeout=120,
     )
 

@@ -180,7 +180,7 @@ def test_names_after_options_are_accepted(paths):
     root, out = paths
     write_suite(root, {"a/test.yaml": "cmd: 'true'\n", "b/test.yaml": "cmd: 'true'\n"})
     proc = subprocess.run(
-        [PYTHON, "-m", "suite.cli", str(root), "-o", str(out), "-j", "2", "b"],
+        [PYTHON, "-m", "run_testsuite", str(root), "-o", str(out), "-j", "2", "b"],
         capture_output=True,
         text=True,
         env=cli_env(),
@@ -194,7 +194,7 @@ def test_names_after_options_are_accepted(paths):
 def test_version(paths):
     root, out = paths
     proc = subprocess.run(
-        [PYTHON, "-m", "suite.cli", "--version"], capture_output=True, text=True, env=cli_env(), timeout=60
+        [PYTHON, "-m", "run_testsuite", "--version"], capture_output=True, text=True, env=cli_env(), timeout=60
     )
     assert proc.returncode == 0
     assert proc.stdout.strip() == "run-testsuite 0.1.0"
@@ -205,7 +205,7 @@ def test_relative_output_dir_is_relative_to_the_current_directory(tmp_path):
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
     proc = subprocess.run(
-        [PYTHON, "-m", "suite.cli", str(root)], capture_output=True, text=True, env=cli_env(), cwd=cwd, timeout=60
+        [PYTHON, "-m", "run_testsuite", str(root)], capture_output=True, text=True, env=cli_env(), cwd=cwd, timeout=60
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (cwd / "out" / "new" / "_index.json").is_file()

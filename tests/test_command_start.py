@@ -26,8 +26,7 @@ SIGINT, SIGPIPE = 2, 13
 CWD_DRIVER = """
 import os
 
-from drivers import Driver
-from suite.results import Outcome, Status
+from run_testsuite.api import Driver, Outcome, Status
 
 
 class WhereAmI(Driver):
@@ -170,24 +169,25 @@ def test_work_directories_are_fresh_and_no_spare_is_left(tmp_path):
 
 
 def test_spare_directory_becomes_the_work_directory(tmp_path, monkeypatch):
-    from suite import execution
+    from run_testsuite import workdir
+    from run_testsuite.runner import STATE
 
-    monkeypatch.setattr(execution, "_spare", None)
+    monkeypatch.setattr(STATE, "spare", None)
     root = tmp_path / "work"
     root.mkdir()
-    execution._make_spare(str(root))
+    workdir.make_spare(str(root))
     (spare,) = spares(root)
     inode = (root / spare).stat().st_ino
-    execution.prepare_work_dir(None, str(root / "a"))
+    workdir.prepare_work_dir(None, str(root / "a"))
     assert spares(root) == [] and (root / "a").stat().st_ino == inode
     # A stale tree in the way: the spare is dropped, the tree replaced.
     (root / "b").mkdir()
     (root / "b" / "old").write_text("stale")
-    execution._make_spare(str(root))
-    execution.prepare_work_dir(None, str(root / "b"))
+    workdir.make_spare(str(root))
+    workdir.prepare_work_dir(None, str(root / "b"))
     assert spares(root) == [] and os.listdir(root / "b") == []
     # A spare elsewhere is not used for another directory's children.
-    execution._make_spare(str(root))
+    workdir.make_spare(str(root))
     (tmp_path / "other").mkdir()
-    execution.prepare_work_dir(None, str(tmp_path / "other" / "c"))
+    workdir.prepare_work_dir(None, str(tmp_path / "other" / "c"))
     assert spares(root) == [] and (tmp_path / "other" / "c").is_dir()

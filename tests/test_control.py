@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
-from suite import control
-from suite.control import (
+from run_testsuite import control
+from run_testsuite.control import (
     Decision,
     ExpressionError,
     Namespace,

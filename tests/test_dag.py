@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from suite import spec as specs
-from suite.dag import Graph, ReadyQueue
-from suite.loader import cycle_path, find_cycles
+from run_testsuite import spec as specs
+from run_testsuite.dag import Graph, ReadyQueue
+from run_testsuite.dag import cycle_path, find_cycles
 
 
 def graph(size: int, edges) -> Graph:

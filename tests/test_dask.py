@@ -275,8 +275,8 @@ def test_fragments_go_to_workers_advertising_their_resources(tmp_path, cluster):
 def test_a_worker_that_does_not_see_the_testcase_says_so(tmp_path, cluster):
     """Driven directly: the slot's pipe wakes the selector, events() gives
     the outcome, with the worker's address and what the cluster needs."""
-    from drivers.api import Command, Fragment
-    from suite.workers_dask import DaskCluster
+    from run_testsuite.api import Command, Fragment
+    from run_testsuite.workers.dask_cluster import DaskCluster
 
     address, _ = cluster
     logs = tmp_path / "new" / "logs"
@@ -285,7 +285,7 @@ def test_a_worker_that_does_not_see_the_testcase_says_so(tmp_path, cluster):
 
     def fragment(source: str) -> Fragment:
         return Fragment(
-            testcase="t", name="run", driver="drivers.shell:ShellDriver",
+            testcase="t", name="run", driver="run_testsuite.drivers.shell:ShellDriver",
             commands=[Command(["echo", "hi"], 0, 30.0, "run")], env={},
             source_dir=source, work_dir=str(tmp_path / "work" / Path(source).name),
             log_stem=str(logs / "t"), prepare=True, final=True,
@@ -335,12 +335,12 @@ def _wait_for_events(worker, timeout: float = 30) -> list:
 
 def _sleeper(tmp_path, name: str, seconds: int):
     """A fragment that writes its command's pid to NAME.pid, then sleeps."""
-    from drivers.api import Command, Fragment
+    from run_testsuite.api import Command, Fragment
 
     logs = tmp_path / "new" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     return Fragment(
-        testcase=name, name="run", driver="drivers.shell:ShellDriver",
+        testcase=name, name="run", driver="run_testsuite.drivers.shell:ShellDriver",
         commands=[Command(f"echo $$ > {tmp_path}/{name}.pid; exec sleep {seconds}", 0, 60.0, "run")],
         env={}, source_dir="", work_dir=str(tmp_path / "work" / name),
         log_stem=str(logs / name), prepare=True, final=True,
@@ -353,7 +353,7 @@ def test_the_watchdog_counts_from_the_start_not_the_queue(tmp_path, cluster):
     in Dask's queue, and the watchdog gives it its whole time once it
     starts. A fragment that runs past its time is cancelled and its command
     stopped on the worker."""
-    from suite.workers_dask import DaskCluster
+    from run_testsuite.workers.dask_cluster import DaskCluster
 
     address, _ = cluster
     with DaskCluster(address) as dask:
@@ -438,9 +438,9 @@ def test_an_unreachable_scheduler_is_a_usage_error(tmp_path):
 @needs_dask
 def test_a_scheduler_without_run_testsuite_is_refused(tmp_path):
     """The scheduler unpickles the tasks: it needs run-testsuite too."""
-    from suite.workers_dask import DaskCluster, DaskError
+    from run_testsuite.workers.dask_cluster import DaskCluster, DaskError
 
-    hidden = write_suite(tmp_path / "hidden", {"suite/__init__.py": "raise ImportError('no run-testsuite here')\n"})
+    hidden = write_suite(tmp_path / "hidden", {"run_testsuite/__init__.py": "raise ImportError('no run-testsuite here')\n"})
     scheduler = _dask_process(tmp_path, "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
                               "--no-dashboard", "--scheduler-file", str(tmp_path / "scheduler.json"),
                               env={"PYTHONPATH": str(hidden)})

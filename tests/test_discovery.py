@@ -7,7 +7,7 @@ import os
 import pytest
 
 from conftest import load_result, run_cli, statuses, write_suite
-from suite.discovery import discover
+from run_testsuite.discovery import discover
 
 PASS = 'cmd: "true"\n'
 

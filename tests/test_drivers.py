@@ -158,8 +158,7 @@ def test_diff_testcase_in_a_symlinked_directory(tmp_path):
 DRIVER_FILE = '''
 import os
 
-from drivers import Driver
-from suite.results import Outcome, Reason, Status
+from run_testsuite.api import Driver, Outcome, Reason, Status
 
 
 class MyDriver(Driver):
@@ -231,7 +230,7 @@ DRIVERS_SUITE = {
           missing-file: drivers_local/absent.py:Whatever
           missing-class: drivers_local/mine.py:Nope
           crash: drivers_local/mine.py:Crash
-          alias: drivers.shell:ShellDriver
+          alias: run_testsuite.drivers.shell:ShellDriver
     """,
     "drivers_local/mine.py": DRIVER_FILE,
     "custom/pass/test.yaml": "driver: mine\ncmd: echo hello world\noptions:\n  expect: world\n",
@@ -364,7 +363,7 @@ def test_driver_returning_something_else_is_a_driver_error(driver_run):
 @pytest.mark.parametrize(
     "name, where, text",
     [
-        ("broken/not-a-driver", "1:9", "is not a subclass of drivers.Driver"),
+        ("broken/not-a-driver", "1:9", "is not a subclass of run_testsuite.api.Driver"),
         ("broken/missing-file", "1:9", "absent.py' does not exist"),
         ("broken/missing-class", "1:9", "has no attribute 'Nope'"),
     ],
@@ -407,8 +406,7 @@ def test_worker_crash_is_an_error_and_the_slot_carries_on(tmp_path):
 HELPER_DRIVER = """
 import subprocess
 
-from drivers import Driver
-from suite.results import Outcome, Reason, Status
+from run_testsuite.api import Driver, Outcome, Reason, Status
 
 
 class WithHelper(Driver):

@@ -261,7 +261,7 @@ def test_hung_driver_is_stopped_by_the_watchdog(tmp_path, marker):
             "ok/test.yaml": "cmd: echo fine\n",
         },
     )
-    code = "import sys, suite.workers; suite.workers.WATCHDOG_MARGIN = 1.0; from suite.cli import main; sys.exit(main())"
+    code = "import sys, run_testsuite.workers.base as base; base.WATCHDOG_MARGIN = 1.0; from run_testsuite.cli import main; sys.exit(main())"
     argv = [PYTHON, "-c", code, str(root), "-o", str(out), "-j", "2"]
     launched = Launched(root, out, argv=argv)
     assert launched.wait(60) == 1, launched.stdout + launched.stderr
@@ -574,9 +574,9 @@ def test_custom_driver_import_writes_nothing_into_the_suite(tmp_path, marker):
 # result file is written, before its index entry (mid-add).
 INJECT_INTERRUPT = r"""
 import os, signal, sys
-import suite.index as index
+import run_testsuite.index as index
 trigger, where = os.environ["INJECT_AT"], os.environ["INJECT_WHERE"]
-add, write_json = index.ReportIndex.add, index._write_new_json
+add, write_json = index.ReportIndex.add, index.write_new
 def patched_add(self, result, safe_name):
     add(self, result, safe_name)
     if where == "after-add" and result.name == trigger:
@@ -585,8 +585,8 @@ def patched_write_json(path, data):
     write_json(path, data)
     if where == "mid-add" and data.get("name") == trigger and os.sep + "results" + os.sep in path:
         os.kill(os.getpid(), signal.SIGINT)
-index.ReportIndex.add, index._write_new_json = patched_add, patched_write_json
-from suite.cli import main
+index.ReportIndex.add, index.write_new = patched_add, patched_write_json
+from run_testsuite.cli import main
 sys.exit(main())
 """
 
@@ -636,7 +636,7 @@ def killed_run(tmp_path_factory):
         assert wait_for(lambda: len(result_files(out)) >= len(finished), 10)
         # The workers (forked: their argv is the main process's) and the commands.
         running = marked_processes(marker)
-        workers = [pid for pid, cmd in running.items() if "suite.cli" in cmd and pid != launched.pid]
+        workers = [pid for pid, cmd in running.items() if "run_testsuite" in cmd and pid != launched.pid]
         os.kill(launched.pid, signal.SIGKILL)
         killed = time.monotonic()
         launched.wait(10)
@@ -681,7 +681,7 @@ def test_kill_9_report_rebuilds_the_index(killed_run):
         pytest.skip("suite/report_cmd.py (run-testsuite report) is not there yet")
     out = killed_run["out"]
     proc = subprocess.run(
-        [PYTHON, "-m", "suite.cli", "report", str(out)], env=cli_env(), capture_output=True, text=True, timeout=60
+        [PYTHON, "-m", "run_testsuite", "report", str(out)], env=cli_env(), capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     no_traceback(proc.stdout, proc.stderr)

@@ -1,4 +1,4 @@
-"""The channel and forked child the workers are made of (suite.forked)."""
+"""The channel and forked child the workers are made of (run_testsuite.workers.forked)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from suite.forked import ForkedProcess, channel_pair
+from run_testsuite.workers.forked import ForkedProcess, channel_pair
 
 
 def echo(channel) -> None:

@@ -24,15 +24,14 @@ import pytest
 
 import browser
 from conftest import REPO, run_cli, validate_index, validate_result, write_suite
-from suite.reports.html import OUTPUT_TAIL, write_html
+from run_testsuite.reports.html import OUTPUT_TAIL, write_html
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 IMG_NAME = 'xss/"><img src=x onerror=window.__pwned=3>'
 
 DRIVER = '''
 """Judges by the testcase's ``options.mode``: XFAIL, XPASS or a crash."""
-from drivers import Driver
-from suite.results import Outcome, Status
+from run_testsuite.api import Driver, Outcome, Status
 
 
 class Expected(Driver):

@@ -20,13 +20,12 @@ import pytest
 import xmlschema
 
 from conftest import REPO, cli_env, report, run_cli, write_suite
-from suite.reports.junit import classname_and_name, write_junit, xml_safe
+from run_testsuite.reports.junit import classname_and_name, write_junit, xml_safe
 
 JUNIT_XSD = xmlschema.XMLSchema(str(Path(__file__).parent / "data" / "junit.xsd"))
 
 VERDICT_DRIVER = '''
-from drivers import Driver
-from suite.results import Outcome, Reason, Status
+from run_testsuite.api import Driver, Outcome, Reason, Status
 
 
 class Verdict(Driver):

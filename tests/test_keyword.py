@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from suite.keyword_expr import MAX_DEPTH, KeywordError, compile_keyword
+from run_testsuite.keyword_expr import MAX_DEPTH, KeywordError, compile_keyword
 
 TESTCASES = {
     "arith/basic": ("fast",),

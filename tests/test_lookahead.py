@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli, statuses, write_suite
-from suite.loader import build_plan
-from suite.results import Status
-from suite.scheduler import AHEAD_WITHIN, MultiprocessScheduler, Policy
-from suite.workers import ProcessWorker
+from run_testsuite.loader import build_plan
+from run_testsuite.results import Status
+from run_testsuite.scheduler.dispatch import AHEAD_WITHIN, MultiprocessScheduler
+from run_testsuite.scheduler.verdicts import Policy
+from run_testsuite.workers.local import ProcessWorker
 
 
 def plan_of(tmp_path: Path, files: dict):

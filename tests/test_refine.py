@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import PYTHON, load_result, run_cli, statuses, write_suite
-from drivers.diff import DIFF_LIMIT, rewrite_baseline
-from drivers.refine import Refiner
+from run_testsuite.drivers.diff import DIFF_LIMIT, rewrite_baseline
+from run_testsuite.drivers.refine import Refiner
 
 BINARY = b"\x00\xff\xfe head \x80\x81 abc tail \xc3\n"
 # A command printing BINARY (hex: YAML would read backslash escapes itself).

@@ -12,7 +12,7 @@ import types
 
 import pytest
 
-import suite.reports
+import run_testsuite.reports
 from conftest import (
     report,
     REPO,
@@ -26,10 +26,10 @@ from conftest import (
     wait_for,
     write_suite,
 )
-from suite import report_cmd
-from suite.rebuild import rebuild_index
-from suite.reports.compare import classify, compare, render_text
-from suite.results import Status
+from run_testsuite import report_cmd
+from run_testsuite.rebuild import rebuild_index
+from run_testsuite.reports.compare import classify, compare, render_text
+from run_testsuite.results import Status
 
 
 MIXED = {
@@ -127,10 +127,10 @@ def test_junit_xml_only_prints_where_it_went(mixed, tmp_path):
 def test_html_calls_the_html_writer(mixed, tmp_path, monkeypatch, capsys):
     _, out, _ = mixed
     calls = []
-    fake = types.ModuleType("suite.reports.html")
+    fake = types.ModuleType("run_testsuite.reports.html")
     fake.write_html = lambda index_dir, path, old_index_dir=None: calls.append((index_dir, path, old_index_dir))
-    monkeypatch.setitem(sys.modules, "suite.reports.html", fake)
-    monkeypatch.setattr(suite.reports, "html", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "run_testsuite.reports.html", fake)
+    monkeypatch.setattr(run_testsuite.reports, "html", fake, raising=False)
     assert report_cmd.main([str(out), "--html", str(tmp_path / "r.html")]) == 0
     assert calls == [(str(out / "new"), str(tmp_path / "r.html"), None)]
     assert capsys.readouterr().out == f"HTML report: {tmp_path / 'r.html'}\n"
@@ -141,14 +141,14 @@ def test_html_calls_the_html_writer(mixed, tmp_path, monkeypatch, capsys):
 
 def test_html_without_the_html_writer_is_a_clear_error(mixed, monkeypatch, capsys):
     _, out, _ = mixed
-    monkeypatch.setitem(sys.modules, "suite.reports.html", None)  # import fails, as if absent
-    monkeypatch.delattr(suite.reports, "html", raising=False)
+    monkeypatch.setitem(sys.modules, "run_testsuite.reports.html", None)  # import fails, as if absent
+    monkeypatch.delattr(run_testsuite.reports, "html", raising=False)
     assert report_cmd.main([str(out), "--html", "r.html"]) == 2
     assert "HTML reports are not available" in capsys.readouterr().err
 
 
 def test_html_with_the_real_writer(mixed, tmp_path):
-    pytest.importorskip("suite.reports.html", reason="the HTML writer or its dependencies are not installed")
+    pytest.importorskip("run_testsuite.reports.html", reason="the HTML writer or its dependencies are not installed")
     _, out, _ = mixed
     proc = report("--compare", out / "new", out / "new", "--html", tmp_path / "r.html")
     assert proc.returncode == 0, proc.stderr

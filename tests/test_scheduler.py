@@ -289,7 +289,7 @@ def test_cli_timeout_is_the_default(tmp_path):
 CRASH_DRIVER = """
 import os
 
-from drivers import Driver
+from run_testsuite.api import Driver
 
 
 class Crash(Driver):

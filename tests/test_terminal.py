@@ -105,7 +105,7 @@ def test_status_json_is_live_and_final(tmp_path):
 
 
 def test_expected_durations_come_from_history_for_the_selected_testcases(tmp_path):
-    from suite.reports.progress import expected_durations
+    from run_testsuite.reports.progress import expected_durations
 
     history = {("a", "build"): 2.0, ("a", "check"): 0.5, ("b", "run"): 1.0, ("gone", "run"): 9.0}
     assert expected_durations(["a", "b", "new"], history, str(tmp_path)) == {"a": 2.5, "b": 1.0}

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from suite.results import Status
+from run_testsuite.results import Status
 
 GOOD = frozenset({Status.PASS, Status.XFAIL})
 BAD = frozenset({Status.FAIL, Status.ERROR})
@@ -70,7 +70,7 @@ def classify(old: Status, new: Status) -> str | None:
 
 
 def compare(old: dict, new: dict) -> Comparison:
-    """Compare two indexes (as ``suite.index.load_index`` returns them)."""
+    """Compare two indexes (as ``jsonio.read_index`` returns them)."""
     before = _by_name(old)
     after = _by_name(new)
     result = Comparison()

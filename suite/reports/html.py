@@ -23,8 +23,8 @@ from datetime import datetime
 from collections.abc import Mapping
 from urllib.parse import quote
 
-from suite.index import INDEX_FILE
-from suite.results import Status
+from run_testsuite.jsonio import INDEX_FILE, read_json, read_result
+from run_testsuite.results import Status
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 # What the page keeps of a result's output and traceback (their ends: where a
@@ -53,12 +53,10 @@ def write_html(
     names them) to their ``details()``, made as the results came in; the
     files of the others are read.
     """
-    with open(os.path.join(index_dir, INDEX_FILE), encoding="utf-8") as handle:
-        index = json.load(handle)
+    index = read_json(os.path.join(index_dir, INDEX_FILE))
     old = None
     if old_index_dir and os.path.isfile(os.path.join(old_index_dir, INDEX_FILE)):
-        with open(os.path.join(old_index_dir, INDEX_FILE), encoding="utf-8") as handle:
-            old = json.load(handle)
+        old = read_json(os.path.join(old_index_dir, INDEX_FILE))
     # Result files are linked relative to the page, so that the two can move
     # together (a CI artifact); the prefix is computed once, relpath is slow.
     prefix = os.path.relpath(index_dir, os.path.dirname(os.path.abspath(path))).replace(os.sep, "/")
@@ -143,11 +141,13 @@ def details(result: dict) -> dict:
 
 
 def _read_details(index_dir: str, rel: str) -> dict | None:
-    try:
-        with open(os.path.join(index_dir, rel), encoding="utf-8") as handle:
-            return details(json.load(handle))
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+    result = read_result(index_dir, rel)
+    if result is None:
         return None  # a run killed mid-write: the index entry is all there is
+    try:
+        return details(result)
+    except (AttributeError, KeyError, TypeError):
+        return None
 
 
 def _row(entry: dict, result: dict | None, prefix: str, run_start: float) -> dict:

@@ -39,7 +39,8 @@ import os
 import re
 import xml.etree.ElementTree as ET
 
-from suite.results import Status
+from run_testsuite.jsonio import read_result
+from run_testsuite.results import Status
 
 # Bounds, so one testcase cannot make the report huge: a result's output
 # is already cut to head and tail, but a diff's lines can be long.
@@ -150,14 +151,8 @@ def _timestamp(start: float) -> str:
 def _read_result(index_dir: str, entry: dict) -> dict:
     """The entry's result file, or the entry itself when the file is gone:
     a report with less detail beats no report."""
-    try:
-        with open(os.path.join(index_dir, entry["result"]), encoding="utf-8") as handle:
-            data = json.load(handle)
-        if isinstance(data, dict):
-            return {**entry, **data}
-    except (OSError, ValueError, KeyError):
-        pass
-    return entry
+    data = read_result(index_dir, entry["result"])
+    return {**entry, **data} if data is not None else entry
 
 
 def _testcase(suite: str, entry: dict, result: dict) -> ET.Element:

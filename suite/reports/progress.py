@@ -6,15 +6,15 @@ many tiny testcases does not spend its time reporting on itself.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
 import time
 from collections import Counter
 
-from suite.reports.text import WORDS
-from suite.results import Result, Status
+from run_testsuite.jsonio import INDEX_FILE, read_json, write_atomic
+from run_testsuite.reports.text import WORDS
+from run_testsuite.results import Result, Status
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,11 +58,9 @@ class Progress:
         if not force and now - self._last_write < 0.25:
             return False
         self._last_write = now
-        self.ready = len(scheduler.ready.heap) if hasattr(scheduler, "ready") else 0
+        self.ready = scheduler.ready_count()
         self.running = scheduler.running
-        self.running_names = [
-            scheduler.plan.fragments[w.job].testcase for w in scheduler.workers if w.job is not None
-        ]
+        self.running_names = scheduler.running_testcases()
         self.write(complete=False)
         return True
 
@@ -83,12 +81,9 @@ class Progress:
             "eta": None if self.eta() is None else round(self.eta(), 1),
             "complete": complete,
         }
-        tmp = f"{self.path}.tmp"
         try:
-            with open(tmp, "w", encoding="utf-8") as handle:
-                json.dump(data, handle)
-            os.replace(tmp, self.path)
-        except OSError:
+            write_atomic(self.path, data)
+        except OSError:  # live progress is a help: the index says what matters
             pass
 
 
@@ -141,8 +136,7 @@ def expected_durations(names: list[str], durations: dict[tuple[str, str], float]
                 expected[name] = expected.get(name, 0.0) + seconds
         return expected
     try:
-        with open(os.path.join(old_dir, "_index.json"), encoding="utf-8") as handle:
-            index = json.load(handle)
+        index = read_json(os.path.join(old_dir, INDEX_FILE))
         for entry in index.get("results", []):
             if entry["name"] in wanted:
                 expected[entry["name"]] = float(entry.get("duration") or 0.0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from suite.results import Result, Status
+from run_testsuite.results import Result, Status
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
 if TYPE_CHECKING:  # pragma: no cover

@@ -15,8 +15,7 @@ Registered in suite.yaml:  drivers: {expect: _drivers/expect.py:ExpectDriver}
 
 import re
 
-from drivers import Driver
-from suite.results import Outcome, Reason, Status
+from run_testsuite.api import Driver, Outcome, Reason, Status
 
 
 class ExpectDriver(Driver):

@@ -4,8 +4,8 @@ The scheduler stays in the main process and keeps doing everything it does
 for a local run: the dependency graph, the order of work, retries, resource
 pools, verdicts and reports. Only the execution of each fragment moves: a
 ``DaskWorker`` fills one slot by submitting the fragment to the cluster as
-one Dask task, ``run_fragment``, which calls ``suite.execution.execute``
-where it lands. ``-j`` slots thus cap the fragments in flight on the
+one Dask task, ``dask_tasks.run_fragment``, which calls
+``run_testsuite.execution.execute`` where it lands. ``-j`` slots thus cap the fragments in flight on the
 cluster, one future per slot.
 
 The file model is a shared file system seen at the same path everywhere:
@@ -13,29 +13,16 @@ the suite, the drivers and the output directory (work directories, logs)
 must be visible to every Dask worker under the paths the main process
 uses. A worker that cannot see them says so in an ERROR (reason CRASH).
 
-How a slot wakes the scheduler: each DaskWorker owns a pipe, registered in
-the scheduler's selector. A coroutine on the Dask client's event loop
-waits for the slot's future, gathers its result, stores it and writes one
-byte; ``events`` drains the pipe and hands the result over. The main loop
-still blocks in its one selector and never polls, nor waits for the network.
-
 ``distributed`` is imported only when a cluster is used: run-testsuite
 works without it, and ``--dask`` then says how to install it.
 """
 
 from __future__ import annotations
 
-import os
-import pickle
 import threading
 import time
-import traceback
-from concurrent.futures import CancelledError
 
-from drivers.api import Fragment
-from suite.execution import KILL_GRACE, execute, kill_active
-from suite.results import Outcome, Reason, Status
-from suite.workers import WATCHDOG_MARGIN, Event, Worker
+from run_testsuite.workers.dask_tasks import probe, running_tasks, stop_tasks
 
 INSTALL_HINT = "pip install 'run-testsuite[dask]'"
 # Seconds a finished fragment's result may take to arrive from its worker
@@ -146,10 +133,10 @@ class DaskCluster:
     def _check_workers(self) -> None:
         """The scheduler (it unpickles the tasks) and every worker present
         must import this run-testsuite, same version."""
-        from suite import __version__
+        from run_testsuite import __version__
 
         try:
-            answer = self._client.run_on_scheduler(_probe)
+            answer = self._client.run_on_scheduler(probe)
         except Exception as exc:
             answer = exc
         if isinstance(answer, BaseException):
@@ -163,7 +150,7 @@ class DaskCluster:
                 f"the Dask scheduler at {self.spec} has run-testsuite {answer}, this is {__version__}: "
                 f"it needs the same version"
             )
-        answers = self._client.run(_probe, on_error="return")
+        answers = self._client.run(probe, on_error="return")
         for address, answer in sorted(answers.items()):
             if isinstance(answer, BaseException):
                 raise DaskError(
@@ -222,9 +209,11 @@ class DaskCluster:
         if last:
             self.close()
 
-    def worker_class(self) -> type["DaskWorker"]:
+    def worker_class(self) -> type:
         """A DaskWorker class bound to this cluster, for the scheduler, which
         builds workers as ``worker_class(slot, hook, stderr_dir, cpus)``."""
+        from run_testsuite.workers.dask_worker import DaskWorker
+
         return type("DaskWorker", (DaskWorker,), {"cluster": self})
 
     def lost(self) -> str | None:
@@ -285,7 +274,7 @@ class DaskCluster:
         if now - self._tasks_at > TASKS_TTL:
             tasks: dict[str, tuple[float, str]] = {}
             try:
-                answers = self.client.run(_running_tasks, on_error="ignore")
+                answers = self.client.run(running_tasks, on_error="ignore")
             except Exception:
                 answers = {}
             for address, running in answers.items():
@@ -326,285 +315,12 @@ class DaskCluster:
         if client is None or not tasks:
             return
         try:
-            client.run(_stop_tasks, tasks, on_error="ignore")
+            client.run(stop_tasks, tasks, on_error="ignore")
         except Exception:
             pass
-
-
-class DaskWorker(Worker):
-    """Fills one slot with fragments run on a Dask cluster, one future at a time.
-
-    Each future is followed on the client's event loop by a coroutine that
-    waits for it and gathers its result (the gathers of all slots go on at
-    once there, batched by Dask); only then is the slot's pipe written, so
-    ``events`` never waits for the network. (A done-callback waking the
-    slot, and ``future.result()`` in ``events``, cost a network round trip
-    per fragment in the main loop, one after the other: 4.4 ms of the
-    7.4 ms per fragment in a profile of bench/bench_dask.py at -j 16.)
-    """
-
-    cluster: DaskCluster  # bound by DaskCluster.worker_class()
-
-    def __init__(self, slot: int, on_output=None, stderr_dir=None, cpus=None):
-        super().__init__(slot, on_output, stderr_dir, cpus)  # cpus: pinning is local only
-        self.client = self.cluster.acquire()
-        self._read, self._write = os.pipe()
-        os.set_blocking(self._read, False)
-        os.set_blocking(self._write, False)
-        self._lock = threading.Lock()  # the pipe's writers against stop()
-        self._closed = False
-        self.future = None
-        self.fetched = None  # (future, Outcome or exception), set on the event loop
-        self.completed_at: float | None = None  # when the watchdog saw it done
-        self.fragment: Fragment | None = None
-        self.allowance = 0.0  # seconds the fragment may run before the watchdog acts
-        self.pending: list[Event] = []  # outcomes decided here, without the cluster
-
-    def _send(self, job: int, fragment: Fragment) -> None:
-        self.fragment = fragment
-        self.allowance = fragment.budget + KILL_GRACE * len(fragment.commands) + WATCHDOG_MARGIN
-        self.fetched = self.completed_at = None
-        lost = self.cluster.lost()
-        if lost:  # a future submitted now would never complete
-            self._fail_soon(job, lost)
-            return
-        try:
-            resources, problem = self.cluster.placement(fragment.resources)
-            if problem:
-                self._fail_soon(job, problem)
-                return
-            # Pickled here: Dask sees opaque bytes, never walks the fragment
-            # for keys or collections.
-            self.future = self.client.submit(
-                run_fragment, pickle.dumps(fragment), self.slot, pure=False, resources=resources
-            )
-        except Exception as exc:  # the connection is gone: this fragment's ERROR, not the run's
-            self._fail_soon(job, f"could not submit to the Dask cluster: {type(exc).__name__}: {exc}")
-            return
-        # Thread-safe: the coroutine runs on the client's event loop.
-        self.client.loop.add_callback(self._fetch, self.future)
-
-    def _fail_soon(self, job: int, message: str) -> None:
-        self.pending.append((job, Outcome(Status.ERROR, Reason.CRASH, message, slot=self.slot)))
-        self._wake()
-
-    async def _fetch(self, future) -> None:
-        """The client's event loop: wait for the task, gather its result (or
-        its exception: KilledWorker, a cancellation), then wake the slot.
-        Dask's gather waits for the future, and for its computation again
-        if the worker holding the result dies first."""
-        try:
-            [value] = await self.client.gather([future], asynchronous=True)
-        except BaseException as exc:  # noqa: B036 - whatever it is, the slot must hear of it
-            value = exc
-        if future is self.future:
-            self.fetched = (future, value)
-            self._wake()
-
-    def _wake(self) -> None:
-        """Make the pipe readable (from any thread)."""
-        with self._lock:
-            if self._closed:
-                return
-            try:
-                os.write(self._write, b"!")
-            except BlockingIOError:  # full: readable already
-                pass
-
-    def waitables(self) -> list:
-        return [self._read]
-
-    def events(self) -> list[Event]:
-        try:
-            while os.read(self._read, 4096):
-                pass
-        except BlockingIOError:
-            pass
-        if self.pending:
-            self._finish()
-            events, self.pending = self.pending, []
-            return events
-        fetched, future = self.fetched, self.future
-        if fetched is None or future is None or fetched[0] is not future or self.job is None:
-            return []  # a stale wake-up: a cancelled future's
-        self.fetched = None
-        value = fetched[1]
-        if isinstance(value, Outcome):
-            outcome = value
-        elif isinstance(value, BaseException):
-            outcome = self._failed(future, value)
-        else:
-            outcome = Outcome(Status.ERROR, Reason.CRASH, f"the Dask task returned {type(value).__name__}, not Outcome", slot=self.slot)
-        self.future = None
-        job = self._finish()
-        if self.on_output is not None and outcome.output:
-            # No live output from the cluster: --tee shows it as it ends.
-            self.on_output(job, outcome.output.encode("utf-8", "replace"))
-        return [(job, outcome)]
-
-    def _failed(self, future, exc: BaseException) -> Outcome:
-        """ERROR (CRASH) for what went wrong on the cluster."""
-        name = type(exc).__name__
-        if name == "KilledWorker":
-            what = "the Dask workers running it died (KilledWorker)"
-        elif isinstance(exc, CancelledError) or future.status == "cancelled":
-            what = "the Dask cluster dropped the fragment (cancelled: was the connection to the scheduler lost?)"
-        elif future.status == "error":
-            what = "the Dask task failed (are run-testsuite and the suite's drivers installed on the scheduler and the workers?)"
-        else:
-            what = "could not fetch the result from the Dask cluster"
-        detail = one_line(exc)
-        message = f"{what}: {name}" + (f": {detail}" if detail else "")
-        tb = "".join(traceback.format_exception(exc))
-        return Outcome(Status.ERROR, Reason.CRASH, message, slot=self.slot, traceback=tb)
-
-    def expire(self) -> list[Event]:
-        """The watchdog: the deadline counts from submission, but on a
-        cluster a fragment may wait in Dask's queue first. Ask how long it
-        has actually been running; only one that ran past its timeouts (a
-        stuck driver) is cancelled. Always moves the deadline on."""
-        future = self.future
-        now = time.monotonic()
-        if future is None:  # an outcome waits in the pipe
-            self.deadline = now + 1
-            self._wake()
-            return []
-        if future.done():  # its result is on its way
-            if self.completed_at is None:
-                self.completed_at = now
-            completed = self.completed_at
-            if now - completed < GATHER_TIMEOUT:
-                self.deadline = completed + GATHER_TIMEOUT
-                return []
-            self._cancel(commands=False)
-            message = f"the fragment finished on the Dask cluster but its result never arrived (future {future.status})"
-            return [(self._finish(), Outcome(Status.ERROR, Reason.CRASH, message, slot=self.slot))]
-        lost = self.cluster.lost()
-        if lost:
-            self._cancel(commands=False)
-            return [(self._finish(), Outcome(Status.ERROR, Reason.CRASH, lost, slot=self.slot))]
-        elapsed, address = self.cluster.running(future.key)
-        if elapsed is None:
-            if self.fragment is not None and self.fragment.resources:
-                _, problem = self.cluster.placement(self.fragment.resources, refresh=True)
-                if problem:
-                    self._cancel(commands=False)
-                    return [(self._finish(), Outcome(Status.ERROR, Reason.CRASH, problem, slot=self.slot))]
-            self.deadline = now + self.allowance  # still queued: it has all its time ahead
-            return []
-        if elapsed < self.allowance:
-            self.deadline = now + self.allowance - elapsed
-            return []
-        self._cancel(commands=True, grace=0)
-        message = (
-            f"the fragment ran {elapsed:.0f} s on Dask worker {address}, past its timeouts, "
-            f"without finishing, and was cancelled"
-        )
-        return [(self._finish(), Outcome(Status.ERROR, Reason.CRASH, message, slot=self.slot))]
-
-    def _cancel(self, commands: bool, grace: float = KILL_GRACE) -> None:
-        future, self.future = self.future, None
-        self.fetched = None
-        if future is None:
-            return
-        try:
-            future.cancel()
-        except Exception:
-            pass
-        if commands:
-            self.cluster.stop_commands(future.key, grace)
-
-    def interrupt(self) -> None:
-        # Dask cannot stop a running task; see DaskCluster.stop_commands.
-        self._cancel(commands=True)
-
-    def kill(self) -> None:
-        self._cancel(commands=True, grace=0)
-
-    def stop(self) -> None:
-        if self._closed:
-            return
-        self._cancel(commands=False)
-        with self._lock:
-            self._closed = True
-            os.close(self._read)
-            os.close(self._write)
-        self.cluster.release()
-
-
-# -- what runs on the Dask workers ---------------------------------------------
-# Tasks running in this (Dask worker) process: key -> monotonic start.
-_running: dict[str, float] = {}
-
-
-def run_fragment(payload: bytes, slot: int) -> Outcome:
-    """The Dask task: run one fragment where it landed; never raises."""
-    from distributed import get_worker
-
-    worker = get_worker()
-    key = worker.get_current_task()
-    _running[key] = time.monotonic()
-    try:
-        fragment = pickle.loads(payload)
-        problem = _invisible(fragment, worker.address)
-        if problem:
-            return Outcome(Status.ERROR, Reason.CRASH, problem, slot=slot)
-        return execute(fragment, slot)
-    except Exception as exc:  # execute never raises; unpickling might
-        return Outcome(
-            Status.ERROR,
-            Reason.CRASH,
-            f"Dask worker {worker.address} could not run the fragment: {type(exc).__name__}: {exc}",
-            slot=slot,
-            traceback=traceback.format_exc(),
-        )
-    finally:
-        _running.pop(key, None)
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
     """An exception's text on one line, for a result's message."""
     text = " ".join(str(exc).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-SHARED_FS = "the cluster needs a shared filesystem at the same path"
-
-
-def _invisible(fragment: Fragment, address: str) -> str | None:
-    """Why this worker cannot run the fragment for want of a shared file
-    system, or None. Costs a stat or two."""
-    if fragment.prepare and fragment.source_dir and not os.path.isdir(fragment.source_dir):
-        return f"testcase directory {fragment.source_dir} is not visible on Dask worker {address}: {SHARED_FS}"
-    if not fragment.prepare and not os.path.isdir(fragment.work_dir):
-        return f"work directory {fragment.work_dir} is not visible on Dask worker {address}: {SHARED_FS}"
-    logs = os.path.dirname(fragment.log_stem)
-    if logs and not os.path.isdir(logs):
-        return f"output directory {os.path.dirname(logs)} is not visible on Dask worker {address}: {SHARED_FS}"
-    return None
-
-
-def _probe() -> str:
-    """Run on each worker at connection: the run-testsuite it imports."""
-    from suite import __version__
-
-    return __version__
-
-
-def _running_tasks() -> dict[str, float]:
-    """The fragments this worker process runs: task key -> seconds so far."""
-    now = time.monotonic()
-    return {key: now - started for key, started in list(_running.items())}
-
-
-def _stop_tasks(tasks: dict[str, float]) -> bool:
-    """Stop the commands of the tasks ``tasks`` (key -> grace) if they are
-    all that this process runs: commands are not told apart by task, and
-    those of another fragment (another run's too) are never touched."""
-    running = set(_running)
-    if not running or not running <= set(tasks):
-        return False
-    grace = min(tasks[key] for key in running)
-    threading.Thread(target=kill_active, args=(grace,), name="run-testsuite-stop", daemon=True).start()
-    return True
-

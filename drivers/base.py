@@ -1,4 +1,4 @@
-"""The Driver API: how a testcase spec becomes fragments and a verdict.
+"""The Driver base class: how a testcase spec becomes fragments and a verdict.
 
 A driver is a Python class. In the main process, ``fragments()`` turns one
 testcase into the units of work the scheduler runs. In whichever process runs
@@ -12,63 +12,17 @@ fragment is not the one that runs it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from suite.results import CommandRecord, Outcome, Reason, Status
+from run_testsuite.fragment import Command, Fragment
+from run_testsuite.results import CommandRecord, Outcome, Reason, Status
 
 # Not typing.TYPE_CHECKING: importing typing costs every run a few ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import Any
+    from typing import Any, NoReturn
 
-    from suite.execution import RunContext
-
-
-@dataclass
-class Command:
-    """One command to run: a string goes through ``sh -c``, a list is an argv."""
-
-    cmd: str | list[str]
-    exit_code: int = 0
-    timeout: float = 300.0
-    step: str = "run"
-
-
-@dataclass
-class Fragment:
-    """A unit of work the scheduler places on a slot."""
-
-    testcase: str
-    name: str
-    driver: str  # "module:Class" or "/path/file.py:Class", importable anywhere
-    commands: list[Command]
-    env: dict[str, str]
-    source_dir: str
-    work_dir: str
-    log_stem: str  # OUTPUT/new/logs/NAME: logs are NAME@STEP.log beside it
-    prepare: bool = False  # copy the testcase directory into work_dir first
-    final: bool = False  # the testcase's last fragment
-    data: dict[str, Any] = field(default_factory=dict)
-    # Write the output to log_path even when small (a later fragment reads it).
-    keep_log: bool = False
-    # Files of the testcase directory, relative to it, that are not copied
-    # into the work directory: the framework's (spec, baseline), not the test's.
-    private_files: tuple[str, ...] = ()
-    # Resources from the suite's pools held while it runs, e.g. {"boards": 1};
-    # the scheduler hands them out and names them in RESOURCE_<POOL>.
-    resources: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def log_path(self) -> str:
-        # One flat directory of logs: a directory per testcase cost an inode
-        # allocation each, the dearest file-system operation of a run. '@'
-        # never occurs in the file-safe testcase name, so names cannot clash.
-        return f"{self.log_stem}@{self.name}.log"
-
-    @property
-    def budget(self) -> float:
-        """The longest this fragment may legitimately take, for watchdogs."""
-        return sum(c.timeout for c in self.commands)
+    from run_testsuite.context import RunContext
 
 
 @dataclass
@@ -85,12 +39,16 @@ class Testcase:
     timeout: float
     suite_root: str
 
-    def error(self, message: str, at: list | None = None) -> "NoReturn":  # noqa: F821
+    def error(self, message: str, at: list | None = None) -> NoReturn:
         """Reject the spec with a message located at key path ``at``."""
-        from suite.spec import SpecError, key_position
+        from run_testsuite.spec import SpecError, key_position
 
         line, col = key_position(self.spec_file, at or [])
         raise SpecError(self.spec_file, [(line, col, message)])
+
+
+# Set by the registry on each class it loads, to the reference it used.
+REFERENCE_ATTRIBUTE = "_run_testsuite_reference"
 
 
 class Driver:
@@ -166,10 +124,16 @@ class Driver:
 
     @classmethod
     def reference(cls) -> str:
-        """How a worker anywhere finds this class again."""
-        from drivers import reference_of
+        """How a worker anywhere finds this class again: the reference it
+        was loaded by (see ``registry``), else its module and name."""
+        known = cls.__dict__.get(REFERENCE_ATTRIBUTE)  # its own, never a base's
+        return known if known is not None else f"{cls.__module__}:{cls.__qualname__}"
 
-        return reference_of(cls)
+    def rewrite(self, fragment: Fragment) -> str | None:
+        """``--rewrite``: make the expected output of a testcase that failed
+        on it (``fragment`` is its last) what it printed; return the file
+        changed, or None. Drivers without a baseline change nothing."""
+        return None
 
     # -- wherever the fragment runs ---------------------------------------
     def run(self, fragment: Fragment, ctx: "RunContext") -> Outcome:

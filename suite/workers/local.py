@@ -1,9 +1,5 @@
-"""Workers: what runs fragments for a slot of the scheduler.
-
-The scheduler owns one Worker per slot and reuses it for every fragment the
-slot runs. A worker is driven through four calls: ``submit`` a fragment,
-``waitables`` to block on, ``events`` to collect what finished, ``stop``.
-"""
+"""Local workers: a forked process per slot (the default), or the main
+process itself (``--no-multiprocessing``)."""
 
 from __future__ import annotations
 
@@ -11,134 +7,19 @@ import faulthandler
 import gc
 import os
 import signal
-import time
-from abc import ABC, abstractmethod
-from collections.abc import Callable
 
-from drivers.api import Fragment
-from suite.execution import KILL_GRACE, adopt_orphans, become_sole_runner, discard_spare, execute, kill_active, pin_to
-from suite.forked import ForkedProcess, channel_pair
-from suite.processes import descendants, die_with_parent
-from suite.results import Outcome, Reason, Status
+from run_testsuite.commands import KILL_GRACE, kill_active
+from run_testsuite.execution import execute
+from run_testsuite.fragment import Fragment
+from run_testsuite.processes import descendants, die_with_parent
+from run_testsuite.results import Outcome, Reason, Status
+from run_testsuite.runner import adopt_orphans, become_sole_runner, pin_to
+from run_testsuite.workdir import discard_spare
+from run_testsuite.workers.base import Event, Worker
+from run_testsuite.workers.forked import ForkedProcess, channel_pair
 
-# Extra seconds a worker gets past a fragment's own timeouts before the
-# scheduler decides the worker itself is stuck (a driver in an endless loop).
-WATCHDOG_MARGIN = 30.0
-
-Event = tuple[int, Outcome]
-# Called with (job, bytes) as a running fragment prints (--tee).
-OutputHook = Callable[[int, bytes], None]
 # How much of a dead worker's stderr its fragment's result quotes.
 LAST_WORDS = 4096
-
-
-class Worker(ABC):
-    """Runs fragments for one slot, one at a time.
-
-    A worker that ``takes_ahead`` may also hold the slot's next fragment,
-    sent while the current one runs (see ``submit``): it starts that one the
-    moment the current one ends, without waiting a round trip to the main
-    process for it.
-    """
-
-    # How many slots this kind of worker can fill at once.
-    max_slots: int | None = None
-    takes_ahead = False
-
-    def __init__(
-        self,
-        slot: int,
-        on_output: OutputHook | None = None,
-        stderr_dir: str | None = None,
-        cpus: list[int] | None = None,
-    ):
-        self.slot = slot
-        self.on_output = on_output
-        self.stderr_dir = stderr_dir
-        self.cpus = cpus  # pinned to these CPUs, with its commands
-        self.job: int | None = None  # the fragment in flight, if any
-        self.deadline: float | None = None
-        # The fragment sent ahead, to start when ``job`` ends, and the
-        # seconds its deadline will allow.
-        self.queued: tuple[int, float] | None = None
-        self.withdrawing = False
-        # Bumped when the worker is replaced: its new descriptors may reuse
-        # the old numbers, and must be registered again all the same.
-        self.generation = 0
-
-    @property
-    def busy(self) -> bool:
-        return self.job is not None
-
-    @property
-    def free_ahead(self) -> bool:
-        """True when a fragment may be sent ahead to this worker now."""
-        return self.takes_ahead and self.job is not None and self.queued is None
-
-    def submit(self, job: int, fragment: Fragment) -> None:
-        """Hand over a fragment: to run now, or, to a busy worker that
-        ``free_ahead``, to run next."""
-        allowance = fragment.budget + KILL_GRACE * len(fragment.commands) + WATCHDOG_MARGIN
-        if self.job is None:
-            self.job = job
-            self.deadline = time.monotonic() + allowance
-        else:
-            self.queued = (job, allowance)
-            self.withdrawing = False
-        self._send(job, fragment)
-
-    def withdraw(self) -> None:
-        """Ask the worker not to start the fragment sent ahead. It comes
-        back as an event without an outcome, unless it had started."""
-        if self.queued is not None and not self.withdrawing:
-            self.withdrawing = True
-            self._withdraw(self.queued[0])
-
-    def _withdraw(self, job: int) -> None:
-        raise NotImplementedError
-
-    @abstractmethod
-    def _send(self, job: int, fragment: Fragment) -> None: ...
-
-    def waitables(self) -> list:
-        """File descriptors to block on; none for a worker that finishes
-        fragments synchronously in ``submit``."""
-        return []
-
-    @abstractmethod
-    def events(self) -> list[Event]:
-        """Finished fragments, without blocking. A fragment given back
-        unrun (withdrawn, or sent ahead to a worker that died) comes with
-        None for its outcome."""
-
-    def expire(self) -> list[Event]:
-        """Called when the fragment in flight passed its deadline."""
-        return []
-
-    def release(self) -> None:
-        """Say no more fragments will come, without waiting (see ``stop``)."""
-
-    def stop(self) -> None:
-        """Finish: no more fragments will come; wait until the worker is gone."""
-
-    def interrupt(self) -> None:
-        """Stop the fragment in flight (its commands get SIGTERM, then SIGKILL)."""
-
-    def kill(self) -> None:
-        """Stop at once, without grace."""
-
-    def _finish(self) -> int:
-        """The fragment in flight is over; the one sent ahead, if any, is
-        now in flight (its deadline counted from now)."""
-        job = self.job
-        if self.queued is not None:
-            self.job, allowance = self.queued
-            self.deadline = time.monotonic() + allowance
-            self.queued = None
-            self.withdrawing = False
-        else:
-            self.job = self.deadline = None
-        return job
 
 
 class InlineWorker(Worker):

@@ -1,0 +1,68 @@
+"""Fragments, the units of work the scheduler places on slots, and the
+commands they run.
+
+Plain picklable data: a fragment built in the main process runs in a
+worker process, in the main process (``--no-multiprocessing``) or on a
+Dask worker without change. Drivers build them (``Driver.fragments``) and
+keep whatever judging needs in ``Fragment.data``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Not typing.TYPE_CHECKING: importing typing costs every run a few ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
+
+
+@dataclass
+class Command:
+    """One command to run: a string goes through ``sh -c``, a list is an argv."""
+
+    cmd: str | list[str]
+    exit_code: int = 0
+    timeout: float = 300.0
+    step: str = "run"
+
+
+@dataclass
+class Fragment:
+    """A unit of work the scheduler places on a slot."""
+
+    testcase: str
+    name: str
+    driver: str  # "module:Class" or "/path/file.py:Class", importable anywhere
+    commands: list[Command]
+    env: dict[str, str]
+    source_dir: str
+    work_dir: str
+    log_stem: str  # OUTPUT/new/logs/NAME: logs are NAME@STEP.log beside it
+    prepare: bool = False  # copy the testcase directory into work_dir first
+    final: bool = False  # the testcase's last fragment
+    data: dict[str, Any] = field(default_factory=dict)
+    # Write the output to log_path even when small (a later fragment reads it).
+    keep_log: bool = False
+    # Files of the testcase directory, relative to it, that are not copied
+    # into the work directory: the framework's (spec, baseline), not the test's.
+    private_files: tuple[str, ...] = ()
+    # Resources from the suite's pools held while it runs, e.g. {"boards": 1};
+    # the scheduler hands them out and names them in RESOURCE_<POOL>.
+    resources: dict[str, int] = field(default_factory=dict)
+    # Directories put first on sys.path before ``driver`` is imported: the
+    # suite root for a suite's ``package.module:Class`` driver, so that a
+    # worker anywhere (a Dask node too) finds it as the main process did.
+    driver_path: tuple[str, ...] = ()
+
+    @property
+    def log_path(self) -> str:
+        # One flat directory of logs: a directory per testcase cost an inode
+        # allocation each, the dearest file-system operation of a run. '@'
+        # never occurs in the file-safe testcase name, so names cannot clash.
+        return f"{self.log_stem}@{self.name}.log"
+
+    @property
+    def budget(self) -> float:
+        """The longest this fragment may legitimately take, for watchdogs."""
+        return sum(c.timeout for c in self.commands)

@@ -1,0 +1,102 @@
+"""Reading and writing the run's JSON files: one writer, one checked reader.
+
+Every JSON file a run leaves (result files, ``_index.json``,
+``status.json``) is written here, and every report (``report``, rebuild,
+compare, JUnit, HTML, progress) reads an index or a result file here, so
+they agree on what a readable file is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+from run_testsuite.results import Status
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
+
+INDEX_FILE = "_index.json"
+
+
+def dumps(data: Any) -> str:
+    """Compact JSON. json.dumps, not json.dump: only the one-shot encoder
+    runs in C, and it makes writing a result several times cheaper."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def write_new(path: str, data: Any) -> None:
+    """Write a file nobody reads before it is complete (a result file, listed
+    in the index only afterwards): straight, with no temporary file and
+    rename, which cost as much again on a slow disk."""
+    text = dumps(data)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def write_atomic(path: str, data: Any) -> None:
+    """Write so that readers see the old file or the new, never half of
+    one. The temporary file is this process's and thread's own: a ``report``
+    rebuilding an index beside a run still writing it never renames the
+    other's half-written file into place."""
+    tmp = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"
+    try:
+        write_new(tmp, data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_json(path: str) -> Any:
+    """The parsed file; OSError or ValueError if it cannot be read."""
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def index_path(path: str) -> str:
+    """The index file for an index file, a run's directory (``new/``) or an
+    output directory."""
+    if os.path.isdir(path):
+        for candidate in (os.path.join(path, INDEX_FILE), os.path.join(path, "new", INDEX_FILE)):
+            if os.path.isfile(candidate):
+                return candidate
+    return path
+
+
+def read_index(path: str) -> dict[str, Any]:
+    """A run's index (``path`` as for ``index_path``), checked to have the
+    shape every report relies on: ValueError names what is wrong,
+    OSError says it cannot be read."""
+    return checked_index(read_json(index_path(path)))
+
+
+def checked_index(index: Any) -> dict[str, Any]:
+    """``index`` if it has the shape every report relies on, else ValueError."""
+    if not isinstance(index, dict) or not isinstance(index.get("results"), list):
+        raise ValueError("not a report index")
+    for entry in index["results"]:
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("name"), str)
+            or not isinstance(entry.get("result"), str)
+        ):
+            raise ValueError(f"malformed entry {json.dumps(entry)[:200]}")
+        Status(entry.get("status"))  # ValueError names the bad status
+    return index
+
+
+def read_result(index_dir: str, rel: str) -> dict[str, Any] | None:
+    """The result file ``rel`` of the run in ``index_dir``, or None when it
+    is missing or unreadable (a run killed mid-write): reports then make do
+    with the index entry."""
+    try:
+        data = read_json(os.path.join(index_dir, rel))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,91 @@
+"""The plan of a run: every testcase with its fragments or its early
+verdict, the fragments, and the one DAG that links them.
+
+Made by ``loader.build_plan``; read by the scheduler, the session and the
+reports. Plain data: nothing here runs anything.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from run_testsuite.dag import Graph
+from run_testsuite.fragment import Fragment
+from run_testsuite.results import Reason, Result, Status
+from run_testsuite.suite_config import SuiteConfig
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
+
+    from run_testsuite.spec_cache import SpecCache
+
+# Set-up fragments appear in results under this prefix: "setup:build".
+SETUP_PREFIX = "setup:"
+
+
+class UsageError(Exception):
+    """A problem with how run-testsuite was called: exit status 2."""
+
+
+@dataclass
+class Planned:
+    """One testcase in the plan, with its fragments or its early verdict."""
+
+    name: str
+    spec_file: str
+    source_dir: str
+    safe_name: str
+    description: str = ""
+    driver: str = ""
+    tags: list[str] = field(default_factory=list)
+    depends: list[str] = field(default_factory=list)
+    needs: list[str] = field(default_factory=list)  # set-up fragments from suite.yaml
+    fragments: list[int] = field(default_factory=list)
+    result: Result | None = None  # decided before anything runs
+    kind: str = "testcase"  # or "setup"
+    xfail: str | None = None  # control: a failure is expected, for this reason
+    retries: int = 0
+    repeat_suffix: str = ""
+    spec: dict = field(default_factory=dict)  # merged, for the key
+    key: str | None = None  # for history and --incremental
+
+    def verdict(self, status: Status, reason: Reason | None, message: str, **fields: Any) -> Result:
+        """A Result for this testcase, carrying what the plan knows of it."""
+        return Result(
+            name=self.name,
+            kind=self.kind,
+            status=status,
+            reason=reason,
+            message=message,
+            description=self.description,
+            driver=self.driver,
+            tags=self.tags,
+            spec_file=self.spec_file,
+            **fields,
+        )
+
+
+@dataclass
+class Plan:
+    suite: SuiteConfig
+    testcases: list[Planned]
+    fragments: list[Fragment]
+    owner: list[int]  # fragment index -> testcase index
+    graph: Graph
+    dependents: list[list[int]]  # testcase index -> testcases that depend on it
+    output_dir: str
+    work_dir: str
+    spec_cache: SpecCache | None = None  # saved by a run, not by --list
+
+
+def setup_env_name(name: str) -> str:
+    """SETUP_<NAME>_DIR: where a needed set-up left its work."""
+    return "SETUP_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper() + "_DIR"
+
+
+def env_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

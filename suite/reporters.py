@@ -1,0 +1,133 @@
+"""Where each result goes the moment it is decided: the report index
+(result files and ``_index.json``), the terminal, live progress
+(``status.json`` and the status line), ``--tee`` and the HTML report.
+
+The scheduler knows only this object; what each report does with a result
+is the report's own business.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+from run_testsuite.index import ReportIndex
+from run_testsuite.reports.progress import Progress, StatusLine
+from run_testsuite.reports.tee import Tee
+from run_testsuite.reports.text import TextReport
+from run_testsuite.results import Result
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
+if TYPE_CHECKING:  # pragma: no cover
+    from types import ModuleType
+
+    from run_testsuite.scheduler.dispatch import MultiprocessScheduler
+
+
+class Reporters:
+    """The reports fed while the run goes on."""
+
+    def __init__(
+        self,
+        index: ReportIndex,
+        text: TextReport,
+        progress: Progress,
+        safe_names: dict[str, str],
+        line: StatusLine | None = None,
+        tee: Tee | None = None,
+    ):
+        self.index = index
+        self.text = text
+        self.progress = progress
+        self.safe_names = safe_names
+        self.line = line
+        self.tee = tee
+        self.results: list[Result] = []
+        if line is not None:
+            text.before_write = line.clear
+
+    def result(self, result: Result) -> None:
+        """A testcase was decided."""
+        self.results.append(result)
+        self.index.add(result, self.safe_names[result.name])
+        self.progress.result(result)
+        if self.tee is not None:
+            self.tee.flush(result.name)
+        self.text.result(result)
+
+    def output(self, testcase: str, data: bytes) -> None:
+        """A running testcase printed (--tee)."""
+        if self.tee is not None:
+            self.tee.feed(testcase, data)
+
+    def scheduler_state(self, scheduler: MultiprocessScheduler) -> None:
+        """After each wake-up of the scheduler: live progress, throttled."""
+        if self.progress.update(scheduler) and self.line is not None:
+            self.line.draw(self.progress)
+
+    def finish_live(self) -> None:
+        """The run is over: the status line goes, status.json says so."""
+        if self.line is not None:
+            self.line.clear()
+        self.progress.write(complete=True)
+
+
+class HtmlReport:
+    """OUTPUT/new/report.html, which every run leaves: prepared while the
+    tests run (its module and Jinja2 imported, the template compiled, each
+    result's details taken as its file is written), so that writing it at
+    the end costs little, and nothing of it delays the first fragments. A
+    report that cannot be made is a warning, never a lost run."""
+
+    def __init__(self, new_dir: str, old_dir: str):
+        self.new_dir = new_dir
+        self.old_dir = old_dir
+        self.details: dict[str, dict] = {}
+        self.preparing: threading.Thread | None = None
+        self.loading = threading.Lock()
+        self.loaded = False
+        self.module: ModuleType | None = None
+        self.problem: Exception | None = None
+
+    def _load(self) -> ModuleType | None:
+        """The report's module, imported by whichever thread needs it first."""
+        with self.loading:
+            if not self.loaded:
+                self.loaded = True
+                try:
+                    from run_testsuite.reports import html
+
+                    self.module = html
+                except Exception as exc:
+                    self.problem = exc
+        return self.module
+
+    def result_written(self, rel: str, data: dict) -> None:
+        """Called by the index's writer thread as each result file is written."""
+        module = self._load()
+        if module is not None:
+            self.details[rel] = module.details(data)
+
+    def prepare_in_background(self) -> None:
+        self.preparing = threading.Thread(target=self._prepare, name="html-prepare", daemon=True)
+        self.preparing.start()
+
+    def _prepare(self) -> None:
+        try:
+            module = self._load()
+            if module is not None:
+                module.prepare()
+        except Exception:  # write() will meet the problem again, and say it
+            pass
+
+    def write(self) -> None:
+        if self.preparing is not None:
+            self.preparing.join()
+        try:
+            module = self._load()
+            if module is None:
+                raise self.problem or ImportError("run_testsuite.reports.html")
+            module.write_html(self.new_dir, os.path.join(self.new_dir, "report.html"), self.old_dir, self.details)
+        except Exception as exc:
+            print(f"run-testsuite: warning: could not write the HTML report: {exc}", file=sys.stderr)

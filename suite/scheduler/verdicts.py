@@ -1,0 +1,226 @@
+"""Verdicts: each testcase's fragment outcomes folded into its Result.
+
+Here live the rules that turn what ran into what is reported: a failed
+fragment ends its testcase (or starts it again, under ``retries``), an
+expected failure turns FAIL into XFAIL and PASS into XPASS, the failure
+limit (``--max-failures``) stops new work, a testcase that did not pass
+skips everything that depends on it, and at the end every testcase still
+undecided gets a result, so none is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from run_testsuite.plan import Plan
+from run_testsuite.results import Outcome, Reason, Result, Status
+
+
+@dataclass
+class Policy:
+    """How the run is steered: failure limits and what history tells."""
+
+    max_failures: int = 0  # 0: no limit
+    fail_fast: bool = False  # also stop running fragments at the limit
+    durations: dict[tuple[str, str], float] = field(default_factory=dict)
+    failed_last_time: set[str] = field(default_factory=set)
+
+
+class Next(Enum):
+    """What the dispatcher does after a fragment's outcome is recorded."""
+
+    IGNORE = "ignore"  # its testcase was decided already
+    GO_ON = "go on"  # the fragment is done: what follows it may run
+    RETRY = "retry"  # the testcase starts again from its first fragment
+    STOP = "stop"  # the testcase is decided, and nothing after it runs
+
+
+class Verdicts:
+    """The state of every testcase's verdict, and the rules that decide it.
+
+    ``on_decided(number)`` is called as each testcase is decided (the
+    dispatcher gives its resources back); decided results wait in
+    ``unpublished`` until the dispatcher hands them to the reports.
+    """
+
+    def __init__(self, plan: Plan, policy: Policy, on_decided: Callable[[int], None]):
+        self.plan = plan
+        self.policy = policy
+        self.on_decided = on_decided
+        count = len(plan.testcases)
+        self.decided = [False] * count
+        self.attempts = [1] * count
+        self.failed_attempts: list[list[Outcome]] = [[] for _ in range(count)]
+        self.outcomes: list[list[Outcome]] = [[] for _ in range(count)]
+        self.failures = 0
+        self.stop_reason: str | None = None  # set once --max-failures is reached
+        self.unpublished: list[Result] = []
+
+    def decide_early(self) -> None:
+        """Take every verdict known before the run, and only then skip
+        dependents: a cycle's members are each an ERROR of their own."""
+        early = [(n, p.result) for n, p in enumerate(self.plan.testcases) if p.result is not None]
+        for number, result in early:
+            self.decided[number] = True
+            self.unpublished.append(result)
+            self._count_failure(result)
+        for number, result in early:
+            if not result.status.ran_ok:
+                self._skip_dependents(number, result)
+
+    def may_start(self, number: int) -> bool:
+        """Whether a fragment of testcase ``number`` may start now: it is
+        undecided and, past the failure limit, already under way."""
+        if self.decided[number]:
+            return False
+        return self.stop_reason is None or bool(self.outcomes[number])
+
+    def finished(self, fragment: int, outcome: Outcome) -> Next:
+        """Record a fragment's outcome; decide its testcase if it is over."""
+        number = self.plan.owner[fragment]
+        if self.decided[number]:
+            return Next.IGNORE
+        self.outcomes[number].append(outcome)
+        if outcome.status is not Status.PASS:
+            if self._retry(number):
+                return Next.RETRY
+            self.decide(number, self.result(number))
+            return Next.STOP
+        if self.plan.fragments[fragment].final:
+            result = self.result(number)
+            self.decide(number, result)
+            return Next.GO_ON if result.status.ran_ok else Next.STOP
+        return Next.GO_ON
+
+    def _retry(self, number: int) -> bool:
+        """``retries``: run a failed testcase again from its first step."""
+        planned = self.plan.testcases[number]
+        if self.attempts[number] > planned.retries or self.stop_reason is not None:
+            return False
+        self.attempts[number] += 1
+        self.failed_attempts[number].append(self.outcomes[number][-1])
+        self.outcomes[number] = []
+        return True
+
+    def result(self, number: int) -> Result:
+        """Fold a testcase's fragment outcomes into its Result."""
+        planned = self.plan.testcases[number]
+        outcomes = self.outcomes[number]
+        last = outcomes[-1]
+        fragments = [self.plan.fragments[f] for f in planned.fragments]
+        message = last.message
+        not_run = len(fragments) - len(outcomes)
+        if last.status is not Status.PASS and not_run:
+            message += f" ({not_run} later step{'s' if not_run > 1 else ''} not run)"
+        if len(outcomes) == 1:
+            output = last.output
+        else:
+            output = "".join(
+                f"[{fragment.name}]\n{outcome.output}" + ("" if outcome.output.endswith("\n") else "\n")
+                for fragment, outcome in zip(fragments, outcomes)
+            )
+        status, reason = last.status, last.reason
+        attempts = self.attempts[number]
+        if attempts > 1:
+            if status is Status.PASS:
+                message = (
+                    f"passed on attempt {attempts} of {planned.retries + 1} "
+                    f"(flaky: earlier attempts {self._earlier(number)})"
+                )
+            else:
+                message += f" (failed all {attempts} attempts)"
+        if planned.xfail is not None and status in (Status.PASS, Status.FAIL):
+            # control: a failure is expected here. FAIL is then no news, a PASS is.
+            if status is Status.FAIL:
+                status, message = Status.XFAIL, f"expected failure ({planned.xfail}): {message}"
+            else:
+                status, message = Status.XPASS, f"passed, but a failure was expected: {planned.xfail}"
+        return planned.verdict(
+            status,
+            reason,
+            message,
+            attempts=attempts,
+            start=outcomes[0].start,
+            duration=sum(o.duration for o in outcomes),
+            slot=last.slot,
+            commands=[c for o in outcomes for c in o.commands],
+            output=output,
+            diff=last.diff,
+            log_files=[path for o in outcomes for path in o.log_files],
+            traceback=last.traceback,
+        )
+
+    def _earlier(self, number: int) -> str:
+        return "; ".join(
+            f"{o.status.value}{' ' + o.reason.value if o.reason else ''}" for o in self.failed_attempts[number]
+        )
+
+    def decide(self, number: int, result: Result) -> None:
+        """Take a testcase's verdict; if it did not pass, skip its dependents."""
+        if self.decided[number]:
+            return
+        self.decided[number] = True
+        self.unpublished.append(result)
+        self.on_decided(number)
+        self._count_failure(result)
+        if not result.status.ran_ok:
+            self._skip_dependents(number, result)
+
+    def stop_running(self, number: int, slot: int, status: Status, reason: Reason, message: str) -> None:
+        """A fragment of testcase ``number`` was stopped while it ran (an
+        interrupt, --fail-fast): that is its last outcome."""
+        if not self.decided[number]:
+            self.outcomes[number].append(Outcome(status, reason, message, slot=slot))
+            self.decide(number, self.result(number))
+
+    def _count_failure(self, result: Result) -> None:
+        """--max-failures counts every FAIL and ERROR, spec errors too."""
+        if not result.status.is_failure:
+            return
+        self.failures += 1
+        limit = self.policy.max_failures
+        if limit and self.failures >= limit and self.stop_reason is None:
+            plural = "s" if self.failures > 1 else ""
+            self.stop_reason = f"{self.failures} failure{plural} reached --max-failures {limit}"
+
+    def _skip_dependents(self, number: int, cause: Result) -> None:
+        """SKIP everything downstream of a testcase that did not pass."""
+        pending = [(dependent, cause) for dependent in self.plan.dependents[number]]
+        while pending:
+            number, cause = pending.pop()
+            if self.decided[number]:
+                continue
+            what = "set-up" if cause.kind == "setup" else "dependency"
+            skipped = self.plan.testcases[number].verdict(
+                Status.SKIP, Reason.DEPENDENCY, f"not run: {what} '{cause.name}' did not pass ({cause.status.value})"
+            )
+            self.decided[number] = True
+            self.unpublished.append(skipped)
+            pending.extend((dependent, skipped) for dependent in self.plan.dependents[number])
+
+    def settle(self, interrupted: bool) -> None:
+        """Give every testcase still undecided a result, so none is lost."""
+        for number, planned in enumerate(self.plan.testcases):
+            if self.decided[number]:
+                continue
+            if interrupted:
+                status, reason, message = Status.SKIP, Reason.INTERRUPTED, "not run: the run was interrupted"
+            elif self.stop_reason is not None:
+                status, reason, message = Status.SKIP, Reason.MAX_FAILURES, f"not run: {self.stop_reason}"
+            else:  # pragma: no cover - would be a scheduler bug
+                status, reason, message = Status.ERROR, Reason.CRASH, "never became ready to run"
+            # Decided directly, not through decide: every testcase left gets
+            # the same reason, whichever order they come in.
+            self.decided[number] = True
+            self.unpublished.append(planned.verdict(status, reason, message))
+
+    def fragment_outcomes(self) -> list[tuple[str, str, str, float]]:
+        """(testcase, fragment, status, duration) of every fragment that ran
+        in the last attempt of its testcase, for history."""
+        rows = []
+        for planned, outcomes in zip(self.plan.testcases, self.outcomes):
+            for number, outcome in zip(planned.fragments, outcomes):
+                rows.append((planned.name, self.plan.fragments[number].name, outcome.status.value, outcome.duration))
+        return rows

@@ -1,0 +1,76 @@
+"""What the command line selects: names and globs, ``-k``, ``--tag``,
+``--failed``; and the other choices that shape a plan (``--repeat``,
+``--incremental``, ``-D``)."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from run_testsuite.discovery import Found
+from run_testsuite.history import HistoryView
+from run_testsuite.plan import UsageError
+
+
+def select(found: list[Found], patterns: list[str]) -> list[Found]:
+    """Testcases whose name starts with, or matches the glob of, a pattern."""
+    if not patterns:
+        return found
+    chosen = []
+    unmatched = set(patterns)
+    for item in found:
+        matching = [p for p in patterns if _matches(item.name, p)]
+        if matching:
+            chosen.append(item)
+            unmatched.difference_update(matching)
+    if unmatched:
+        raise UsageError("no testcase matches " + ", ".join(repr(p) for p in sorted(unmatched)))
+    return chosen
+
+
+def _matches(name: str, pattern: str) -> bool:
+    """A glob matches whole names; a plain name is a prefix, and one ending
+    in '/' (as shells complete directories) names that directory only."""
+    if any(c in pattern for c in "*?["):
+        return fnmatch.fnmatchcase(name, pattern.rstrip("/"))
+    if pattern.endswith("/"):
+        return name == pattern.rstrip("/") or name.startswith(pattern)
+    return name.startswith(pattern)
+
+
+@dataclass
+class Selection:
+    """What the command line asks to run, beyond the suite itself."""
+
+    patterns: list[str] = field(default_factory=list)
+    keyword: str | None = None  # -k
+    tags: list[str] = field(default_factory=list)  # --tag, any of them
+    failed_only: bool = False  # --failed
+    incremental: bool = False  # --incremental
+    repeat: int = 1  # --repeat
+    params: dict[str, str] = field(default_factory=dict)  # -D name=value
+
+
+def keeper(selection: Selection, history: HistoryView | None) -> Callable[[str, list[str]], bool]:
+    """The test of -k, --tag and --failed for one variant (name, tags)."""
+    match = None
+    if selection.keyword:
+        from run_testsuite.keyword_expr import KeywordError, compile_keyword
+
+        try:
+            match = compile_keyword(selection.keyword)
+        except KeywordError as exc:
+            raise UsageError(f"-k: {exc}") from None
+    wanted_tags = set(selection.tags)
+
+    def keep(name: str, tags: list[str]) -> bool:
+        if match is not None and not match(name, tags):
+            return False
+        if wanted_tags and not wanted_tags.intersection(tags):
+            return False
+        if selection.failed_only and (history is None or not history.did_not_pass(name)):
+            return False
+        return True
+
+    return keep

@@ -1,0 +1,217 @@
+"""One run's life, from a Plan to an exit status.
+
+Rotate the output directory, build the reporters, run the scheduler,
+finish the index, write the reports, record history, rewrite baselines.
+The command line (``cli``) only turns arguments into ``RunOptions`` and
+the outcome into an exit status.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+
+from run_testsuite.history import HISTORY_FILE, History, HistoryView
+from run_testsuite.index import ReportIndex, finish_rotation, rotate, run_metadata
+from run_testsuite.plan import Plan
+from run_testsuite.reporters import HtmlReport, Reporters
+from run_testsuite.reports.progress import Progress, StatusLine, expected_durations, live_display_wanted
+from run_testsuite.reports.tee import Tee
+from run_testsuite.reports.text import TextReport
+from run_testsuite.results import Reason, Result, Status
+from run_testsuite.scheduler.dispatch import MultiprocessScheduler
+from run_testsuite.scheduler.verdicts import Policy
+from run_testsuite.workdir import remove_spares
+from run_testsuite.workers.base import Worker
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
+if TYPE_CHECKING:  # pragma: no cover
+    from types import FrameType
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+@dataclass
+class RunOptions:
+    """What the command line asks of a run, once the plan is made."""
+
+    root: str
+    output_dir: str
+    work_dir: str
+    jobs: int
+    command_line: list[str] = field(default_factory=list)
+    verbose: bool = False
+    quiet: bool = False
+    tee: bool = False
+    html: bool = True
+    junit_xml: str | None = None
+    rewrite: bool = False
+    max_failures: int = 0
+    fail_fast: bool = False
+    slot_cpus: dict[int, list[int]] = field(default_factory=dict)
+
+
+class RunSession:
+    """Runs a plan once and reports it; ``run()`` returns the exit status."""
+
+    def __init__(self, plan: Plan, options: RunOptions, history: HistoryView | None, worker_class: type[Worker]):
+        self.plan = plan
+        self.options = options
+        self.history = history
+        self.worker_class = worker_class
+
+    def run(self) -> int:
+        options, plan = self.options, self.plan
+        began = time.monotonic()
+        new_dir = rotate(options.output_dir)
+        if plan.spec_cache is not None:
+            plan.spec_cache.save()
+        os.makedirs(options.work_dir, exist_ok=True)
+        html = HtmlReport(new_dir, os.path.join(options.output_dir, "old")) if options.html else None
+        reporters = self._reporters(new_dir, html)
+        scheduler = self._scheduler(new_dir, reporters, html)
+        interrupts = Interrupts(scheduler)
+        index = reporters.index
+        try:
+            with interrupts:
+                scheduler.run()
+                # Still under the handler: a Ctrl-C now must not cut the index short.
+                final = index.finish(interrupted=lambda: scheduler.interrupted)
+            reporters.finish_live()
+            if options.junit_xml:
+                from run_testsuite.reports.junit import write_junit
+
+                write_junit(final, new_dir, os.path.abspath(options.junit_xml))
+            if html is not None:
+                html.write()
+            self._record_history(index.started, scheduler, reporters.results, final["counts"])
+        finally:
+            scheduler.close()
+            remove_spares(options.work_dir)  # of workers that died
+        reporters.text.summary(final["counts"], time.monotonic() - began, options.output_dir)
+        if options.rewrite:
+            rewrite_baselines(plan, reporters.results)
+        finish_rotation()
+        if scheduler.interrupted:
+            return 128 + (interrupts.signum or signal.SIGINT)
+        failed = final["counts"]["FAIL"] + final["counts"]["ERROR"]
+        return EXIT_FAILED if failed else EXIT_OK
+
+    def _reporters(self, new_dir: str, html: HtmlReport | None) -> Reporters:
+        options, plan, history = self.options, self.plan, self.history
+        index = ReportIndex(
+            new_dir,
+            run_metadata(options.command_line, options.root, plan.suite.name, options.jobs),
+            on_written=html.result_written if html else None,
+        )
+        names = [planned.name for planned in plan.testcases]
+        durations = history.durations if history else {}
+        progress = Progress(
+            len(names),
+            new_dir,
+            expected_durations(names, durations, os.path.join(options.output_dir, "old")),
+            options.jobs,
+        )
+        line = StatusLine(sys.stdout) if live_display_wanted(sys.stdout) and not options.quiet else None
+        tee = Tee(sys.stdout, before_write=line.clear if line else None) if options.tee else None
+        return Reporters(
+            index,
+            TextReport(verbose=options.verbose, quiet=options.quiet),
+            progress,
+            {planned.name: planned.safe_name for planned in plan.testcases},
+            line,
+            tee,
+        )
+
+    def _scheduler(self, new_dir: str, reporters: Reporters, html: HtmlReport | None) -> MultiprocessScheduler:
+        options, history = self.options, self.history
+        failed_last_time = {n for n in history.latest if history.failed_last_time(n)} if history else set()
+        return MultiprocessScheduler(
+            self.plan,
+            options.jobs,
+            reporters.result,
+            self.worker_class,
+            on_output=reporters.output if options.tee else None,
+            on_progress=reporters.scheduler_state,
+            stderr_dir=new_dir,
+            policy=Policy(
+                max_failures=1 if options.fail_fast else options.max_failures,
+                fail_fast=options.fail_fast,
+                durations=history.durations if history else {},
+                failed_last_time=failed_last_time,
+            ),
+            slot_cpus=options.slot_cpus,
+            on_started=html.prepare_in_background if html else None,
+            defer_close=True,  # workers wind down while the reports are written
+        )
+
+    def _record_history(
+        self, start: float, scheduler: MultiprocessScheduler, results: list[Result], counts: dict[str, int]
+    ) -> None:
+        keys = {planned.name: planned.key for planned in self.plan.testcases}
+        try:
+            history = History(os.path.join(self.options.output_dir, HISTORY_FILE))
+            try:
+                history.record(start, self.options.command_line, results, keys, scheduler.fragment_outcomes(), counts)
+            finally:
+                history.close()
+        except Exception as exc:  # history is a help, never a reason to fail a run
+            print(f"run-testsuite: warning: could not record history: {exc}", file=sys.stderr)
+
+
+def rewrite_baselines(plan: Plan, results: list[Result]) -> None:
+    """--rewrite: each testcase that FAILed on its output asks its driver
+    to make that output the expected one; the files changed are listed."""
+    from run_testsuite.drivers.registry import load_reference
+
+    owner = {planned.name: planned for planned in plan.testcases}
+    changed = []
+    for result in results:
+        if result.status is not Status.FAIL or result.reason is not Reason.DIFF:
+            continue
+        planned = owner.get(result.name)
+        if not planned or not planned.fragments:
+            continue
+        last = plan.fragments[planned.fragments[-1]]
+        path = load_reference(last.driver, last.driver_path)().rewrite(last)
+        if path:
+            changed.append(path)
+    for path in changed:
+        print(f"rewrote {os.path.relpath(path)}")
+    print(f"--rewrite: {len(changed)} baseline{'s' if len(changed) != 1 else ''} changed")
+
+
+class Interrupts:
+    """Ctrl-C and SIGTERM during a run.
+
+    The first stops the run gracefully: nothing new starts, running
+    fragments get SIGTERM then SIGKILL after a grace period, and every
+    result is reported (exit 130, or 143 for SIGTERM). A second one kills
+    everything at once; what had finished is still reported.
+    """
+
+    def __init__(self, scheduler: MultiprocessScheduler):
+        self.scheduler = scheduler
+        self.signum = 0
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> Interrupts:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if not self.signum:
+            self.signum = signum
+            if self.scheduler.interrupt_requested():
+                raise KeyboardInterrupt
+            return
+        print("\nrun-testsuite: second interrupt: killing everything now", file=sys.stderr)
+        self.scheduler.kill_now()

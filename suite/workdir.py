@@ -1,0 +1,127 @@
+"""Work directories: a fresh copy of the testcase directory per run of it,
+and a spare empty directory kept ready so that making one costs a rename.
+
+A sole runner (see ``runner``) keeps one empty directory ready beside the
+work directories, made while a command runs: a testcase's fresh work
+directory is then a rename (0.02 ms here) instead of a mkdir (0.1-0.35 ms),
+at the moment when fragments end together and every slot wants the CPUs at
+once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from run_testsuite.discovery import SPEC_FILE
+from run_testsuite.runner import STATE
+
+SPARE_PREFIX = ".spare-"
+
+
+def make_spare(root: str) -> None:
+    """Have an empty directory ready in ``root`` (see SPARE_PREFIX)."""
+    if STATE.spare is None:
+        path = os.path.join(root, f"{SPARE_PREFIX}{os.getpid()}")
+        try:
+            os.mkdir(path)
+        except OSError:  # taken (say, left by a dead worker with our pid)
+            return
+        STATE.spare = path
+
+
+def _take_spare(target: str) -> bool:
+    """Make ``target`` a fresh empty directory from the spare, if one is
+    ready beside it (False: do it the usual way)."""
+    spare, STATE.spare = STATE.spare, None
+    if spare is None:
+        return False
+    if os.path.dirname(spare) == os.path.dirname(target):
+        try:
+            os.rename(spare, target)  # also replaces an empty directory there
+            return True
+        except OSError:  # a stale tree there, say: the usual way deals with it
+            pass
+    _remove_empty(spare)
+    return False
+
+
+def discard_spare() -> None:
+    """Remove this process's spare directory (a worker's, when it stops)."""
+    spare, STATE.spare = STATE.spare, None
+    if spare is not None:
+        _remove_empty(spare)
+
+
+def _remove_empty(path: str) -> None:
+    try:
+        os.rmdir(path)
+    except OSError:  # gone, or not empty: not a spare of ours to remove
+        pass
+
+
+def remove_spares(root: str) -> None:
+    """Remove spare directories left in ``root`` by workers that died."""
+    try:
+        names = [name for name in os.listdir(root) if name.startswith(SPARE_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        _remove_empty(os.path.join(root, name))
+
+
+def prepare_work_dir(source: str | None, target: str, private: tuple[str, ...] = ()) -> None:
+    """Make ``target`` a fresh copy of the testcase directory ``source``.
+
+    Left out: the framework's own files (``private``: the spec, a baseline),
+    nested testcase directories (they belong to other testcases),
+    hidden entries (version control), and any directory holding the copy
+    being made or a run's output (an output directory inside a testcase).
+    Symbolic links are kept as links; a relative one that points outside
+    the testcase is re-aimed at its target in the suite, so it still
+    resolves from the copy.
+    """
+    try:
+        if not _take_spare(target):
+            os.mkdir(target)
+    except FileExistsError:  # a retry, or a stale tree from an earlier run
+        shutil.rmtree(target)
+        os.mkdir(target)
+    except FileNotFoundError:  # names with '/' or a work root not made yet
+        os.makedirs(target)
+    if source is None:
+        return
+    skip = {os.path.join(source, name) for name in private}
+    _copy_entries(source, target, source, os.path.realpath(target), skip)
+
+
+def _copy_entries(src: str, dst: str, top: str, real_target: str, skip: set[str]) -> None:
+    for entry in os.scandir(src):
+        if entry.name.startswith(".") or entry.path in skip:
+            continue
+        dest = os.path.join(dst, entry.name)
+        if entry.is_symlink():
+            os.symlink(_link_target(entry.path, top), dest)
+        elif entry.is_dir():
+            real = os.path.realpath(entry.path)
+            if (
+                real_target == real
+                or real_target.startswith(real + os.sep)
+                or os.path.exists(os.path.join(entry.path, SPEC_FILE))
+                or os.path.exists(os.path.join(entry.path, "new", "_index.json"))
+            ):
+                continue
+            os.mkdir(dest)
+            _copy_entries(entry.path, dest, top, real_target, skip)
+        else:
+            shutil.copy(entry.path, dest)
+
+
+def _link_target(link: str, top: str) -> str:
+    target = os.readlink(link)
+    if os.path.isabs(target):
+        return target
+    resolved = os.path.normpath(os.path.join(os.path.dirname(link), target))
+    if resolved == top or resolved.startswith(top.rstrip(os.sep) + os.sep):
+        return target  # stays inside the testcase: valid in the copy too
+    return resolved
