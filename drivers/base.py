@@ -136,7 +136,7 @@ class Driver:
         return None
 
     # -- wherever the fragment runs ---------------------------------------
-    def run(self, fragment: Fragment, ctx: "RunContext") -> Outcome:
+    def run(self, fragment: Fragment, ctx: RunContext) -> Outcome:
         for command in fragment.commands:
             record = ctx.run(command)
             failed = judge_exit(command, record)
@@ -144,7 +144,7 @@ class Driver:
                 return failed
         return self.check(fragment, ctx)
 
-    def check(self, fragment: Fragment, ctx: "RunContext") -> Outcome:
+    def check(self, fragment: Fragment, ctx: RunContext) -> Outcome:
         """Judge a fragment whose commands all exited as expected."""
         return Outcome(Status.PASS)
 

@@ -109,9 +109,7 @@ def rewrite_baseline(actual_path: str, baseline_path: str) -> bool:
     """
     if not os.path.isfile(actual_path):
         return False
-    if os.path.isfile(baseline_path) and _first_difference(
-        _blocks([actual_path]), _blocks([baseline_path])
-    ) is None:
+    if os.path.isfile(baseline_path) and _first_difference(_blocks([actual_path]), _blocks([baseline_path])) is None:
         return False
     write_blocks(baseline_path, _blocks([actual_path]))
     return True
@@ -131,6 +129,7 @@ def compare(baseline: str, sources: list[str | bytes], refiner: Refiner | None =
     except OSError as exc:
         return Outcome(Status.ERROR, Reason.SPEC, f"cannot read baseline: {exc}"), None
     actual_size = sum(_size(s) for s in sources)
+    actual_blocks: Callable[[], Iterable[bytes]]
     if refiner.needs_memory or actual_size <= DIFF_LIMIT:
         if actual_size > TEXT_LIMIT:
             return _too_large(actual_size), None
@@ -148,9 +147,7 @@ def compare(baseline: str, sources: list[str | bytes], refiner: Refiner | None =
         if len(actual) <= DIFF_LIMIT and len(expected) <= DIFF_LIMIT:
             diff = unified_diff(expected, actual, os.path.basename(baseline))
             return Outcome(Status.FAIL, Reason.DIFF, "output differs from the baseline", diff=diff), actual_blocks
-    at = _first_difference(
-        [expected] if expected is not None else _blocks([baseline]), actual_blocks()
-    )
+    at = _first_difference([expected] if expected is not None else _blocks([baseline]), actual_blocks())
     if at is None:
         return Outcome(Status.PASS), None
     sizes = (

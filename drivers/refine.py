@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import os
 import re
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 WORK_DIR_TOKEN = "<WORK_DIR>"
 SOURCE_DIR_TOKEN = "<SOURCE_DIR>"
@@ -112,8 +112,9 @@ class Refiner:
         """The refined output."""
         if self.line_endings:
             data = normalise_line_endings(data)
-        if any(path in data for path in self.tokens):
-            data = self.paths.sub(self._token, data)
+        paths = self.paths
+        if paths is not None and any(path in data for path in self.tokens):
+            data = paths.sub(self._token, data)
         if self.substitute:
             text = data.decode("utf-8", "surrogateescape")
             for pattern, replace in self.substitute:

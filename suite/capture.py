@@ -9,7 +9,9 @@ are kept for the result, so memory stays bounded whatever a command prints.
 
 from __future__ import annotations
 
-import os
+TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import BinaryIO
 
 HEAD = 8 * 1024
 TAIL = 24 * 1024
@@ -26,7 +28,7 @@ class OutputCapture:
         self._memory: list[bytes] | None = []
         self._head = bytearray()
         self._tail = bytearray()
-        self._log = None
+        self._log: BinaryIO | None = None
         if keep_log:
             self._spill()
 
@@ -49,13 +51,13 @@ class OutputCapture:
             self._memory.append(data)
             if self.size > SPILL_AT:
                 self._spill()
-        else:
+        elif self._log is not None:
             self._log.write(data)
 
     def _spill(self) -> None:
-        self._log = open(self.log_path, "ab")
+        log = self._log = open(self.log_path, "ab")
         for chunk in self._memory or ():
-            self._log.write(chunk)
+            log.write(chunk)
         self._memory = None
 
     def flush(self) -> None:

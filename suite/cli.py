@@ -11,7 +11,6 @@ import argparse
 import os
 import signal
 import sys
-import time
 
 from run_testsuite import __version__
 
@@ -24,30 +23,97 @@ def parser() -> argparse.ArgumentParser:
         description="Run a declarative testsuite: every directory holding a test.yaml is a testcase.",
     )
     p.add_argument("root", help="the suite directory (holding testcases and an optional suite.yaml)")
-    p.add_argument("names", nargs="*", help="run only testcases whose name starts with, or matches the glob of, one of these")
-    p.add_argument("-j", "--jobs", type=_positive_int, help="slots: fragments run in parallel (default: the number of CPUs; with --dask, twice the cluster's worker threads)")
-    p.add_argument("-o", "--output-dir", default="out", help="where the report index, results and logs go (default: out)")
+    p.add_argument(
+        "names", nargs="*", help="run only testcases whose name starts with, or matches the glob of, one of these"
+    )
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=_positive_int,
+        help="slots: fragments run in parallel (default: the number of CPUs; with --dask, twice the cluster's worker threads)",
+    )
+    p.add_argument(
+        "-o", "--output-dir", default="out", help="where the report index, results and logs go (default: out)"
+    )
     p.add_argument("--work-dir", help="where testcases run (default: OUTPUT/new/work)")
-    p.add_argument("-t", "--timeout", type=_positive_float, help="default timeout in seconds for each command (default: 300)")
-    p.add_argument("--no-multiprocessing", action="store_true", help="run fragments one at a time in this process, so a debugger can follow them")
-    p.add_argument("--dask", metavar="ADDRESS", help="run fragments on a Dask cluster: its scheduler's address (tcp://host:8786), or local:N to start N local worker processes; needs a file system shared at the same paths, and pip install 'run-testsuite[dask]'")
+    p.add_argument(
+        "-t", "--timeout", type=_positive_float, help="default timeout in seconds for each command (default: 300)"
+    )
+    p.add_argument(
+        "--no-multiprocessing",
+        action="store_true",
+        help="run fragments one at a time in this process, so a debugger can follow them",
+    )
+    p.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run fragments on a Dask cluster: its scheduler's address (tcp://host:8786), or local:N to start N local worker processes; needs a file system shared at the same paths, and pip install 'run-testsuite[dask]'",
+    )
     p.add_argument("--list", action="store_true", help="print the selected testcases and exit")
-    p.add_argument("--list-json", metavar="FILE", help="write the selection as JSON (name, driver, tags, dependencies, set-ups, status if decided) and exit; '-' for stdout")
-    p.add_argument("-k", dest="keyword", metavar="EXPR", help="select by name and tag: words match name substrings or tags, with and/or/not and parentheses")
-    p.add_argument("--tag", action="append", metavar="TAG", help="select testcases with this tag (repeatable: any of them)")
-    p.add_argument("-D", dest="define", action="append", type=_definition, metavar="NAME=VALUE", help="set a suite parameter declared in suite.yaml 'params'")
-    p.add_argument("--repeat", type=_positive_int, default=1, metavar="N", help="run the selection N times, results named NAME#1..NAME#N (hunting flaky tests)")
-    p.add_argument("--max-failures", type=_positive_int, metavar="N", help="start nothing new once N testcases FAILed or ERRORed; the rest are SKIP")
+    p.add_argument(
+        "--list-json",
+        metavar="FILE",
+        help="write the selection as JSON (name, driver, tags, dependencies, set-ups, status if decided) and exit; '-' for stdout",
+    )
+    p.add_argument(
+        "-k",
+        dest="keyword",
+        metavar="EXPR",
+        help="select by name and tag: words match name substrings or tags, with and/or/not and parentheses",
+    )
+    p.add_argument(
+        "--tag", action="append", metavar="TAG", help="select testcases with this tag (repeatable: any of them)"
+    )
+    p.add_argument(
+        "-D",
+        dest="define",
+        action="append",
+        type=_definition,
+        metavar="NAME=VALUE",
+        help="set a suite parameter declared in suite.yaml 'params'",
+    )
+    p.add_argument(
+        "--repeat",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run the selection N times, results named NAME#1..NAME#N (hunting flaky tests)",
+    )
+    p.add_argument(
+        "--max-failures",
+        type=_positive_int,
+        metavar="N",
+        help="start nothing new once N testcases FAILed or ERRORed; the rest are SKIP",
+    )
     p.add_argument("-x", "--fail-fast", action="store_true", help="stop at the first failure, running fragments too")
-    p.add_argument("--failed", action="store_true", help="run only what did not pass last time (and what it depends on)")
-    p.add_argument("--incremental", action="store_true", help="do not run testcases whose key (spec, files, dependencies) passed before; report them as passed from cache")
-    p.add_argument("--cpus-per-slot", type=_positive_int, metavar="K", help="pin each slot, its worker and commands, to its own K CPUs (SLOT_CPUS)")
+    p.add_argument(
+        "--failed", action="store_true", help="run only what did not pass last time (and what it depends on)"
+    )
+    p.add_argument(
+        "--incremental",
+        action="store_true",
+        help="do not run testcases whose key (spec, files, dependencies) passed before; report them as passed from cache",
+    )
+    p.add_argument(
+        "--cpus-per-slot",
+        type=_positive_int,
+        metavar="K",
+        help="pin each slot, its worker and commands, to its own K CPUs (SLOT_CPUS)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="print every result, passing ones too")
-    p.add_argument("--rewrite", action="store_true", help="write the actual output into the baseline of every diff testcase that FAILed on its output (never an XFAIL), and say which files changed")
+    p.add_argument(
+        "--rewrite",
+        action="store_true",
+        help="write the actual output into the baseline of every diff testcase that FAILed on its output (never an XFAIL), and say which files changed",
+    )
     p.add_argument("--no-html", action="store_true", help="do not write OUTPUT/new/report.html")
     p.add_argument("--junit-xml", metavar="FILE", help="also write the results as JUnit XML, for CI test reporters")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
-    p.add_argument("--tee", action="store_true", help="show the output of running fragments live, each line prefixed with [testcase]")
+    p.add_argument(
+        "--tee",
+        action="store_true",
+        help="show the output of running fragments live, each line prefixed with [testcase]",
+    )
     p.add_argument("--version", action="version", version=f"run-testsuite {__version__}")
     return p
 
@@ -182,11 +248,9 @@ def _main(argv: list[str] | None) -> int:
     if cluster is not None:
         return _run_on_dask(cluster, plan, options, history)
     from run_testsuite.session import RunSession
+    from run_testsuite.workers import local
 
-    if args.no_multiprocessing:
-        from run_testsuite.workers.local import InlineWorker as worker_class
-    else:
-        from run_testsuite.workers.local import ProcessWorker as worker_class
+    worker_class = local.InlineWorker if args.no_multiprocessing else local.ProcessWorker
     return RunSession(plan, options, history, worker_class).run()
 
 
@@ -223,8 +287,10 @@ def _run_on_dask(cluster, plan, options, history) -> int:
     except DaskError as exc:
         print(f"run-testsuite: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from run_testsuite.workers.dask_worker import worker_class
+
     with cluster:
-        return RunSession(plan, options, history, cluster.worker_class()).run()
+        return RunSession(plan, options, history, worker_class(cluster)).run()
 
 
 def _write_list_json(plan, path: str) -> None:

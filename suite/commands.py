@@ -25,6 +25,22 @@ from run_testsuite.results import CommandRecord
 from run_testsuite.runner import STATE
 from run_testsuite.workdir import make_spare
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Protocol
+
+    class Child(Protocol):
+        """A started command: a ``subprocess.Popen`` or a ``_Spawned``."""
+
+        pid: int
+        stdout: Any
+        returncode: int | None
+
+        def poll(self) -> int | None: ...
+
+        def wait(self, timeout: float | None = None) -> int: ...
+
+
 # Seconds between SIGTERM and SIGKILL when a command's time is up.
 KILL_GRACE = 2.0
 # Bytes read from a command's pipe at a time.
@@ -44,6 +60,7 @@ def run_command(command: Command, cwd: str, env: dict, capture: OutputCapture) -
     # Children we already have (a driver's own helpers) are not the
     # command's orphans, and are left alone by the sweep below.
     before = frozenset(children()) if STATE.sweep_orphans else frozenset()
+    proc: Child
     try:
         if STATE.sole_runner:
             proc = _spawn(argv, cwd, env)
@@ -77,10 +94,9 @@ def run_command(command: Command, cwd: str, env: dict, capture: OutputCapture) -
         raise
     finally:
         STATE.active.discard(proc)
-        proc.stdout.close()
-    return CommandRecord(
-        command.step, command.cmd, proc.returncode, time.monotonic() - start, timed_out
-    )
+        if proc.stdout is not None:
+            proc.stdout.close()
+    return CommandRecord(command.step, command.cmd, proc.returncode, time.monotonic() - start, timed_out)
 
 
 class _Spawned:
@@ -104,7 +120,7 @@ class _Spawned:
             deadline = time.monotonic() + timeout
             while self.poll() is None:
                 if time.monotonic() >= deadline:
-                    raise subprocess.TimeoutExpired(self.pid, timeout)
+                    raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout)
                 time.sleep(0.01)
         if self.returncode is None:
             _, status = os.waitpid(self.pid, 0)
@@ -170,9 +186,57 @@ def _spawn(argv: list[str], cwd: str, env: dict) -> _Spawned:
 _PLAIN = re.compile(r"[A-Za-z0-9_@%+=:,./-]+( +[A-Za-z0-9_@%+=:,./-]+)*")
 # Words sh handles itself, with no program of that name to run instead.
 _SHELL_WORDS = frozenset(
-    "! { } . : alias bg break case cd command continue do done elif else esac eval exec exit "
-    "export fc fg fi for getopts hash if in jobs local read readonly return set shift source "
-    "then time times trap type ulimit umask unalias unset until wait while".split()
+    [
+        "!",
+        "{",
+        "}",
+        ".",
+        ":",
+        "alias",
+        "bg",
+        "break",
+        "case",
+        "cd",
+        "command",
+        "continue",
+        "do",
+        "done",
+        "elif",
+        "else",
+        "esac",
+        "eval",
+        "exec",
+        "exit",
+        "export",
+        "fc",
+        "fg",
+        "fi",
+        "for",
+        "getopts",
+        "hash",
+        "if",
+        "in",
+        "jobs",
+        "local",
+        "read",
+        "readonly",
+        "return",
+        "set",
+        "shift",
+        "source",
+        "then",
+        "time",
+        "times",
+        "trap",
+        "type",
+        "ulimit",
+        "umask",
+        "unalias",
+        "unset",
+        "until",
+        "wait",
+        "while",
+    ]
 )
 
 
@@ -192,7 +256,7 @@ def to_argv(cmd: str | list[str]) -> list[str]:
     return ["/bin/sh", "-c", cmd]
 
 
-def pump(proc: subprocess.Popen, capture: OutputCapture, deadline: float) -> bool:
+def pump(proc: Child, capture: OutputCapture, deadline: float) -> bool:
     """Copy the command's output into ``capture`` until it exits (True) or
     the deadline passes (False).
 
@@ -249,7 +313,7 @@ def drain(stream, capture: OutputCapture) -> None:
         capture.write(data)
 
 
-def wait_for_exit(proc: subprocess.Popen, timeout: float) -> bool:
+def wait_for_exit(proc: Child, timeout: float) -> bool:
     """Wait until ``proc`` exits or ``timeout`` passes; True if it exited."""
     try:
         fd = os.pidfd_open(proc.pid)
@@ -274,7 +338,7 @@ def wait_for_exit(proc: subprocess.Popen, timeout: float) -> bool:
         os.close(fd)
 
 
-def kill_group(proc: subprocess.Popen, grace: float = KILL_GRACE) -> None:
+def kill_group(proc: Child, grace: float = KILL_GRACE) -> None:
     """SIGTERM the process group, then SIGKILL it if it lingers."""
     _signal_group(proc.pid, signal.SIGTERM)
     if not wait_for_exit(proc, grace):

@@ -65,9 +65,9 @@ import os
 import platform as _platform
 import socket
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 MAX_LENGTH = 1000
 MAX_DEPTH = 50
@@ -149,8 +149,16 @@ _COMPARE: dict[type, Callable[[Any, Any], Any]] = {
     ast.In: lambda a, b: a in b,
     ast.NotIn: lambda a, b: a not in b,
 }
-_SYMBOL = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">",
-           ast.GtE: ">=", ast.In: "in", ast.NotIn: "not in"}
+_SYMBOL = {
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.In: "in",
+    ast.NotIn: "not in",
+}
 _REFUSED = {  # node type -> what to call it in the message
     ast.Call: "function calls",
     ast.Lambda: "lambda expressions",
@@ -181,7 +189,7 @@ class Condition:
     check them (``check_names``) without evaluating anything.
     """
 
-    __slots__ = ("text", "names", "_evaluate")
+    __slots__ = ("_evaluate", "names", "text")
 
     def __init__(self, text: str, names: frozenset[str], evaluate: Evaluator):
         self.text = text
@@ -274,17 +282,22 @@ class _Compiler:
     def literal(self, node: ast.AST) -> Any:
         if isinstance(node, ast.Constant) and isinstance(node.value, _LITERAL_TYPES):
             return node.value
-        if (isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd))
-                and isinstance(node.operand, ast.Constant)
-                and type(node.operand.value) in (int, float)):
+        if (
+            isinstance(node, ast.UnaryOp)
+            and isinstance(node.op, (ast.USub, ast.UAdd))
+            and isinstance(node.operand, ast.Constant)
+            and isinstance(node.operand.value, (int, float))
+            and not isinstance(node.operand.value, bool)
+        ):
             return -node.operand.value if isinstance(node.op, ast.USub) else node.operand.value
         if isinstance(node, (ast.Tuple, ast.List)):
             return tuple(self.literal(element) for element in node.elts)
         if isinstance(node, ast.Constant):
             raise self.refuse(node, f"{type(node.value).__name__} literals are not allowed in conditions")
         if isinstance(node, ast.UnaryOp) and not isinstance(node.op, ast.Not):
-            raise self.refuse(node, "arithmetic and bitwise operators are not allowed in conditions"
-                              " ('-' only before a number)")
+            raise self.refuse(
+                node, "arithmetic and bitwise operators are not allowed in conditions ('-' only before a number)"
+            )
         if isinstance(node, (ast.Name, ast.Attribute, ast.Subscript)):
             raise self.refuse(node, "tuples and lists may hold only literals in conditions")
         self.build(node)  # raises with the node's own message
@@ -299,8 +312,9 @@ class _Compiler:
     # names and namespaces
     def name(self, node: ast.AST) -> str:
         if not isinstance(node, ast.Name):
-            raise self.refuse(node, "attribute and subscript access is only allowed on env and"
-                              " params (env.NAME, params['NAME'])")
+            raise self.refuse(
+                node, "attribute and subscript access is only allowed on env and params (env.NAME, params['NAME'])"
+            )
         if node.id.startswith("__"):
             raise self.refuse(node, f"names starting with '__' are not allowed in conditions ('{node.id}')")
         self.names.add(node.id)
@@ -322,8 +336,11 @@ class _Compiler:
     def namespace_key(self, node: ast.AST, base: ast.AST, key: str) -> Evaluator:
         name = self.name(base)
         if name not in NAMESPACES:
-            raise self.refuse(node, f"attribute and subscript access is only allowed on env and"
-                              f" params (env.NAME, params['NAME']), not on '{name}'")
+            raise self.refuse(
+                node,
+                f"attribute and subscript access is only allowed on env and"
+                f" params (env.NAME, params['NAME']), not on '{name}'",
+            )
         if key.startswith("__"):
             raise self.refuse(node, f"names starting with '__' are not allowed in conditions ('{key}')")
         source = self.source
@@ -345,6 +362,7 @@ class _Compiler:
     def _BoolOp(self, node: ast.BoolOp) -> Evaluator:
         operands = [self.build(value) for value in node.values]
         if isinstance(node.op, ast.And):
+
             def evaluate(scope: Scope) -> Any:
                 value = True
                 for operand in operands:
@@ -353,6 +371,7 @@ class _Compiler:
                         break
                 return value
         else:
+
             def evaluate(scope: Scope) -> Any:
                 value = False
                 for operand in operands:
@@ -360,6 +379,7 @@ class _Compiler:
                     if value:
                         break
                 return value
+
         return evaluate
 
     def _UnaryOp(self, node: ast.UnaryOp) -> Evaluator:
@@ -374,8 +394,7 @@ class _Compiler:
                 symbol = "is not" if isinstance(op, ast.IsNot) else "is"
                 raise self.refuse(node, f"'{symbol}' is not allowed in conditions; use == or !=")
         left = self.build(node.left)
-        steps = [(type(op), _COMPARE[type(op)], self.build(right))
-                 for op, right in zip(node.ops, node.comparators)]
+        steps = [(type(op), _COMPARE[type(op)], self.build(right)) for op, right in zip(node.ops, node.comparators)]
         source = self.source
 
         def evaluate(scope: Scope) -> bool:

@@ -56,7 +56,6 @@ class Graph:
                 longest[node] = weights[node] + max(longest[s] for s in succs)
         return longest
 
-
     def depths(self) -> list[int]:
         """For each node, the longest chain of predecessors leading to it."""
         topo, _ = self.order()
@@ -75,9 +74,7 @@ class ReadyQueue:
         self.graph = graph
         self.priority = priority
         self.waiting = list(graph.npreds)
-        self.heap: list[tuple[float, int]] = [
-            (-priority[n], n) for n, count in enumerate(self.waiting) if count == 0
-        ]
+        self.heap: list[tuple[float, int]] = [(-priority[n], n) for n, count in enumerate(self.waiting) if count == 0]
         heapq.heapify(self.heap)
 
     def __bool__(self) -> bool:
@@ -114,13 +111,13 @@ class ReadyQueue:
 def find_cycles(deps_of: list[list[int]]) -> list[list[int]]:
     """Strongly connected components that form cycles (Tarjan, iterative)."""
     counter = 0
-    number: list[int | None] = [None] * len(deps_of)
+    number = [-1] * len(deps_of)  # -1: not visited yet
     low = [0] * len(deps_of)
     on_stack = [False] * len(deps_of)
     stack: list[int] = []
     cycles = []
     for start in range(len(deps_of)):
-        if number[start] is not None:
+        if number[start] >= 0:
             continue
         work = [(start, 0)]
         while work:
@@ -133,7 +130,7 @@ def find_cycles(deps_of: list[list[int]]) -> list[list[int]]:
             recurse = False
             for i in range(child, len(deps_of[node])):
                 succ = deps_of[node][i]
-                if number[succ] is None:
+                if number[succ] < 0:
                     work.append((node, i + 1))
                     work.append((succ, 0))
                     recurse = True
@@ -162,13 +159,13 @@ def cycle_path(deps_of: list[list[int]], component: list[int]) -> list[int]:
     """A real loop through ``component``, from its first node back to it."""
     members = set(component)
     start = component[0]
-    came_from = {start: None}
+    came_from = {start: -1}  # -1: where the search began
     queue = [start]
     for node in queue:
         for succ in deps_of[node]:
             if succ == start:
                 path = [node]
-                while came_from[path[-1]] is not None:
+                while came_from[path[-1]] >= 0:
                     path.append(came_from[path[-1]])
                 return path[::-1]
             if succ in members and succ not in came_from:

@@ -146,7 +146,17 @@ class History:
                 if result.cached:
                     continue  # a cached verdict says nothing new about the testcase
                 reason = result.reason.value if result.reason else None
-                rows.append((run, result.name, result.status.value, reason, result.duration, result.attempts, keys.get(result.name)))
+                rows.append(
+                    (
+                        run,
+                        result.name,
+                        result.status.value,
+                        reason,
+                        result.duration,
+                        result.attempts,
+                        keys.get(result.name),
+                    )
+                )
             self.db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             self.db.executemany(
                 "INSERT OR REPLACE INTO latest VALUES (?, ?, ?, ?, ?, ?)",
@@ -171,6 +181,7 @@ class History:
                 "INSERT OR REPLACE INTO fragment_durations VALUES (?, ?, ?)",
                 [(t, f, d) for t, f, s, d in fragment_durations if s in ("PASS", "FAIL")],
             )
+        assert run is not None  # an INSERT into a rowid table always gives one
         return run
 
     def close(self) -> None:

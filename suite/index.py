@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from run_testsuite.jsonio import INDEX_FILE, write_atomic, write_new
 from run_testsuite.results import Result, Status
+
 FORMAT_VERSION = 1
 FLUSH_INTERVAL = 1.0
 

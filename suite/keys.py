@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-
 from collections.abc import Callable
 
 from run_testsuite.discovery import SPEC_FILE

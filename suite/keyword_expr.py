@@ -66,7 +66,7 @@ def _tokens(expr: str) -> list[tuple[str, str, int]]:
                 expr,
                 position + 1,
             )
-        kind, text = match.lastgroup, match.group()
+        kind, text = match.lastgroup or "", match.group()
         if kind == "word" and text in _OPERATORS:
             kind = text
         elif kind == "quoted":
@@ -132,8 +132,7 @@ class _Parser:
                 raise KeywordError(f"nested more than {MAX_DEPTH} levels deep", self.expr, column)
             self.take()
             if kind == "not":
-                operand = self.not_expr()
-                matcher: Matcher = lambda name, tags: not operand(name, tags)
+                matcher = _negated(self.not_expr())
             else:
                 matcher = self.or_expr()
                 if self.peek()[0] != ")":
@@ -164,3 +163,7 @@ def compile_keyword(expr: str) -> Matcher:
     if not expr.strip():
         return lambda name, tags: True
     return _Parser(expr).parse()
+
+
+def _negated(operand: Matcher) -> Matcher:
+    return lambda name, tags: not operand(name, tags)

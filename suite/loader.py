@@ -7,6 +7,7 @@ suite still runs.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import traceback
@@ -27,6 +28,8 @@ from run_testsuite.suite_config import SuiteConfig, load_suite_config
 from run_testsuite.variants import Variant, base_name, variants
 
 DEFAULT_TIMEOUT = 300.0
+# A testcase without matrix or --repeat: one plain variant.
+NO_VARIANT = Variant()
 
 
 def build_plan(
@@ -58,7 +61,7 @@ def build_plan(
     builder = _Builder(suite, output_dir, work_dir, default_timeout or DEFAULT_TIMEOUT, selection, cache)
 
     # The selection first, then whatever it depends on, transitively.
-    queue = []
+    queue: list[tuple[Found, Variant]] = []
     for item in select(found, selection.patterns):
         tags = builder.tags_of(item)
         queue.extend((item, v) for v in builder.variants(item) if keep(item.name + v.suffix, tags))
@@ -149,7 +152,7 @@ class _Builder:
             matrix = None  # loads as one ERROR
         return variants(matrix, self.selection.repeat)
 
-    def load(self, item: Found, variant: Variant = Variant()) -> Planned:
+    def load(self, item: Found, variant: Variant = NO_VARIANT) -> Planned:
         name = item.name + variant.suffix
         planned = Planned(name, item.spec_file, item.directory, self._safe(name))
         planned.repeat_suffix = variant.repeat_suffix
@@ -329,9 +332,15 @@ class _Builder:
         spec = self.suite.setup[name]
         safe = self.setup_safe[name]
         planned = Planned(
-            SETUP_PREFIX + name, self.suite.path or "", "", safe,
-            description=spec.get("description", ""), driver="shell",
-            needs=list(spec.get("needs", [])), kind="setup", spec=spec,
+            SETUP_PREFIX + name,
+            self.suite.path or "",
+            "",
+            safe,
+            description=spec.get("description", ""),
+            driver="shell",
+            needs=list(spec.get("needs", [])),
+            kind="setup",
+            spec=spec,
         )
         planned.key = setup_key(self.suite.setup, name)
         self.testcases.append(planned)
@@ -350,10 +359,17 @@ class _Builder:
         timeout = float(spec.get("timeout", self.suite.defaults.get("timeout", self.timeout)))
         cmd = spec["cmd"] if isinstance(spec["cmd"], str) else [str(p) for p in spec["cmd"]]
         fragment = Fragment(
-            testcase=planned.name, name="setup", driver=BUILTIN["shell"],
-            commands=[Command(cmd, 0, timeout, "setup")], env=env, source_dir="",
-            work_dir=work_dir, log_stem=os.path.join(self.log_root, safe),
-            prepare=True, final=True, resources=resources,
+            testcase=planned.name,
+            name="setup",
+            driver=BUILTIN["shell"],
+            commands=[Command(cmd, 0, timeout, "setup")],
+            env=env,
+            source_dir="",
+            work_dir=work_dir,
+            log_stem=os.path.join(self.log_root, safe),
+            prepare=True,
+            final=True,
+            resources=resources,
         )
         planned.fragments.append(len(self.fragments))
         self.fragments.append(fragment)
@@ -380,7 +396,7 @@ class _Builder:
         self.graph = Graph(len(self.fragments))
         for planned in self.testcases:
             chain = planned.fragments
-            for before, after in zip(chain, chain[1:]):
+            for before, after in itertools.pairwise(chain):
                 self.graph.add_edge(before, after)
         deps_of: list[list[int]] = [[] for _ in self.testcases]
         for number, planned in enumerate(self.testcases):
@@ -391,12 +407,14 @@ class _Builder:
             missing = [n for n in planned.needs if n not in self.suite.setup]
             if unknown or missing:
                 key, what, names = ("depends", "testcase", unknown) if unknown else ("needs", "set-up", missing)
-                at = ["setup", planned.name[len(SETUP_PREFIX):], key] if planned.kind == "setup" else [key]
+                at = ["setup", planned.name[len(SETUP_PREFIX) :], key] if planned.kind == "setup" else [key]
                 line, col = specs.key_position(planned.spec_file, at)
                 listed = ", ".join(repr(d) for d in names)
                 hint = "" if unknown else f" (suite.yaml declares: {', '.join(sorted(self.suite.setup)) or 'none'})"
                 planned.result = self._early(
-                    planned, Status.ERROR, Reason.SPEC,
+                    planned,
+                    Status.ERROR,
+                    Reason.SPEC,
                     f"{planned.spec_file}:{line}:{col}: {'depends on' if unknown else 'needs'} unknown {what} {listed}{hint}",
                 )
                 continue
@@ -405,20 +423,22 @@ class _Builder:
             ]
         for cycle in find_cycles(deps_of):
             path = cycle_path(deps_of, cycle)
-            names = " -> ".join(self.testcases[n].name for n in [*path, path[0]])
+            loop = " -> ".join(self.testcases[n].name for n in [*path, path[0]])
             for number in cycle:
-                planned = self.testcases[number]
-                line, col = specs.key_position(planned.spec_file, ["depends"])
-                planned.result = self._early(
-                    planned, Status.ERROR, Reason.SPEC,
-                    f"{planned.spec_file}:{line}:{col}: dependency cycle: {names}",
+                member = self.testcases[number]
+                line, col = specs.key_position(member.spec_file, ["depends"])
+                member.result = self._early(
+                    member,
+                    Status.ERROR,
+                    Reason.SPEC,
+                    f"{member.spec_file}:{line}:{col}: dependency cycle: {loop}",
                 )
         for number, deps in enumerate(deps_of):
             for dep in deps:
                 self.dependents[dep].append(number)
-                before, after = self.testcases[dep], self.testcases[number]
-                if before.fragments and after.fragments and before.result is None:
-                    self.graph.add_edge(before.fragments[-1], after.fragments[0])
+                upstream, downstream = self.testcases[dep], self.testcases[number]
+                if upstream.fragments and downstream.fragments and upstream.result is None:
+                    self.graph.add_edge(upstream.fragments[-1], downstream.fragments[0])
 
     def resolve(self, dep: str, planned: Planned, index: dict[str, int]) -> list[int]:
         """A dependency by exact name (within the same repetition), or by a
@@ -431,8 +451,13 @@ class _Builder:
 
     def plan(self) -> Plan:
         return Plan(
-            self.suite, self.testcases, self.fragments, self.owner, self.graph,
-            self.dependents, self.output_dir, self.work_dir, self.cache,
+            self.suite,
+            self.testcases,
+            self.fragments,
+            self.owner,
+            self.graph,
+            self.dependents,
+            self.output_dir,
+            self.work_dir,
+            self.cache,
         )
-
-

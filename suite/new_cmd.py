@@ -21,7 +21,9 @@ TEMPLATES = {
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="run-testsuite new", description="Create a testcase directory with a test.yaml.")
+    parser = argparse.ArgumentParser(
+        prog="run-testsuite new", description="Create a testcase directory with a test.yaml."
+    )
     parser.add_argument("path", help="the testcase directory to create")
     parser.add_argument("--driver", default="shell", help="shell (default), diff, or a suite's own driver")
     parser.add_argument("--cmd", default="echo hello", help="the command (default: echo hello)")

@@ -14,13 +14,14 @@ import ctypes
 import os
 import signal
 import time
+from collections.abc import Callable
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 
+_prctl: Callable[..., int] | None
 try:
-    _libc = ctypes.CDLL(None, use_errno=True)
-    _prctl = _libc.prctl
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
 except (OSError, AttributeError):  # pragma: no cover - not Linux
     _prctl = None
 
@@ -42,7 +43,7 @@ def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> Non
 
 def children(pid: int | str = "self") -> list[int]:
     """Direct children of ``pid``, from /proc (every thread's)."""
-    found = []
+    found: list[int] = []
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:

@@ -42,11 +42,25 @@ def parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Report on a finished (or killed) run from its report index and result files.",
     )
-    p.add_argument("output", nargs="?", metavar="OUTPUT", help="an output directory, its new/ (or old/) directory, or an _index.json (default: out)")
-    p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="list regressions, fixes, still failing, new and removed testcases between two runs; exit 1 on regressions")
+    p.add_argument(
+        "output",
+        nargs="?",
+        metavar="OUTPUT",
+        help="an output directory, its new/ (or old/) directory, or an _index.json (default: out)",
+    )
+    p.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("OLD", "NEW"),
+        help="list regressions, fixes, still failing, new and removed testcases between two runs; exit 1 on regressions",
+    )
     p.add_argument("--junit-xml", metavar="FILE", help="write JUnit XML for CI test reporters (of NEW with --compare)")
-    p.add_argument("--html", metavar="FILE", help="write an HTML report (of NEW with --compare, showing changes from OLD)")
-    p.add_argument("--rebuild", action="store_true", help="rebuild _index.json from the result files even if the run completed")
+    p.add_argument(
+        "--html", metavar="FILE", help="write an HTML report (of NEW with --compare, showing changes from OLD)"
+    )
+    p.add_argument(
+        "--rebuild", action="store_true", help="rebuild _index.json from the result files even if the run completed"
+    )
     return p
 
 
@@ -107,7 +121,9 @@ def find_run(path: str) -> tuple[str, str]:
         index = os.path.join(directory, INDEX_FILE)
         if os.path.isfile(index) or os.path.isdir(os.path.join(directory, "results")):
             return directory, index
-    raise ReportError(f"no run in {path}: expected {os.path.join(path, 'new', INDEX_FILE)} or {os.path.join(path, INDEX_FILE)}")
+    raise ReportError(
+        f"no run in {path}: expected {os.path.join(path, 'new', INDEX_FILE)} or {os.path.join(path, INDEX_FILE)}"
+    )
 
 
 def load_run(path: str, force_rebuild: bool = False, notes: TextIO | None = None) -> tuple[str, dict]:
@@ -127,7 +143,7 @@ def load_run(path: str, force_rebuild: bool = False, notes: TextIO | None = None
         why = "no index (the run was killed before writing one)"
     except (OSError, ValueError) as exc:
         why = f"the index is unreadable ({exc})"
-    if why is None:
+    if why is None and index is not None:
         return index_dir, index
     if not os.path.isdir(os.path.join(index_dir, "results")):
         if index is not None:
@@ -213,7 +229,9 @@ def _html_writer():
         from run_testsuite.reports import html
     except ImportError as exc:
         if getattr(exc, "name", None) == "run_testsuite.reports.html":
-            raise ReportError("HTML reports are not available: this installation has no suite/reports/html.py") from None
+            raise ReportError(
+                "HTML reports are not available: this installation has no suite/reports/html.py"
+            ) from None
         raise ReportError(f"cannot load the HTML report writer: {exc}") from None
     write_html = getattr(html, "write_html", None)
     if write_html is None:

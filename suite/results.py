@@ -105,7 +105,7 @@ class Result:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "Result":
+    def from_json(cls, data: dict) -> Result:
         data = dict(data)
         data["status"] = Status(data["status"])
         data["reason"] = Reason(data["reason"]) if data.get("reason") else None

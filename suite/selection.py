@@ -69,8 +69,7 @@ def keeper(selection: Selection, history: HistoryView | None) -> Callable[[str, 
             return False
         if wanted_tags and not wanted_tags.intersection(tags):
             return False
-        if selection.failed_only and (history is None or not history.did_not_pass(name)):
-            return False
-        return True
+        # --failed: what did not pass last time.
+        return not selection.failed_only or (history is not None and history.did_not_pass(name))
 
     return keep

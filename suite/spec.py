@@ -34,7 +34,7 @@ def _loader():
 
         class _Loader(base):
             def construct_mapping(self, node, deep=False):
-                seen = {}
+                seen: dict = {}
                 for key_node, _ in node.value:
                     key = self.construct_object(key_node, deep=True)
                     try:
@@ -50,7 +50,8 @@ def _loader():
                         )
                 return super().construct_mapping(node, deep)
 
-        _Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_yaml_map)
+        # (The stubs type add_constructor for the pure-Python loaders only.)
+        _Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_yaml_map)  # type: ignore[type-var]
         _loader_class = _Loader
     return _loader_class
 
@@ -126,7 +127,9 @@ def load_yaml(path: str) -> Any:
             problem = f"{problem} ({exc.context})"
         raise SpecError(path, [(line, col, f"YAML syntax error: {problem}")]) from None
     except yaml.reader.ReaderError as exc:
-        raise SpecError(path, [(1, 1, f"YAML error: {exc.reason} (character {exc.character!r} at byte {exc.position})")]) from None
+        raise SpecError(
+            path, [(1, 1, f"YAML error: {exc.reason} (character {exc.character!r} at byte {exc.position})")]
+        ) from None
     except yaml.YAMLError as exc:
         raise SpecError(path, [(1, 1, f"YAML error: {exc}")]) from None
     except RecursionError:
@@ -249,9 +252,7 @@ def _at(where: list) -> str:
 
 def describe(error) -> str:
     """A message a spec author understands, without JSON Schema jargon."""
-    if error.validator == "oneOf" and error.schema.get("oneOf") and all(
-        "type" in s for s in error.schema["oneOf"]
-    ):
+    if error.validator == "oneOf" and error.schema.get("oneOf") and all("type" in s for s in error.schema["oneOf"]):
         kinds = " or ".join(_kind(s) for s in error.schema["oneOf"])
         return f"expected {kinds}, got {error.instance!r}"
     if error.validator == "not" and "description" in error.schema.get("not", {}):

@@ -15,8 +15,7 @@ import hashlib
 import os
 import pickle
 
-from run_testsuite import schemas
-from run_testsuite import __version__
+from run_testsuite import __version__, schemas
 
 CACHE_FILE = "spec-cache.pickle"
 

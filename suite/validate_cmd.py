@@ -42,7 +42,10 @@ def main(argv: list[str]) -> int:
         print(line)
     checked = sum(1 for p in plan.testcases if p.kind == "testcase")
     if problems:
-        print(f"{len(set(problems))} problem{'s' if len(set(problems)) > 1 else ''} in {checked} testcases", file=sys.stderr)
+        print(
+            f"{len(set(problems))} problem{'s' if len(set(problems)) > 1 else ''} in {checked} testcases",
+            file=sys.stderr,
+        )
         return 1
     print(f"{checked} testcases: all valid", file=sys.stderr)
     return 0

@@ -148,8 +148,6 @@ def summary_line(comparison: Comparison) -> str:
 
 
 def _transition(change: Change) -> str:
-    if change.old is None:
-        return change.new.value
-    if change.new is None:
-        return change.old.value
+    if change.old is None or change.new is None:
+        return (change.new or change.old or Status.SKIP).value
     return f"{change.old.value} -> {change.new.value}"

@@ -19,12 +19,16 @@ import os
 import posixpath
 import shlex
 import time
-from datetime import datetime
 from collections.abc import Mapping
+from datetime import datetime
 from urllib.parse import quote
 
 from run_testsuite.jsonio import INDEX_FILE, read_json, read_result
 from run_testsuite.results import Status
+
+TYPE_CHECKING = False  # not typing's: this module is imported while tests run
+if TYPE_CHECKING:  # pragma: no cover
+    from markupsafe import Markup
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 # What the page keeps of a result's output and traceback (their ends: where a
@@ -129,8 +133,13 @@ def details(result: dict) -> dict:
         "driver": result.get("driver", ""),
         "full_message": _head(result.get("message", ""), MESSAGE_MAX),
         "commands": [
-            [c.get("step", ""), c["cmd"] if isinstance(c.get("cmd"), str) else shlex.join(c.get("cmd") or []),
-             c.get("exit_code"), c.get("duration", 0.0), bool(c.get("timed_out"))]
+            [
+                c.get("step", ""),
+                c["cmd"] if isinstance(c.get("cmd"), str) else shlex.join(c.get("cmd") or []),
+                c.get("exit_code"),
+                c.get("duration", 0.0),
+                bool(c.get("timed_out")),
+            ]
             for c in result.get("commands", [])
         ],
         "output": _tail(result.get("output", ""), OUTPUT_TAIL),
@@ -195,7 +204,7 @@ def seconds(value: float) -> str:
         return f"{value * 1000:.0f} ms"
     if value < 60:
         return f"{value:.2f} s"
-    minutes, rest = divmod(int(round(value)), 60)
+    minutes, rest = divmod(round(value), 60)
     return f"{minutes // 60}h {minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m {rest:02d}s"
 
 
@@ -216,7 +225,7 @@ def _head(text: str | None, limit: int) -> list | None:
 def _changes(new: dict, old: dict) -> dict:
     """Names whose failing state differs from (or stays as in) the old run."""
     before = {entry["name"]: entry["status"] for entry in old.get("results", [])}
-    changes = {"new_failures": [], "fixed": [], "still_failing": []}
+    changes: dict[str, list[dict]] = {"new_failures": [], "fixed": [], "still_failing": []}
     for entry in new["results"]:
         name, status = entry["name"], entry["status"]
         was = before.get(name)
@@ -239,10 +248,10 @@ def _script_json(data: dict) -> str:
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
-_assets: dict[str, "Markup"] = {}
+_assets: dict[str, Markup] = {}
 
 
-def _asset(name: str) -> "Markup":
+def _asset(name: str) -> Markup:
     """CSS or JS to inline as it is: kept out of Jinja so that braces in it
     never need escaping."""
     if name not in _assets:

@@ -121,11 +121,13 @@ def build_junit(index: dict, index_dir: str) -> ET.Element:
     testsuite = ET.SubElement(
         testsuites,
         "testsuite",
-        name=xml_safe(suite),
-        **{key: str(value) for key, value in counts.items()},
-        time=duration,
-        timestamp=_timestamp(index.get("start", 0.0)),
-        hostname=xml_safe(index.get("host", "") or "localhost"),
+        {
+            "name": xml_safe(suite),
+            **{key: str(value) for key, value in counts.items()},
+            "time": duration,
+            "timestamp": _timestamp(index.get("start", 0.0)),
+            "hostname": xml_safe(index.get("host", "") or "localhost"),
+        },
     )
     properties = ET.SubElement(testsuite, "properties")
     for key in ("root", "command_line", "jobs", "complete", "interrupted", "rebuilt"):
@@ -214,4 +216,6 @@ def _tail(output: str) -> str:
     lines = output.rstrip("\n").split("\n")
     if len(lines) <= TAIL_LINES:
         return output
-    return f"[... {len(lines) - TAIL_LINES} earlier lines; full output in <system-out> ...]\n" + "\n".join(lines[-TAIL_LINES:])
+    return f"[... {len(lines) - TAIL_LINES} earlier lines; full output in <system-out> ...]\n" + "\n".join(
+        lines[-TAIL_LINES:]
+    )

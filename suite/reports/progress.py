@@ -68,6 +68,7 @@ class Progress:
         if complete:
             self.ready = self.running = 0
             self.running_names = []
+        eta = self.eta()
         data = {
             "total": self.total,
             "done": self.done,
@@ -78,7 +79,7 @@ class Progress:
             "failed": self.counts.get("FAIL", 0) + self.counts.get("ERROR", 0) + self.counts.get("XPASS", 0),
             "counts": {s.value: self.counts.get(s.value, 0) for s in Status},
             "elapsed": round(time.monotonic() - self.started, 3),
-            "eta": None if self.eta() is None else round(self.eta(), 1),
+            "eta": None if eta is None else round(eta, 1),
             "complete": complete,
         }
         try:
@@ -89,7 +90,9 @@ class Progress:
 
 def live_display_wanted(stream: TextIO) -> bool:
     """A redrawn status line only on a terminal, and never under CI."""
-    return hasattr(stream, "isatty") and stream.isatty() and not os.environ.get("CI") and os.environ.get("TERM") != "dumb"
+    return (
+        hasattr(stream, "isatty") and stream.isatty() and not os.environ.get("CI") and os.environ.get("TERM") != "dumb"
+    )
 
 
 class StatusLine:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 from run_testsuite.results import Result, Status
 
@@ -47,7 +48,7 @@ class TextReport:
         self.stream = stream
         self.verbose = verbose
         self.quiet = quiet
-        self.before_write = None  # e.g. clear a live status line first
+        self.before_write: Callable[[], None] | None = None  # e.g. clear a live status line first
         self.colour = use_colour(stream)
         self.notable: list[Result] = []
         self.cached = 0

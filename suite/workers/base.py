@@ -139,4 +139,5 @@ class Worker(ABC):
             self.withdrawing = False
         else:
             self.job = self.deadline = None
+        assert job is not None, "a worker finished a fragment it did not hold"
         return job

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any  # Dask imports typing anyway
 
 from run_testsuite.workers.dask_tasks import probe, running_tasks, stop_tasks
 
@@ -80,7 +81,7 @@ class DaskCluster:
         self.spec = address
         self.address, self.local_workers = parse_address(address)
         require_distributed()
-        self._client = None
+        self._client: Any = None  # a distributed.Client once connected
         self._local = None
         self._users = 0
         # Reentrant: a second Ctrl-C's handler (DaskWorker.kill) may come
@@ -120,7 +121,11 @@ class DaskCluster:
                     client = distributed.Client(self.address, set_as_default=False)
             except Exception as exc:  # OSError, TimeoutError, ValueError (a bad address)...
                 self._close_local()
-                what = f"start a local Dask cluster ({self.spec})" if self.local_workers else f"connect to the Dask scheduler at {self.spec}"
+                what = (
+                    f"start a local Dask cluster ({self.spec})"
+                    if self.local_workers
+                    else f"connect to the Dask scheduler at {self.spec}"
+                )
                 raise DaskError(f"cannot {what}: {type(exc).__name__}: {one_line(exc)}") from None
             self._client = client
         try:
@@ -187,7 +192,7 @@ class DaskCluster:
             except Exception:
                 pass
 
-    def __enter__(self) -> "DaskCluster":
+    def __enter__(self) -> DaskCluster:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -208,13 +213,6 @@ class DaskCluster:
             last = self._users <= 0
         if last:
             self.close()
-
-    def worker_class(self) -> type:
-        """A DaskWorker class bound to this cluster, for the scheduler, which
-        builds workers as ``worker_class(slot, hook, stderr_dir, cpus)``."""
-        from run_testsuite.workers.dask_worker import DaskWorker
-
-        return type("DaskWorker", (DaskWorker,), {"cluster": self})
 
     def lost(self) -> str | None:
         """Why the connection cannot be used any more, or None. (While the
@@ -261,7 +259,9 @@ class DaskCluster:
         ask = {pool: count for pool, count in resources.items() if pool in advertised or pool in self._seen}
         short = [pool for pool, count in ask.items() if advertised.get(pool, 0) < count]
         if short:
-            detail = ", ".join(f"{pool}: {ask[pool]} (most on one worker now: {advertised.get(pool, 0):g})" for pool in short)
+            detail = ", ".join(
+                f"{pool}: {ask[pool]} (most on one worker now: {advertised.get(pool, 0):g})" for pool in short
+            )
             return None, f"no Dask worker advertises the resources this needs: {detail}"
         return ask or None, None
 

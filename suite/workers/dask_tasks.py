@@ -16,8 +16,12 @@ from run_testsuite.execution import execute
 from run_testsuite.fragment import Fragment
 from run_testsuite.results import Outcome, Reason, Status
 
+TYPE_CHECKING = False  # not typing's: this runs on every Dask worker
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
+
 # Tasks running in this (Dask worker) process: key -> monotonic start.
-_running: dict[str, float] = {}
+_running: dict[Any, float] = {}
 
 
 def run_fragment(payload: bytes, slot: int) -> Outcome:
@@ -68,13 +72,13 @@ def probe() -> str:
     return __version__
 
 
-def running_tasks() -> dict[str, float]:
+def running_tasks() -> dict[Any, float]:
     """The fragments this worker process runs: task key -> seconds so far."""
     now = time.monotonic()
     return {key: now - started for key, started in list(_running.items())}
 
 
-def stop_tasks(tasks: dict[str, float]) -> bool:
+def stop_tasks(tasks: dict[Any, float]) -> bool:
     """Stop the commands of the tasks ``tasks`` (key -> grace) if they are
     all that this process runs: commands are not told apart by task, and
     those of another fragment (another run's too) are never touched."""

@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 from concurrent.futures import CancelledError
+from typing import Any  # Dask imports typing anyway
 
 from run_testsuite.commands import KILL_GRACE
 from run_testsuite.fragment import Fragment
@@ -37,7 +38,7 @@ class DaskWorker(Worker):
     7.4 ms per fragment in a profile of bench/bench_dask.py at -j 16.)
     """
 
-    cluster: DaskCluster  # bound by DaskCluster.worker_class()
+    cluster: DaskCluster  # bound by worker_class(cluster), below
 
     def __init__(self, slot: int, on_output=None, stderr_dir=None, cpus=None):
         super().__init__(slot, on_output, stderr_dir, cpus)  # cpus: pinning is local only
@@ -48,7 +49,7 @@ class DaskWorker(Worker):
         self._lock = threading.Lock()  # the pipe's writers against stop()
         self._closed = False
         self.future = None
-        self.fetched = None  # (future, Outcome or exception), set on the event loop
+        self.fetched: tuple[Any, Any] | None = None  # (future, Outcome or exception), set on the event loop
         self.completed_at: float | None = None  # when the watchdog saw it done
         self.fragment: Fragment | None = None
         self.allowance = 0.0  # seconds the fragment may run before the watchdog acts
@@ -89,7 +90,7 @@ class DaskWorker(Worker):
         if the worker holding the result dies first."""
         try:
             [value] = await self.client.gather([future], asynchronous=True)
-        except BaseException as exc:  # noqa: B036 - whatever it is, the slot must hear of it
+        except BaseException as exc:
             value = exc
         if future is self.future:
             self.fetched = (future, value)
@@ -128,7 +129,12 @@ class DaskWorker(Worker):
         elif isinstance(value, BaseException):
             outcome = self._failed(future, value)
         else:
-            outcome = Outcome(Status.ERROR, Reason.CRASH, f"the Dask task returned {type(value).__name__}, not Outcome", slot=self.slot)
+            outcome = Outcome(
+                Status.ERROR,
+                Reason.CRASH,
+                f"the Dask task returned {type(value).__name__}, not Outcome",
+                slot=self.slot,
+            )
         self.future = None
         job = self._finish()
         if self.on_output is not None and outcome.output:
@@ -224,3 +230,9 @@ class DaskWorker(Worker):
             os.close(self._read)
             os.close(self._write)
         self.cluster.release()
+
+
+def worker_class(cluster: DaskCluster) -> type[DaskWorker]:
+    """A DaskWorker class bound to ``cluster``, for the scheduler, which
+    builds workers as ``worker_class(slot, hook, stderr_dir, cpus)``."""
+    return type("DaskWorker", (DaskWorker,), {"cluster": cluster})

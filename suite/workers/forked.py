@@ -40,7 +40,7 @@ class Channel:
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         view = memoryview(len(data).to_bytes(_HEADER, "little") + data)
         while view:
-            view = view[os.write(self.write_fd, view):]
+            view = view[os.write(self.write_fd, view) :]
 
     def _complete(self) -> int:
         """The length of the first message if it has fully arrived, else 0."""
@@ -71,8 +71,8 @@ class Channel:
                 raise EOFError
             self._fill()
         size = self._complete()
-        message = pickle.loads(self.buffer[_HEADER:_HEADER + size])
-        del self.buffer[:_HEADER + size]
+        message = pickle.loads(self.buffer[_HEADER : _HEADER + size])
+        del self.buffer[: _HEADER + size]
         return message
 
     def close(self) -> None:
@@ -124,7 +124,7 @@ class ForkedProcess:
         os.close(sentinel_write)
         child_end.close()
         self.pid = pid
-        self.sentinel = sentinel_read
+        self.sentinel: int | None = sentinel_read
         self.exitcode: int | None = None
 
     def _reap(self, flags: int) -> None:
@@ -142,7 +142,7 @@ class ForkedProcess:
         return self.exitcode is None
 
     def join(self, timeout: float | None = None) -> None:
-        if self.exitcode is None and timeout is not None:
+        if self.exitcode is None and timeout is not None and self.sentinel is not None:
             poller = select.poll()
             poller.register(self.sentinel, select.POLLIN)
             if not poller.poll(timeout * 1000):

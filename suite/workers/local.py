@@ -70,10 +70,8 @@ class ProcessWorker(Worker):
     def __init__(self, slot: int, on_output=None, stderr_dir=None, cpus=None):
         super().__init__(slot, on_output, stderr_dir, cpus)
         self.stderr_path = os.path.join(stderr_dir, f"worker-{slot}.stderr") if stderr_dir else None
-        self.process = None
-        self.conn = None
         self.expired = False
-        self._spawn()
+        self._spawn()  # sets process and conn
 
     def _spawn(self) -> None:
         self.generation += 1
@@ -111,7 +109,8 @@ class ProcessWorker(Worker):
             while self.conn.poll():
                 kind, job, payload = self.conn.recv()
                 if kind == "out":
-                    self.on_output(job, payload)
+                    if self.on_output is not None:
+                        self.on_output(job, payload)
                     continue
                 self._finish()
                 events.append((job, payload))  # payload: None if withdrawn
@@ -136,7 +135,7 @@ class ProcessWorker(Worker):
         if last_words:
             # The message stays one line; the whole of them is the output.
             message += f" (its last words: {last_words.splitlines()[-1][:200]})"
-        events = []
+        events: list[Event] = []
         if self.job is not None:
             crash = Outcome(Status.ERROR, Reason.CRASH, message, slot=self.slot, output=last_words)
             events.append((self.job, crash))
@@ -247,7 +246,7 @@ def _take_messages(conn, slot: int, tee: bool) -> None:
         _, job, fragment, ahead = message
         if ("withdraw", job) in inbox:
             inbox.remove(("withdraw", job))
-            reply = ("done", job, None)
+            reply: tuple[str, int, Outcome | None] = ("done", job, None)
         elif ahead and not last_passed:
             reply = ("done", job, None)
         else:
