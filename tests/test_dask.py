@@ -277,6 +277,7 @@ def test_a_worker_that_does_not_see_the_testcase_says_so(tmp_path, cluster):
     the outcome, with the worker's address and what the cluster needs."""
     from run_testsuite.api import Command, Fragment
     from run_testsuite.workers.dask_cluster import DaskCluster
+    from run_testsuite.workers.dask_worker import worker_class
 
     address, _ = cluster
     logs = tmp_path / "new" / "logs"
@@ -292,7 +293,7 @@ def test_a_worker_that_does_not_see_the_testcase_says_so(tmp_path, cluster):
         )
 
     with DaskCluster(address) as dask:
-        worker = dask.worker_class()(1)
+        worker = worker_class(dask)(1)
         selector = selectors.DefaultSelector()
         for fd in worker.waitables():
             selector.register(fd, selectors.EVENT_READ)
@@ -354,10 +355,11 @@ def test_the_watchdog_counts_from_the_start_not_the_queue(tmp_path, cluster):
     starts. A fragment that runs past its time is cancelled and its command
     stopped on the worker."""
     from run_testsuite.workers.dask_cluster import DaskCluster
+    from run_testsuite.workers.dask_worker import worker_class
 
     address, _ = cluster
     with DaskCluster(address) as dask:
-        cls = dask.worker_class()
+        cls = worker_class(dask)
         workers = [cls(slot) for slot in (1, 2, 3)]
         try:
             for number, worker in enumerate(workers):
@@ -476,3 +478,17 @@ def test_a_malformed_local_cluster_is_a_usage_error(tmp_path, address):
     run = run_cli(root, tmp_path / "out", "--dask", address)
     assert run.returncode == 2
     assert "expected local:N" in run.stderr
+
+
+@needs_dask
+def test_suite_drivers_load_on_dask_workers(tmp_path, cluster):
+    """The cluster's workers were started without the suite on their
+    sys.path: each fragment brings the suite root for its
+    ``package.module:Class`` driver; file drivers come by absolute path."""
+    from test_namespace import OWN_PACKAGES_SUITE, all_passed
+
+    address, _ = cluster
+    root = write_suite(tmp_path / "own", OWN_PACKAGES_SUITE)
+    run = run_cli(root, tmp_path / "out", "--dask", address, "-j", "4", timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert all_passed(run.index), run.stdout
