@@ -7,19 +7,18 @@ suite still runs.
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import traceback
 
 from run_testsuite import spec as specs
-from run_testsuite.dag import Graph, cycle_path, find_cycles
 from run_testsuite.discovery import Found, discover
 from run_testsuite.drivers.base import Driver, Testcase
 from run_testsuite.drivers.registry import BUILTIN, DriverLoadError, DriverNotFound, resolve
 from run_testsuite.fragment import Command, Fragment
 from run_testsuite.history import HistoryView
 from run_testsuite.keys import compute_keys, setup_key, use_cache
+from run_testsuite.links import link
 from run_testsuite.plan import SETUP_PREFIX, Plan, Planned, UsageError, env_value, setup_env_name
 from run_testsuite.results import Reason, Result, Status
 from run_testsuite.selection import Selection, keeper, select
@@ -82,8 +81,12 @@ def build_plan(
     if selection.incremental and history is not None:
         use_cache(builder.testcases, history)
     builder.add_setups(index)
-    builder.link(index)
-    return builder.plan()
+    graph, dependents = link(
+        builder.testcases, len(builder.fragments), suite.setup, index, lambda dep, p: builder.resolve(dep, p, index)
+    )
+    return Plan(
+        suite, builder.testcases, builder.fragments, builder.owner, graph, dependents, output_dir, work_dir, cache
+    )
 
 
 class _Builder:
@@ -390,56 +393,6 @@ class _Builder:
     def _early(planned: Planned, status: Status, reason: Reason, message: str) -> Result:
         return planned.verdict(status, reason, message)
 
-    def link(self, index: dict[str, int]) -> None:
-        """Add step and dependency edges; name unknown dependencies and cycles."""
-        self.dependents: list[list[int]] = [[] for _ in self.testcases]
-        self.graph = Graph(len(self.fragments))
-        for planned in self.testcases:
-            chain = planned.fragments
-            for before, after in itertools.pairwise(chain):
-                self.graph.add_edge(before, after)
-        deps_of: list[list[int]] = [[] for _ in self.testcases]
-        for number, planned in enumerate(self.testcases):
-            if planned.result is not None:
-                continue
-            resolved = {d: self.resolve(d, planned, index) for d in planned.depends}
-            unknown = [d for d, found in resolved.items() if not found]
-            missing = [n for n in planned.needs if n not in self.suite.setup]
-            if unknown or missing:
-                key, what, names = ("depends", "testcase", unknown) if unknown else ("needs", "set-up", missing)
-                at = ["setup", planned.name[len(SETUP_PREFIX) :], key] if planned.kind == "setup" else [key]
-                line, col = specs.key_position(planned.spec_file, at)
-                listed = ", ".join(repr(d) for d in names)
-                hint = "" if unknown else f" (suite.yaml declares: {', '.join(sorted(self.suite.setup)) or 'none'})"
-                planned.result = self._early(
-                    planned,
-                    Status.ERROR,
-                    Reason.SPEC,
-                    f"{planned.spec_file}:{line}:{col}: {'depends on' if unknown else 'needs'} unknown {what} {listed}{hint}",
-                )
-                continue
-            deps_of[number] = [i for d in planned.depends for i in resolved[d]] + [
-                index[SETUP_PREFIX + n] for n in planned.needs
-            ]
-        for cycle in find_cycles(deps_of):
-            path = cycle_path(deps_of, cycle)
-            loop = " -> ".join(self.testcases[n].name for n in [*path, path[0]])
-            for number in cycle:
-                member = self.testcases[number]
-                line, col = specs.key_position(member.spec_file, ["depends"])
-                member.result = self._early(
-                    member,
-                    Status.ERROR,
-                    Reason.SPEC,
-                    f"{member.spec_file}:{line}:{col}: dependency cycle: {loop}",
-                )
-        for number, deps in enumerate(deps_of):
-            for dep in deps:
-                self.dependents[dep].append(number)
-                upstream, downstream = self.testcases[dep], self.testcases[number]
-                if upstream.fragments and downstream.fragments and upstream.result is None:
-                    self.graph.add_edge(upstream.fragments[-1], downstream.fragments[0])
-
     def resolve(self, dep: str, planned: Planned, index: dict[str, int]) -> list[int]:
         """A dependency by exact name (within the same repetition), or by a
         directory name standing for all its matrix variants."""
@@ -448,16 +401,3 @@ class _Builder:
             return [exact]
         repeat = int(planned.repeat_suffix[1:]) if planned.repeat_suffix else None
         return list(self.groups.get((dep, repeat), []))
-
-    def plan(self) -> Plan:
-        return Plan(
-            self.suite,
-            self.testcases,
-            self.fragments,
-            self.owner,
-            self.graph,
-            self.dependents,
-            self.output_dir,
-            self.work_dir,
-            self.cache,
-        )

@@ -81,3 +81,19 @@ def adopt_orphans(keep: frozenset[int] = frozenset()) -> None:
     """Make this process reap what its commands leave behind."""
     STATE.sweep_orphans = become_subreaper()
     STATE.keep = keep
+
+
+def slot_cpu_sets(jobs: int, per_slot: int | None) -> dict[int, list[int]]:
+    """Disjoint CPU sets, one per slot, for --cpus-per-slot."""
+    from run_testsuite.plan import UsageError
+
+    if not per_slot:
+        return {}
+    cpus = sorted(os.sched_getaffinity(0))
+    sets = len(cpus) // per_slot
+    if jobs > sets:
+        raise UsageError(
+            f"-j {jobs} slots with {per_slot} CPU{'s' if per_slot > 1 else ''} each need "
+            f"{jobs * per_slot} CPUs; this process may use {len(cpus)} ({','.join(map(str, cpus))})"
+        )
+    return {slot: cpus[(slot - 1) * per_slot : slot * per_slot] for slot in range(1, jobs + 1)}

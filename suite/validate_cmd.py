@@ -53,7 +53,7 @@ def main(argv: list[str]) -> int:
 
 def _check_conditions(spec_file: str, entries: list[dict]) -> list[str]:
     """Compile every condition, not only the one a run would reach."""
-    from run_testsuite.control import ExpressionError, compile_condition
+    from run_testsuite.conditions import ExpressionError, compile_condition
 
     problems = []
     for number, entry in enumerate(entries):

@@ -11,16 +11,9 @@ import uuid
 
 import pytest
 
-from run_testsuite import control
-from run_testsuite.control import (
-    Decision,
-    ExpressionError,
-    Namespace,
-    compile_condition,
-    condition_names,
-    decide,
-    host_facts,
-)
+from run_testsuite import conditions, control
+from run_testsuite.conditions import ExpressionError, Namespace, compile_condition
+from run_testsuite.control import Decision, condition_names, decide, host_facts
 
 FACTS = {"os": "linux", "arch": "x86_64", "platform": "x86_64-linux", "cpus": 8,
          "python": (3, 11, 7), "hostname": "build-1"}
@@ -255,10 +248,10 @@ def test_hostile_expressions_refuse_even_with_everything_in_scope(text):
 def test_the_compiler_knows_only_the_whitelisted_node_types():
     # There is no separate whitelist for the interpreter to disagree with:
     # a node type without a method here cannot be compiled at all.
-    handled = {name[1:] for name in vars(control._Compiler) if name[1:2].isupper()}
+    handled = {name[1:] for name in vars(conditions._Compiler) if name[1:2].isupper()}
     assert handled == {"Constant", "Tuple", "List", "Name", "Attribute", "Subscript",
                        "BoolOp", "UnaryOp", "Compare"}
-    compiler = control._Compiler("x", set())
+    compiler = conditions._Compiler("x", set())
     call = ast.parse("f()", mode="eval").body
     with pytest.raises(ExpressionError):
         compiler.build(call)
@@ -267,7 +260,7 @@ def test_the_compiler_knows_only_the_whitelisted_node_types():
 
 
 def test_the_module_never_uses_eval_exec_or_compile():
-    source = open(control.__file__).read()
+    source = open(conditions.__file__).read()
     tree = ast.parse(source)
     called = {node.func.id for node in ast.walk(tree)
               if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
@@ -296,7 +289,7 @@ def test_ten_thousand_levels_are_an_expression_error(text):
 def test_ten_thousand_levels_are_an_expression_error_past_the_length_limit(text, monkeypatch):
     # Without the length limit, the parser's and our depth limits still hold:
     # no RecursionError or MemoryError escapes.
-    monkeypatch.setattr(control, "MAX_LENGTH", 10**6)
+    monkeypatch.setattr(conditions, "MAX_LENGTH", 10**6)
     with pytest.raises(ExpressionError) as error:
         compile_condition(text)
     assert "nested" in str(error.value) or "syntax error" in str(error.value)
@@ -307,15 +300,15 @@ def test_depth_limit_refuses_what_the_parser_accepts():
     ast.parse(text, mode="eval")
     with pytest.raises(ExpressionError) as error:
         compile_condition(text)
-    assert f"nested more than {control.MAX_DEPTH} levels deep" in str(error.value)
+    assert f"nested more than {conditions.MAX_DEPTH} levels deep" in str(error.value)
     assert holds("not " * 11 + "os") is False
 
 
 def test_length_limit():
-    text = "os == '" + "x" * control.MAX_LENGTH + "'"
+    text = "os == '" + "x" * conditions.MAX_LENGTH + "'"
     with pytest.raises(ExpressionError) as error:
         compile_condition(text)
-    assert f"longer than {control.MAX_LENGTH} characters" in str(error.value)
+    assert f"longer than {conditions.MAX_LENGTH} characters" in str(error.value)
     assert len(str(error.value)) < 300  # the expression is abridged
 
 

@@ -201,3 +201,30 @@ def test_installed_distribution_has_one_top_level_name(tmp_path):
         assert proc.returncode == 0, proc.stdout + proc.stderr
         index = validate_index(read_json(Path(out) / "new" / "_index.json"))
         assert all_passed(index), proc.stdout
+
+
+def readme_driver_example() -> str:
+    """The Python block under the README's "Writing a driver"."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Writing a driver", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_driver_example_runs_as_written(tmp_path):
+    root = write_suite(
+        tmp_path / "suite",
+        {
+            "suite.yaml": "drivers:\n  expect: my_drivers/expect.py:ExpectDriver\n",
+            "my_drivers/expect.py": readme_driver_example(),
+            "found/test.yaml": "driver: expect\nsteps:\n  - cmd: echo hello\n  - cmd: echo world\noptions:\n  expect: ['^hel+o$', 'wor']\n",
+            "missing/test.yaml": "driver: expect\ncmd: echo hello\noptions:\n  expect: ['^goodbye$']\n",
+            "bad-options/test.yaml": "driver: expect\ncmd: echo hello\noptions:\n  expect: 3\n",
+        },
+    )
+    run = run_cli(root, tmp_path / "out")
+    assert statuses(run.index) == {
+        "found": ("PASS", None),
+        "missing": ("FAIL", "DIFF"),
+        "bad-options": ("ERROR", "SPEC"),
+    }, run.stdout + run.stderr
+    assert "no line matches ['^goodbye$']" in load_result(tmp_path / "out", "missing", run.index)["message"]

@@ -78,18 +78,7 @@ def write_html(
         "severity": SEVERITY,
         "results": rows,
     }
-    run = {
-        "suite": index.get("suite") or "run-testsuite",
-        "root": index.get("root", ""),
-        "jobs": index.get("jobs", 1),
-        "duration": index.get("duration", 0.0),
-        "host": index.get("host", ""),
-        "python": index.get("python", ""),
-        "complete": index.get("complete", True),
-        "interrupted": index.get("interrupted", False),
-        "rebuilt": index.get("rebuilt", False),
-        "cached": index.get("cached", 0),
-    }
+    run = _run_facts(index)
     # Imported here: a run imports this module early, to gather each
     # result's details, and renders the page only at its end.
     from secrets import token_urlsafe
@@ -116,6 +105,22 @@ def write_html(
     with open(tmp, "w", encoding="utf-8", errors="replace") as handle:
         handle.write(html)
     os.replace(tmp, path)
+
+
+def _run_facts(index: dict) -> dict:
+    """What the page's header says of the run."""
+    return {
+        "suite": index.get("suite") or "run-testsuite",
+        "root": index.get("root", ""),
+        "jobs": index.get("jobs", 1),
+        "duration": index.get("duration", 0.0),
+        "host": index.get("host", ""),
+        "python": index.get("python", ""),
+        "complete": index.get("complete", True),
+        "interrupted": index.get("interrupted", False),
+        "rebuilt": index.get("rebuilt", False),
+        "cached": index.get("cached", 0),
+    }
 
 
 def details(result: dict) -> dict:

@@ -1,0 +1,71 @@
+"""Links between testcases: dependencies and set-ups made into edges of
+the one DAG, with unknown names and cycles reported as the spec errors of
+the testcases concerned."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+from run_testsuite import spec as specs
+from run_testsuite.dag import Graph, cycle_path, find_cycles
+from run_testsuite.plan import SETUP_PREFIX, Planned
+from run_testsuite.results import Reason, Status
+
+
+def link(
+    testcases: list[Planned],
+    fragment_count: int,
+    setups: dict[str, dict],
+    index: dict[str, int],
+    resolve: Callable[[str, Planned], list[int]],
+) -> tuple[Graph, list[list[int]]]:
+    """The DAG of ``fragment_count`` fragments, with the edges of steps and
+    dependencies, and each testcase's dependents. A testcase with an
+    unknown dependency or set-up, or on a cycle, gets its ERROR here."""
+    dependents: list[list[int]] = [[] for _ in testcases]
+    graph = Graph(fragment_count)
+    for planned in testcases:
+        chain = planned.fragments
+        for before, after in itertools.pairwise(chain):
+            graph.add_edge(before, after)
+    deps_of: list[list[int]] = [[] for _ in testcases]
+    for number, planned in enumerate(testcases):
+        if planned.result is not None:
+            continue
+        resolved = {d: resolve(d, planned) for d in planned.depends}
+        unknown = [d for d, found in resolved.items() if not found]
+        missing = [n for n in planned.needs if n not in setups]
+        if unknown or missing:
+            key, what, names = ("depends", "testcase", unknown) if unknown else ("needs", "set-up", missing)
+            at = ["setup", planned.name[len(SETUP_PREFIX) :], key] if planned.kind == "setup" else [key]
+            line, col = specs.key_position(planned.spec_file, at)
+            listed = ", ".join(repr(d) for d in names)
+            hint = "" if unknown else f" (suite.yaml declares: {', '.join(sorted(setups)) or 'none'})"
+            planned.result = planned.verdict(
+                Status.ERROR,
+                Reason.SPEC,
+                f"{planned.spec_file}:{line}:{col}: {'depends on' if unknown else 'needs'} unknown {what} {listed}{hint}",
+            )
+            continue
+        deps_of[number] = [i for d in planned.depends for i in resolved[d]] + [
+            index[SETUP_PREFIX + n] for n in planned.needs
+        ]
+    for cycle in find_cycles(deps_of):
+        path = cycle_path(deps_of, cycle)
+        loop = " -> ".join(testcases[n].name for n in [*path, path[0]])
+        for number in cycle:
+            member = testcases[number]
+            line, col = specs.key_position(member.spec_file, ["depends"])
+            member.result = member.verdict(
+                Status.ERROR,
+                Reason.SPEC,
+                f"{member.spec_file}:{line}:{col}: dependency cycle: {loop}",
+            )
+    for number, deps in enumerate(deps_of):
+        for dep in deps:
+            dependents[dep].append(number)
+            upstream, downstream = testcases[dep], testcases[number]
+            if upstream.fragments and downstream.fragments and upstream.result is None:
+                graph.add_edge(upstream.fragments[-1], downstream.fragments[0])
+    return graph, dependents

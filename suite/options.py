@@ -1,0 +1,146 @@
+"""The options of ``run-testsuite ROOT``, in groups as ``--help`` shows them."""
+
+from __future__ import annotations
+
+import argparse
+
+from run_testsuite import __version__
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="run-testsuite",
+        description="Run a declarative testsuite: every directory holding a test.yaml is a testcase.",
+    )
+    p.add_argument("root", help="the suite directory (holding testcases and an optional suite.yaml)")
+    p.add_argument(
+        "names", nargs="*", help="run only testcases whose name starts with, or matches the glob of, one of these"
+    )
+    _selection(p.add_argument_group("selection"))
+    _execution(p.add_argument_group("execution"))
+    _output(p.add_argument_group("output"))
+    p.add_argument("--version", action="version", version=f"run-testsuite {__version__}")
+    return p
+
+
+def _selection(group: argparse._ArgumentGroup) -> None:
+    """What runs (see the README's *Selecting what runs*)."""
+    group.add_argument("--list", action="store_true", help="print the selected testcases and exit")
+    group.add_argument(
+        "--list-json",
+        metavar="FILE",
+        help="write the selection as JSON (name, driver, tags, dependencies, set-ups, status if decided) and exit; '-' for stdout",
+    )
+    group.add_argument(
+        "-k",
+        dest="keyword",
+        metavar="EXPR",
+        help="select by name and tag: words match name substrings or tags, with and/or/not and parentheses",
+    )
+    group.add_argument(
+        "--tag", action="append", metavar="TAG", help="select testcases with this tag (repeatable: any of them)"
+    )
+    group.add_argument(
+        "--failed", action="store_true", help="run only what did not pass last time (and what it depends on)"
+    )
+    group.add_argument(
+        "--incremental",
+        action="store_true",
+        help="do not run testcases whose key (spec, files, dependencies) passed before; report them as passed from cache",
+    )
+    group.add_argument(
+        "--repeat",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run the selection N times, results named NAME#1..NAME#N (hunting flaky tests)",
+    )
+    group.add_argument(
+        "-D",
+        dest="define",
+        action="append",
+        type=_definition,
+        metavar="NAME=VALUE",
+        help="set a suite parameter declared in suite.yaml 'params'",
+    )
+
+
+def _execution(group: argparse._ArgumentGroup) -> None:
+    """How it runs: slots, timeouts, where, and when to stop."""
+    group.add_argument(
+        "-j",
+        "--jobs",
+        type=_positive_int,
+        help="slots: fragments run in parallel (default: the number of CPUs; with --dask, twice the cluster's worker threads)",
+    )
+    group.add_argument(
+        "-t", "--timeout", type=_positive_float, help="default timeout in seconds for each command (default: 300)"
+    )
+    group.add_argument(
+        "--no-multiprocessing",
+        action="store_true",
+        help="run fragments one at a time in this process, so a debugger can follow them",
+    )
+    group.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run fragments on a Dask cluster: its scheduler's address (tcp://host:8786), or local:N to start N local worker processes; needs a file system shared at the same paths, and pip install 'run-testsuite[dask]'",
+    )
+    group.add_argument(
+        "--cpus-per-slot",
+        type=_positive_int,
+        metavar="K",
+        help="pin each slot, its worker and commands, to its own K CPUs (SLOT_CPUS)",
+    )
+    group.add_argument(
+        "--max-failures",
+        type=_positive_int,
+        metavar="N",
+        help="start nothing new once N testcases FAILed or ERRORed; the rest are SKIP",
+    )
+    group.add_argument(
+        "-x", "--fail-fast", action="store_true", help="stop at the first failure, running fragments too"
+    )
+
+
+def _output(group: argparse._ArgumentGroup) -> None:
+    """Where results go, and what the terminal shows."""
+    group.add_argument(
+        "-o", "--output-dir", default="out", help="where the report index, results and logs go (default: out)"
+    )
+    group.add_argument("--work-dir", help="where testcases run (default: OUTPUT/new/work)")
+    group.add_argument("-v", "--verbose", action="store_true", help="print every result, passing ones too")
+    group.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    group.add_argument(
+        "--tee",
+        action="store_true",
+        help="show the output of running fragments live, each line prefixed with [testcase]",
+    )
+    group.add_argument("--junit-xml", metavar="FILE", help="also write the results as JUnit XML, for CI test reporters")
+    group.add_argument("--no-html", action="store_true", help="do not write OUTPUT/new/report.html")
+    group.add_argument(
+        "--rewrite",
+        action="store_true",
+        help="write the actual output into the baseline of every diff testcase that FAILed on its output (never an XFAIL), and say which files changed",
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _definition(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
