@@ -454,8 +454,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     run_figs: List[RunFigure] = []
     with scratch_dir("bench-scale-", args.keep) as tmp:
         # An empty directory to run children in: `python -c` puts the cwd
-        # first on sys.path, and a generated suite/ there would be imported
-        # as the `suite` package.
+        # first on sys.path, where nothing generated should be importable.
         cwd = os.path.join(tmp, "cwd")
         os.mkdir(cwd)
         child = Child.find(args.python, args.source, cwd)
