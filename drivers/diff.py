@@ -160,7 +160,7 @@ def compare(baseline: str, sources: list[str | bytes], refiner: Refiner | None =
 # -- regex comparison -----------------------------------------------------------------
 class BaselineError(ValueError):
     """A baseline line that is not a valid regular expression, located like a
-    spec error (``file:line:col: message``). Not ``suite.spec.SpecError``:
+    spec error (``file:line:col: message``). Not ``run_testsuite.spec.SpecError``:
     workers need not import YAML to report it."""
 
     def __init__(self, path: str, line: int, column: int, message: str):

@@ -112,9 +112,12 @@ class Refiner:
         """The refined output."""
         if self.line_endings:
             data = normalise_line_endings(data)
-        paths = self.paths
-        if paths is not None and any(path in data for path in self.tokens):
-            data = paths.sub(self._token, data)
+        # The expression is compiled only when the output holds a path:
+        # compiling it costs as much as running a small command.
+        if any(path in data for path in self.tokens):
+            paths = self.paths
+            if paths is not None:
+                data = paths.sub(self._token, data)
         if self.substitute:
             text = data.decode("utf-8", "surrogateescape")
             for pattern, replace in self.substitute:

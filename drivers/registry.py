@@ -95,6 +95,7 @@ def load_reference(ref: str, path: tuple[str, ...] = (), base_dir: str | None = 
     found = _classes.get(ref)
     if found is not None:
         return found
+    asked = ref
     target, _, attr = ref.rpartition(":")
     if not target or not attr:
         raise DriverNotFound(f"'{ref}' is not of the form 'package.module:Class' or 'file.py:Class'")
@@ -118,7 +119,7 @@ def load_reference(ref: str, path: tuple[str, ...] = (), base_dir: str | None = 
     if cls is None:
         raise DriverNotFound(f"cannot load '{ref}': {tried}, which has no attribute '{attr}'")
     cls = _checked(cls, ref)
-    _classes[ref] = cls
+    _classes[ref] = _classes[asked] = cls
     return cls
 
 

@@ -53,7 +53,7 @@ def run_command(command: Command, cwd: str, env: dict, capture: OutputCapture) -
     The command leads a new session, so on timeout its whole process group
     is signalled: SIGTERM first, SIGKILL after ``KILL_GRACE``. Processes it
     left behind in its group, or that escaped it with setsid (see
-    suite.processes), are killed when it ends, so none outlives its fragment.
+    run_testsuite.processes), are killed when it ends, so none outlives its fragment.
     """
     argv = to_argv(command.cmd)
     start = time.monotonic()
@@ -141,7 +141,7 @@ def _spawn(argv: list[str], cwd: str, env: dict) -> _Spawned:
 
     posix_spawn has no working-directory action: this process moves there
     itself for the moment of the call, which only a sole runner (see
-    become_sole_runner) may do.
+    runner.become_sole_runner) may do.
     PATH is searched by the C library when the command's PATH is this
     process's own (``posix_spawnp``); otherwise here, in the command's.
     """

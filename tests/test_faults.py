@@ -49,7 +49,7 @@ from faultlib import (
     wait_for,
 )
 
-# The grace between SIGTERM and SIGKILL (suite.execution.KILL_GRACE).
+# The grace between SIGTERM and SIGKILL (run_testsuite.commands.KILL_GRACE).
 GRACE = 2.0
 
 
