@@ -381,3 +381,14 @@ def test_bytes_that_are_not_utf8_survive_substitution_and_sorting():
 def test_no_path_tokens_without_paths():
     assert Refiner({"work_dir": True}).paths is None
     assert os.fsencode(WORK) not in Refiner({"work_dir": False}, WORK, "/s").tokens
+
+
+def test_output_without_a_path_costs_no_compilation():
+    # The path expression differs for every testcase (its work directory):
+    # compiling it for output that holds no path cost the worker 10% more
+    # instructions per testcase on 1,000 echo testcases.
+    refiner = Refiner({"work_dir": True}, WORK, "/suite/t")
+    assert refiner.apply(b"hello\n") == b"hello\n"
+    assert refiner._paths is None
+    assert refiner.apply(f"{WORK}/x\n".encode()) == b"<WORK_DIR>/x\n"
+    assert refiner._paths is not None
