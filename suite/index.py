@@ -21,6 +21,11 @@ from collections.abc import Callable
 from run_testsuite.jsonio import INDEX_FILE, write_atomic, write_new
 from run_testsuite.results import Result, Status
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
+if TYPE_CHECKING:  # pragma: no cover
+    from run_testsuite.jsonio import Index, IndexEntry
+
+
 FORMAT_VERSION = 1
 FLUSH_INTERVAL = 1.0
 
@@ -98,7 +103,7 @@ class ReportIndex:
         self.on_written = on_written
         self.results_dir = os.path.join(new_dir, "results")
         self.meta = meta
-        self.entries: list[dict] = []
+        self.entries: list[IndexEntry] = []
         self.counts: Counter = Counter()
         self.cached = 0
         self.started = time.time()
@@ -141,7 +146,7 @@ class ReportIndex:
                     self.errors.append(f"{INDEX_FILE}: {exc}")
                 self.last_flush = now
 
-    def finish(self, interrupted: bool | Callable[[], bool] = False) -> dict:
+    def finish(self, interrupted: bool | Callable[[], bool] = False) -> Index:
         """Wait for every result file, then write the final index.
 
         ``interrupted`` may be asked only then (a callable): an interrupt
@@ -153,8 +158,8 @@ class ReportIndex:
             interrupted = interrupted()
         return self._write_index(complete=True, interrupted=interrupted)
 
-    def _write_index(self, complete: bool, interrupted: bool = False) -> dict:
-        index = {
+    def _write_index(self, complete: bool, interrupted: bool = False) -> Index:
+        index: Index = {
             "format": FORMAT_VERSION,
             **self.meta,
             "start": self.started,
@@ -169,9 +174,9 @@ class ReportIndex:
         return index
 
 
-def index_entry(result: Result, rel: str) -> dict:
+def index_entry(result: Result, rel: str) -> IndexEntry:
     """A result's entry in the index; ``rel`` is its file, relative to it."""
-    entry = {
+    entry: IndexEntry = {
         "name": result.name,
         "status": result.status.value,
         "reason": result.reason.value if result.reason else None,

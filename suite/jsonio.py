@@ -16,7 +16,75 @@ from run_testsuite.results import Status
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import Any
+    from typing import Any, TypedDict
+
+    class CommandData(TypedDict, total=False):
+        """One command of a result (``schemas/result.schema.json``)."""
+
+        step: str
+        cmd: str | list[str]
+        exit_code: int | None
+        duration: float
+        timed_out: bool
+
+    class ResultData(TypedDict, total=False):
+        """A result file (``schemas/result.schema.json``)."""
+
+        name: str
+        kind: str
+        status: str
+        reason: str | None
+        message: str
+        description: str
+        driver: str
+        tags: list[str]
+        start: float
+        duration: float
+        slot: int | None
+        commands: list[CommandData]
+        output: str
+        diff: str | None
+        log_files: list[str]
+        traceback: str | None
+        attempts: int
+        spec_file: str | None
+        cached: bool | None
+
+    class IndexEntry(TypedDict, total=False):
+        """One result in the index; ``result`` is its file, relative to it."""
+
+        name: str
+        kind: str
+        status: str
+        reason: str | None
+        message: str
+        duration: float
+        start: float
+        slot: int | None
+        tags: list[str]
+        attempts: int
+        result: str
+        cached: bool
+
+    class Index(TypedDict, total=False):
+        """``_index.json`` (``schemas/index.schema.json``)."""
+
+        format: int
+        suite: str
+        root: str
+        command_line: list[str]
+        jobs: int
+        host: str
+        python: str
+        start: float
+        duration: float
+        complete: bool
+        interrupted: bool
+        rebuilt: bool
+        counts: dict[str, int]
+        cached: int
+        results: list[IndexEntry]
+
 
 INDEX_FILE = "_index.json"
 
@@ -69,18 +137,19 @@ def index_path(path: str) -> str:
     return path
 
 
-def read_index(path: str) -> dict[str, Any]:
+def read_index(path: str) -> Index:
     """A run's index (``path`` as for ``index_path``), checked to have the
     shape every report relies on: ValueError names what is wrong,
     OSError says it cannot be read."""
     return checked_index(read_json(index_path(path)))
 
 
-def checked_index(index: Any) -> dict[str, Any]:
+def checked_index(index: Any) -> Index:
     """``index`` if it has the shape every report relies on, else ValueError."""
-    if not isinstance(index, dict) or not isinstance(index.get("results"), list):
+    results = index.get("results") if isinstance(index, dict) else None
+    if not isinstance(results, list):
         raise ValueError("not a report index")
-    for entry in index["results"]:
+    for entry in results:
         if (
             not isinstance(entry, dict)
             or not isinstance(entry.get("name"), str)
@@ -91,7 +160,7 @@ def checked_index(index: Any) -> dict[str, Any]:
     return index
 
 
-def read_result(index_dir: str, rel: str) -> dict[str, Any] | None:
+def read_result(index_dir: str, rel: str) -> ResultData | None:
     """The result file ``rel`` of the run in ``index_dir``, or None when it
     is missing or unreadable (a run killed mid-write): reports then make do
     with the index entry."""
@@ -99,4 +168,8 @@ def read_result(index_dir: str, rel: str) -> dict[str, Any] | None:
         data = read_json(os.path.join(index_dir, rel))
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        return None
+    from typing import cast  # reports only: typing is loaded by then
+
+    return cast("ResultData", data)

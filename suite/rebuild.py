@@ -19,8 +19,12 @@ from run_testsuite.index import FORMAT_VERSION, index_entry
 from run_testsuite.jsonio import INDEX_FILE, read_json, write_atomic
 from run_testsuite.results import Result, Status
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
+if TYPE_CHECKING:  # pragma: no cover
+    from run_testsuite.jsonio import Index
 
-def rebuild_index(new_dir: str, *, problems: list[str] | None = None, write: bool = True) -> dict:
+
+def rebuild_index(new_dir: str, *, problems: list[str] | None = None, write: bool = True) -> Index:
     """Rebuild, write (atomically, unless ``write`` is false) and return the
     index of the run in ``new_dir`` from its ``results/*.json``.
 
@@ -40,7 +44,7 @@ def rebuild_index(new_dir: str, *, problems: list[str] | None = None, write: boo
         counts[entry["status"]] += 1
     start = float(meta.get("start", 0.0))
     last_written = max((mtime for _, _, mtime in results), default=0) / 1e9
-    index = {
+    index: Index = {
         **meta,
         "format": FORMAT_VERSION,
         "start": start,

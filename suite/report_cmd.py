@@ -27,6 +27,11 @@ from run_testsuite.rebuild import rebuild_index
 from run_testsuite.reports.text import WORDS, TextReport
 from run_testsuite.results import Reason, Result, Status
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
+if TYPE_CHECKING:  # pragma: no cover
+    from run_testsuite.jsonio import Index, IndexEntry
+
+
 EXIT_OK, EXIT_REGRESSIONS, EXIT_USAGE = 0, 1, 2
 PROG = "run-testsuite report"
 # Order of non-passing results in the summary: what needs attention first.
@@ -126,7 +131,7 @@ def find_run(path: str) -> tuple[str, str]:
     )
 
 
-def load_run(path: str, force_rebuild: bool = False, notes: TextIO | None = None) -> tuple[str, dict]:
+def load_run(path: str, force_rebuild: bool = False, notes: TextIO | None = None) -> tuple[str, Index]:
     """Find and read a run's index; rebuild it from the result files when
     it is missing, unreadable, incomplete, or ``force_rebuild``. What was
     done goes to ``notes`` (stderr), so the report itself stays clean."""
@@ -165,7 +170,7 @@ def load_run(path: str, force_rebuild: bool = False, notes: TextIO | None = None
 
 
 # -- the summary ------------------------------------------------------------------------
-def print_summary(index: dict, index_dir: str, out: TextIO) -> None:
+def print_summary(index: Index, index_dir: str, out: TextIO) -> None:
     """The run's metadata, one line per non-passing result, the counts."""
     text = TextReport(stream=out)
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(index.get("start", 0)))
@@ -200,7 +205,7 @@ def print_summary(index: dict, index_dir: str, out: TextIO) -> None:
     out.flush()
 
 
-def _as_result(entry: dict) -> Result:
+def _as_result(entry: IndexEntry) -> Result:
     reason = entry.get("reason")
     return Result(
         name=entry["name"],
@@ -210,7 +215,7 @@ def _as_result(entry: dict) -> Result:
     )
 
 
-def _label(index_dir: str, index: dict) -> str:
+def _label(index_dir: str, index: Index) -> str:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(index.get("start", 0)))
     return f"{index_dir} ({when})"
 

@@ -29,6 +29,11 @@ from dataclasses import dataclass, field
 
 from run_testsuite.results import Status
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
+if TYPE_CHECKING:  # pragma: no cover
+    from run_testsuite.jsonio import Index, IndexEntry
+
+
 GOOD = frozenset({Status.PASS, Status.XFAIL})
 BAD = frozenset({Status.FAIL, Status.ERROR})
 
@@ -69,7 +74,7 @@ def classify(old: Status, new: Status) -> str | None:
     return None if old is new else "changed"
 
 
-def compare(old: dict, new: dict) -> Comparison:
+def compare(old: Index, new: Index) -> Comparison:
     """Compare two indexes (as ``jsonio.read_index`` returns them)."""
     before = _by_name(old)
     after = _by_name(new)
@@ -93,12 +98,12 @@ def compare(old: dict, new: dict) -> Comparison:
     return result
 
 
-def _by_name(index: dict) -> dict[str, dict]:
+def _by_name(index: Index) -> dict[str, IndexEntry]:
     # A name appears once per run; were it not, the last result is the verdict.
     return {entry["name"]: entry for entry in index.get("results", [])}
 
 
-def _change(name: str, old: Status | None, new: Status | None, entry: dict) -> Change:
+def _change(name: str, old: Status | None, new: Status | None, entry: IndexEntry) -> Change:
     return Change(name, old, new, entry.get("reason"), (entry.get("message") or "").split("\n", 1)[0])
 
 

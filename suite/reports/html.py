@@ -23,12 +23,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from urllib.parse import quote
 
-from run_testsuite.jsonio import INDEX_FILE, read_json, read_result
+from run_testsuite.jsonio import INDEX_FILE, read_index, read_result
 from run_testsuite.results import Status
 
 TYPE_CHECKING = False  # not typing's: this module is imported while tests run
 if TYPE_CHECKING:  # pragma: no cover
     from markupsafe import Markup
+
+    from run_testsuite.jsonio import Index, IndexEntry, ResultData
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 # What the page keeps of a result's output and traceback (their ends: where a
@@ -57,10 +59,10 @@ def write_html(
     names them) to their ``details()``, made as the results came in; the
     files of the others are read.
     """
-    index = read_json(os.path.join(index_dir, INDEX_FILE))
+    index = read_index(os.path.join(index_dir, INDEX_FILE))
     old = None
     if old_index_dir and os.path.isfile(os.path.join(old_index_dir, INDEX_FILE)):
-        old = read_json(os.path.join(old_index_dir, INDEX_FILE))
+        old = read_index(os.path.join(old_index_dir, INDEX_FILE))
     # Result files are linked relative to the page, so that the two can move
     # together (a CI artifact); the prefix is computed once, relpath is slow.
     prefix = os.path.relpath(index_dir, os.path.dirname(os.path.abspath(path))).replace(os.sep, "/")
@@ -107,7 +109,7 @@ def write_html(
     os.replace(tmp, path)
 
 
-def _run_facts(index: dict) -> dict:
+def _run_facts(index: Index) -> dict:
     """What the page's header says of the run."""
     return {
         "suite": index.get("suite") or "run-testsuite",
@@ -123,7 +125,7 @@ def _run_facts(index: dict) -> dict:
     }
 
 
-def details(result: dict) -> dict:
+def details(result: ResultData) -> dict:
     """What the page shows of a result beyond its index entry, long texts
     cut to what is worth embedding: small enough to keep for every result
     while the run goes on."""
@@ -164,7 +166,7 @@ def _read_details(index_dir: str, rel: str) -> dict | None:
         return None
 
 
-def _row(entry: dict, result: dict | None, prefix: str, run_start: float) -> dict:
+def _row(entry: IndexEntry, result: dict | None, prefix: str, run_start: float) -> dict:
     """One result as the page needs it: the index entry plus the result's
     ``details`` (None when its file could not be read)."""
     missing = result is None
@@ -227,7 +229,7 @@ def _head(text: str | None, limit: int) -> list | None:
     return [text[:limit], max(0, len(text) - limit)]
 
 
-def _changes(new: dict, old: dict) -> dict:
+def _changes(new: Index, old: Index) -> dict:
     """Names whose failing state differs from (or stays as in) the old run."""
     before = {entry["name"]: entry["status"] for entry in old.get("results", [])}
     changes: dict[str, list[dict]] = {"new_failures": [], "fixed": [], "still_failing": []}

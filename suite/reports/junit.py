@@ -42,6 +42,11 @@ import xml.etree.ElementTree as ET
 from run_testsuite.jsonio import read_result
 from run_testsuite.results import Status
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
+if TYPE_CHECKING:  # pragma: no cover
+    from run_testsuite.jsonio import Index, IndexEntry
+
+
 # Bounds, so one testcase cannot make the report huge: a result's output
 # is already cut to head and tail, but a diff's lines can be long.
 TEXT_MAX = 64 * 1024
@@ -79,7 +84,7 @@ def classname_and_name(suite: str, testcase: str) -> tuple[str, str]:
     return ".".join([suite, *dirs]), last
 
 
-def write_junit(index: dict, index_dir: str, path: str) -> None:
+def write_junit(index: Index, index_dir: str, path: str) -> None:
     """Write JUnit XML for ``index`` (whose result files lie under
     ``index_dir``) to ``path``, atomically."""
     root = build_junit(index, index_dir)
@@ -95,7 +100,7 @@ def write_junit(index: dict, index_dir: str, path: str) -> None:
         raise
 
 
-def build_junit(index: dict, index_dir: str) -> ET.Element:
+def build_junit(index: Index, index_dir: str) -> ET.Element:
     """The ``<testsuites>`` element for ``index``."""
     suite = index.get("suite") or "run-testsuite"
     # By name, not in completion order: the file is the same for the same
@@ -150,14 +155,14 @@ def _timestamp(start: float) -> str:
     return datetime.datetime.fromtimestamp(start).astimezone().isoformat(timespec="seconds")
 
 
-def _read_result(index_dir: str, entry: dict) -> dict:
+def _read_result(index_dir: str, entry: IndexEntry) -> dict:
     """The entry's result file, or the entry itself when the file is gone:
     a report with less detail beats no report."""
     data = read_result(index_dir, entry["result"])
-    return {**entry, **data} if data is not None else entry
+    return {**entry, **data} if data is not None else dict(entry)
 
 
-def _testcase(suite: str, entry: dict, result: dict) -> ET.Element:
+def _testcase(suite: str, entry: IndexEntry, result: dict) -> ET.Element:
     classname, name = classname_and_name(suite, entry["name"])
     element = ET.Element(
         "testcase",
