@@ -52,12 +52,18 @@ class OutputCapture:
             if self.size > SPILL_AT:
                 self._spill()
         elif self._log is not None:
-            self._log.write(data)
+            try:
+                self._log.write(data)
+            except OSError as exc:  # a full disk: say which file, for the result
+                raise OSError(exc.errno, exc.strerror, self.log_path) from None
 
     def _spill(self) -> None:
-        log = self._log = open(self.log_path, "ab")
-        for chunk in self._memory or ():
-            log.write(chunk)
+        try:
+            log = self._log = open(self.log_path, "ab")
+            for chunk in self._memory or ():
+                log.write(chunk)
+        except OSError as exc:  # a full disk: say which file, for the result
+            raise OSError(exc.errno, exc.strerror, self.log_path) from None
         self._memory = None
 
     def flush(self) -> None:

@@ -43,6 +43,12 @@ def exit_quickly(code: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Paths, names and output that are not UTF-8 are shown escaped, never a
+    # UnicodeEncodeError in the middle of a run.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     try:
         return _main(argv)
     except KeyboardInterrupt:  # before the run started: nothing to report

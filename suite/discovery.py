@@ -62,7 +62,7 @@ def discover(root: str, exclude: tuple[str, ...] = ()) -> list[Found]:
         for entry in entries:
             name = entry.name
             if name == SPEC_FILE and rel and entry.is_file():
-                found.append(Found(rel, directory, entry.path))
+                found.append(Found(printable(rel), directory, entry.path))
             elif name.startswith(".") or name in SKIPPED_DIRS:
                 continue
             else:
@@ -79,6 +79,18 @@ def discover(root: str, exclude: tuple[str, ...] = ()) -> list[Found]:
     # named after the directory, so a single testcase can be run alone.
     root_spec = os.path.join(root, SPEC_FILE)
     if os.path.isfile(root_spec):
-        found.append(Found(os.path.basename(root), root, root_spec))
+        found.append(Found(printable(os.path.basename(root)), root, root_spec))
     found.sort(key=lambda f: f.name)
     return found
+
+
+def printable(rel: str) -> str:
+    """A testcase's name from its path: bytes that are not UTF-8 (which
+    Python keeps as lone surrogates) become ``\\xNN``, so that the name can
+    be printed, written to JSON and SQLite, and typed on a command line.
+    Only the name changes: the directory is still reached by its path."""
+    try:
+        rel.encode("utf-8")
+        return rel
+    except UnicodeEncodeError:
+        return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

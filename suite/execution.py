@@ -7,6 +7,7 @@ process, a cluster node), so it imports nothing heavy.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 import traceback
@@ -15,6 +16,11 @@ from run_testsuite.context import RunContext
 from run_testsuite.fragment import Fragment
 from run_testsuite.results import Outcome, Reason, Status
 from run_testsuite.workdir import prepare_work_dir
+
+# Errors of the machine rather than of a driver or a test.
+SYSTEM_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EMFILE, errno.ENFILE, errno.ENOMEM}
+)
 
 
 def execute(fragment: Fragment, slot: int, on_output=None) -> Outcome:
@@ -39,15 +45,15 @@ def execute(fragment: Fragment, slot: int, on_output=None) -> Outcome:
         outcome = driver.run(fragment, ctx)
         if not isinstance(outcome, Outcome):
             raise TypeError(f"{fragment.driver}.run returned {type(outcome).__name__}, not Outcome")
+    except OSError as exc:
+        if exc.errno not in SYSTEM_ERRNOS:
+            outcome = _driver_error(exc)
+        else:  # said plainly, without a traceback: nothing in the code is wrong
+            outcome = Outcome(Status.ERROR, Reason.SYSTEM, f"the run could not go on here: {_system_problem(exc)}")
     except DriverLoadError as exc:
         outcome = Outcome(Status.ERROR, Reason.DRIVER, str(exc), traceback=exc.details or traceback.format_exc())
     except Exception as exc:  # a driver's bug is this testcase's ERROR, not the run's
-        outcome = Outcome(
-            Status.ERROR,
-            Reason.DRIVER,
-            f"driver raised {type(exc).__name__}: {exc}",
-            traceback=traceback.format_exc(),
-        )
+        outcome = _driver_error(exc)
     outcome.start = start
     outcome.duration = time.monotonic() - began
     outcome.slot = slot
@@ -59,3 +65,19 @@ def execute(fragment: Fragment, slot: int, on_output=None) -> Outcome:
             outcome.output = ctx.capture.summary()
         outcome.log_files = ctx.capture.log_files()
     return outcome
+
+
+def _driver_error(exc: Exception) -> Outcome:
+    return Outcome(
+        Status.ERROR,
+        Reason.DRIVER,
+        f"driver raised {type(exc).__name__}: {exc}",
+        traceback=traceback.format_exc(),
+    )
+
+
+def _system_problem(exc: OSError) -> str:
+    """``no space left on device (ENOSPC) writing /out/new/logs/t@run.log``."""
+    name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    where = f" at {exc.filename}" if exc.filename else ""
+    return f"{(exc.strerror or str(exc)).lower()} ({name}){where}"

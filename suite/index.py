@@ -126,25 +126,39 @@ class ReportIndex:
 
     def _write_loop(self) -> None:
         while (item := self._queue.get()) is not None:
-            rel, data, entry, status, cached = item
             try:
-                write_new(os.path.join(self.dir, rel), data)
-            except OSError as exc:
-                self.errors.append(f"{rel}: {exc}")
+                self._write_one(*item)
+            except Exception as exc:  # never: but one bad result must not lose the next ones
+                self.errors.append(f"{item[0]}: {type(exc).__name__}: {exc}")
+
+    def _write_one(self, rel: str, data: dict, entry: IndexEntry, status: str, cached: bool) -> None:
+        path = os.path.join(self.dir, rel)
+        try:
+            write_new(path, data)
+        except (OSError, ValueError) as exc:  # a full disk, an I/O error
+            _remove(path)  # no half-written file is left to be read
+            problem = describe_error(exc)
+            # The verdict is kept in the index; only the file's details are lost.
+            entry["unwritten"] = problem
+            self.errors.append(f"{rel} ({entry['name']}): {problem}")
+        else:
             if self.on_written is not None:
-                self.on_written(rel, data)
-            # Listed once its file exists, so an index read at any time
-            # names only result files that are there.
-            self.entries.append(entry)
-            self.counts[status] += 1
-            self.cached += cached
-            now = time.monotonic()
-            if now - self.last_flush >= FLUSH_INTERVAL:
                 try:
-                    self._write_index(complete=False)
-                except OSError as exc:
-                    self.errors.append(f"{INDEX_FILE}: {exc}")
-                self.last_flush = now
+                    self.on_written(rel, data)
+                except Exception:  # the HTML report's details: it reads the file instead
+                    pass
+        # Listed once its file exists (or is known lost), so an index read
+        # at any time names only result files that are there.
+        self.entries.append(entry)
+        self.counts[status] += 1
+        self.cached += cached
+        now = time.monotonic()
+        if now - self.last_flush >= FLUSH_INTERVAL:
+            try:
+                self._write_index(complete=False)
+            except OSError:  # said at the end, if the final index fails too
+                pass
+            self.last_flush = now
 
     def finish(self, interrupted: bool | Callable[[], bool] = False) -> Index:
         """Wait for every result file, then write the final index.
@@ -156,9 +170,19 @@ class ReportIndex:
         self._writer.join()
         if callable(interrupted):
             interrupted = interrupted()
-        return self._write_index(complete=True, interrupted=interrupted)
+        try:
+            return self._write_index(complete=True, interrupted=interrupted)
+        except OSError as exc:  # the verdicts are still known: reported, and the exit status says it
+            self.errors.append(f"{INDEX_FILE}: {describe_error(exc)}")
+            return self.snapshot(complete=True, interrupted=interrupted)
 
     def _write_index(self, complete: bool, interrupted: bool = False) -> Index:
+        index = self.snapshot(complete, interrupted)
+        write_atomic(os.path.join(self.dir, INDEX_FILE), index)
+        return index
+
+    def snapshot(self, complete: bool, interrupted: bool = False) -> Index:
+        """The index as it stands."""
         index: Index = {
             "format": FORMAT_VERSION,
             **self.meta,
@@ -170,7 +194,8 @@ class ReportIndex:
             "cached": self.cached,
             "results": self.entries,
         }
-        write_atomic(os.path.join(self.dir, INDEX_FILE), index)
+        if self.errors:
+            index["write_errors"] = list(self.errors)
         return index
 
 
@@ -204,3 +229,19 @@ def run_metadata(argv: list[str], root: str, suite_name: str, jobs: int) -> dict
         "host": os.uname().nodename,  # socket.gethostname(), without importing socket
         "python": sys.version.split()[0],
     }
+
+
+def describe_error(exc: BaseException) -> str:
+    """An OSError as people search for it: ``ENOSPC: No space left on device``."""
+    if isinstance(exc, OSError) and exc.errno:
+        import errno
+
+        return f"{errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

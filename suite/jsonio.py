@@ -65,6 +65,7 @@ if TYPE_CHECKING:  # pragma: no cover
         attempts: int
         result: str
         cached: bool
+        unwritten: str
 
     class Index(TypedDict, total=False):
         """``_index.json`` (``schemas/index.schema.json``)."""
@@ -84,6 +85,7 @@ if TYPE_CHECKING:  # pragma: no cover
         counts: dict[str, int]
         cached: int
         results: list[IndexEntry]
+        write_errors: list[str]
 
 
 INDEX_FILE = "_index.json"
@@ -100,7 +102,10 @@ def write_new(path: str, data: Any) -> None:
     in the index only afterwards): straight, with no temporary file and
     rename, which cost as much again on a slow disk."""
     text = dumps(data)
-    with open(path, "w", encoding="utf-8") as handle:
+    # A path or output that was not UTF-8 holds lone surrogates (Python's
+    # surrogateescape): written as JSON's \udcXX escapes, they read back
+    # as the same string, and the file stays valid UTF-8.
+    with open(path, "w", encoding="utf-8", errors="backslashreplace") as handle:
         handle.write(text)
 
 

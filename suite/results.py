@@ -41,6 +41,9 @@ class Reason(str, Enum):
     CONTROL = "CONTROL"
     MAX_FAILURES = "MAX_FAILURES"
     CACHED = "CACHED"
+    # The machine refused what the run needed: a full disk, a read-only
+    # file system, no descriptors left. Not the driver's fault nor the test's.
+    SYSTEM = "SYSTEM"
 
 
 @dataclass

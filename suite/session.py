@@ -31,6 +31,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from types import FrameType
 
 EXIT_OK, EXIT_FAILED = 0, 1
+# Some result or index file could not be written (a full disk, say): the
+# verdicts were reported, but the record of the run is not whole.
+EXIT_UNRECORDED = 3
 
 
 class RunOptions:
@@ -114,8 +117,12 @@ class RunSession:
         if options.rewrite:
             rewrite_baselines(plan, reporters.results)
         finish_rotation()
+        if index.errors:
+            _say_unrecorded(index.errors)
         if scheduler.interrupted:
             return 128 + (interrupts.signum or signal.SIGINT)
+        if index.errors:
+            return EXIT_UNRECORDED
         failed = final["counts"]["FAIL"] + final["counts"]["ERROR"]
         return EXIT_FAILED if failed else EXIT_OK
 
@@ -179,6 +186,19 @@ class RunSession:
                 history.close()
         except Exception as exc:  # history is a help, never a reason to fail a run
             print(f"run-testsuite: warning: could not record history: {exc}", file=sys.stderr)
+
+
+def _say_unrecorded(errors: list[str]) -> None:
+    """What of the run's record could not be written, on stderr."""
+    shown = errors[:20]
+    more = f"\n  ... and {len(errors) - len(shown)} more" if len(errors) > len(shown) else ""
+    print(
+        f"run-testsuite: error: {len(errors)} file{'s' if len(errors) != 1 else ''} of the run's record "
+        "could not be written (the verdicts above stand; the index lists those it could):\n  "
+        + "\n  ".join(shown)
+        + more,
+        file=sys.stderr,
+    )
 
 
 def rewrite_baselines(plan: Plan, results: list[Result]) -> None:

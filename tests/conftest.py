@@ -158,7 +158,8 @@ def run_cli(root, out, *args, names=(), cwd=None, env=None, timeout=CLI_TIMEOUT)
     if index_path.exists():
         index = validate_index(read_json(index_path), str(index_path))
         for entry in index["results"]:
-            load_result(out, entry["name"], index)
+            if "unwritten" not in entry:  # a file the run said it could not write
+                load_result(out, entry["name"], index)
     return CliRun(proc.returncode, proc.stdout, proc.stderr, index)
 
 
