@@ -19,7 +19,7 @@ import subprocess
 import time
 
 from run_testsuite.capture import OutputCapture
-from run_testsuite.fragment import Command
+from run_testsuite.fragment import MAX_TIMEOUT, Command
 from run_testsuite.processes import children, kill_orphans
 from run_testsuite.results import CommandRecord
 from run_testsuite.runner import STATE
@@ -56,6 +56,7 @@ def run_command(command: Command, cwd: str, env: dict, capture: OutputCapture) -
     run_testsuite.processes), are killed when it ends, so none outlives its fragment.
     """
     argv = to_argv(command.cmd)
+    timeout = command.timeout if 0 < command.timeout <= MAX_TIMEOUT else MAX_TIMEOUT  # inf, NaN
     start = time.monotonic()
     # Children we already have (a driver's own helpers) are not the
     # command's orphans, and are left alone by the sweep below.
@@ -81,7 +82,7 @@ def run_command(command: Command, cwd: str, env: dict, capture: OutputCapture) -
     if STATE.sole_runner:
         make_spare(os.path.dirname(cwd))
     try:
-        timed_out = not pump(proc, capture, start + command.timeout)
+        timed_out = not pump(proc, capture, start + timeout)
         if timed_out:
             kill_group(proc)
         else:
@@ -280,7 +281,8 @@ def pump(proc: Child, capture: OutputCapture, deadline: float) -> bool:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return proc.poll() is not None
-            wait_ms = remaining * 1000 if pidfd is not None or pipe_open else min(remaining, 0.05) * 1000
+            # At most an hour a wait: poll() takes an int of milliseconds.
+            wait_ms = min(remaining, 3600.0) * 1000 if pidfd is not None or pipe_open else min(remaining, 0.05) * 1000
             for fd, _ in poller.poll(wait_ms):
                 if fd == out:
                     data = os.read(out, CHUNK)
@@ -331,7 +333,7 @@ def wait_for_exit(proc: Child, timeout: float) -> bool:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return proc.poll() is not None
-            if poller.poll(remaining * 1000):
+            if poller.poll(min(remaining, 3600.0) * 1000):
                 proc.wait()
                 return True
     finally:

@@ -17,6 +17,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing import Any
 
 
+# The longest timeout a command may have: a year. The schemas refuse more
+# (and NaN); a Command a driver makes with more, or with inf or NaN, runs
+# with this (the clock cannot wait longer than its integers hold).
+MAX_TIMEOUT = 365 * 24 * 3600.0
+
+
 @dataclass
 class Command:
     """One command to run: a string goes through ``sh -c``, a list is an argv."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Callable
 
 from run_testsuite.discovery import SPEC_FILE
@@ -34,18 +35,39 @@ def digest_tree(directory: str) -> str:
             if entry.name.startswith("."):
                 continue
             name = f"{rel}/{entry.name}" if rel else entry.name
+            raw = os.fsencode(name)  # names need not be UTF-8
             if entry.is_symlink():
-                h.update(b"L" + name.encode() + b"\0" + os.readlink(entry.path).encode() + b"\0")
+                h.update(b"L" + raw + b"\0" + os.fsencode(os.readlink(entry.path)) + b"\0")
                 if os.path.isfile(entry.path):  # what it points to is an input too
                     _hash_file(h, entry.path)
             elif entry.is_dir():
                 if not os.path.exists(os.path.join(entry.path, SPEC_FILE)):
                     subdirs.append((name, entry.path))
-            else:
-                h.update(b"F" + name.encode() + b"\0")
+            elif entry.is_file():
+                h.update(b"F" + raw + b"\0")
                 _hash_file(h, entry.path)
+            else:  # a FIFO, socket or device: its type, never its content
+                # (opening a FIFO to read it waits for a writer, forever)
+                h.update(b"S" + raw + b"\0" + special_kind(entry.path).encode() + b"\0")
         stack.extend(reversed(subdirs))
     return h.hexdigest()
+
+
+def special_kind(path: str) -> str:
+    """What a file that is neither regular, a directory nor a link is:
+    ``fifo``, ``socket``, or ``char 1,3`` / ``block 8,0`` with its device
+    numbers."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return "gone"
+    mode = info.st_mode
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    kind = "char" if stat.S_ISCHR(mode) else "block" if stat.S_ISBLK(mode) else "other"
+    return f"{kind} {os.major(info.st_rdev)},{os.minor(info.st_rdev)}"
 
 
 def _hash_file(h, path: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from run_testsuite import __version__
+from run_testsuite.fragment import MAX_TIMEOUT
 
 
 def parser() -> argparse.ArgumentParser:
@@ -141,6 +142,6 @@ def _definition(text: str) -> tuple[str, str]:
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
+    if not 0 < value <= MAX_TIMEOUT:  # also refuses inf and nan
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_TIMEOUT:.0f} (a year)")
     return value

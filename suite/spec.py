@@ -207,6 +207,12 @@ def load_and_validate(path: str, schema_name: str, empty_ok: bool = True) -> dic
     fingerprint = (schema_name, repr(data))
     if fingerprint in _known_valid:
         return data
+    where = _not_a_number(data)
+    if where is not None:
+        # JSON Schema cannot refuse NaN: every comparison with it is false,
+        # so `timeout: .nan` would pass `exclusiveMinimum` and `maximum`.
+        line, col = key_position(path, where)
+        raise SpecError(path, [(line, col, "not a number (.nan) where a value is needed" + _at(where))])
     errors = list(validator(schema_name).iter_errors(data))
     if errors:
         raise SpecError(path, locate_errors(path, errors))
@@ -215,6 +221,18 @@ def load_and_validate(path: str, schema_name: str, empty_ok: bool = True) -> dic
 
 
 _known_valid: set[tuple[str, str]] = set()
+
+
+def _not_a_number(data: Any, where: tuple = ()) -> list | None:
+    """The key path of the first NaN in ``data``, if any."""
+    if isinstance(data, float) and data != data:
+        return list(where)
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        found = _not_a_number(value, (*where, key))
+        if found is not None:
+            return found
+    return None
 
 
 def locate_errors(path: str, errors: list) -> list[tuple[int, int, str]]:

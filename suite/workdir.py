@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 
 from run_testsuite.discovery import SPEC_FILE
 from run_testsuite.runner import STATE
@@ -113,8 +114,24 @@ def _copy_entries(src: str, dst: str, top: str, real_target: str, skip: set[str]
                 continue
             os.mkdir(dest)
             _copy_entries(entry.path, dest, top, real_target, skip)
-        else:
+        elif entry.is_file():
             shutil.copy(entry.path, dest)
+        else:
+            _copy_special(entry.path, dest)
+
+
+def _copy_special(path: str, dest: str) -> None:
+    """A FIFO is made anew in the copy (reading the original would wait for
+    a writer, forever); a device node too where this process may make one;
+    a socket is left out: it cannot be copied, only connected to."""
+    info = os.lstat(path)
+    if stat.S_ISFIFO(info.st_mode):
+        os.mkfifo(dest, stat.S_IMODE(info.st_mode))
+    elif stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
+        try:
+            os.mknod(dest, info.st_mode, info.st_rdev)
+        except PermissionError:  # not root: the device stays in the source only
+            pass
 
 
 def _link_target(link: str, top: str) -> str:

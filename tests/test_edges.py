@@ -101,3 +101,87 @@ def test_a_full_disk_gives_errors_naming_it_and_no_traceback(tmp_path, small_dis
     for path in (out / "new" / "results").glob("*.json"):
         assert path.stat().st_size > 0
         assert Path(path).read_text().endswith("}")
+
+
+def test_special_files_in_a_testcase_never_block(tmp_path):
+    """A FIFO (reading it waits for a writer forever), a socket and a device
+    node in a testcase directory: listed, validated, keyed and copied
+    without opening them."""
+    import socket
+    import sys
+
+    root = write_suite(tmp_path / "suite", {"t/test.yaml": "cmd: ls -l\n", "u/test.yaml": "cmd: 'true'\n"})
+    os.mkfifo(root / "t" / "pipe")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(root / "t" / "sock"))
+    if os.geteuid() == 0:
+        os.mknod(root / "t" / "null", 0o666 | 0o020000, os.makedev(1, 3))
+    try:
+        out = tmp_path / "out"
+        for args in (["--list"], ["--incremental"], ["--incremental"]):
+            run = run_cli(root, out, *args, timeout=60)
+            assert run.returncode == 0, run.stdout + run.stderr
+        assert statuses(run.index) == {"t": ("PASS", "CACHED"), "u": ("PASS", "CACHED")}
+        checked = subprocess.run([sys.executable, "-m", "run_testsuite", "validate", str(root)],
+                                 capture_output=True, text=True, timeout=60)
+        assert checked.returncode == 0, checked.stderr
+        # The run before the cached one listed its work directory: the FIFO
+        # was made anew there; a socket is not copied.
+        listing = (out / "old" / "results" / "t.json").read_text()
+        assert "pipe" in listing and "sock" not in listing
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", ".inf", ".nan", "-.inf"])
+@pytest.mark.parametrize("where", ["testcase", "step", "suite"])
+def test_a_timeout_the_clock_cannot_hold_is_a_spec_error(tmp_path, value, where):
+    files = {"ok/test.yaml": "cmd: 'true'\n"}
+    if where == "testcase":
+        files["t/test.yaml"] = f"cmd: 'true'\ntimeout: {value}\n"
+    elif where == "step":
+        files["t/test.yaml"] = f"steps:\n  - cmd: 'true'\n    timeout: {value}\n"
+    else:
+        files["suite.yaml"] = f"defaults:\n  timeout: {value}\n"
+        files["t/test.yaml"] = "cmd: 'true'\n"
+    root = write_suite(tmp_path / "suite", files)
+    run = run_cli(root, tmp_path / "out", timeout=60)
+    assert "Traceback" not in run.stderr
+    if where == "suite":  # an invalid suite.yaml is a usage error
+        assert run.returncode == 2 and "suite.yaml:2:" in run.stderr, run.stderr
+        return
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert statuses(run.index) == {"ok": ("PASS", None), "t": ("ERROR", "SPEC")}
+
+
+def test_the_longest_timeout_runs_and_a_drivers_infinite_one_is_held(tmp_path):
+    """A year is allowed; a Command a driver makes with inf or NaN runs
+    with the longest timeout instead of crashing the worker or the loop."""
+    root = write_suite(
+        tmp_path / "suite",
+        {
+            "suite.yaml": "drivers:\n  endless: d/endless.py:Endless\n",
+            "d/endless.py": """
+                from run_testsuite.api import Command, Driver
+
+                class Endless(Driver):
+                    def fragments(self, test):
+                        fragments = super().fragments(test)
+                        fragments[0].commands = [Command("true", 0, float("inf")), Command("true", 0, float("nan"))]
+                        return fragments
+            """,
+            "year/test.yaml": "cmd: 'true'\ntimeout: 31536000\n",
+            "endless/test.yaml": "driver: endless\ncmd: 'true'\n",
+        },
+    )
+    for mode in ([], ["--no-multiprocessing"]):
+        run = run_cli(root, tmp_path / "out", *mode, timeout=60)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert statuses(run.index) == {"year": ("PASS", None), "endless": ("PASS", None)}
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "0", "1e10"])
+def test_an_impossible_timeout_option_is_a_usage_error(tmp_path, value):
+    root = write_suite(tmp_path / "suite", {"t/test.yaml": "cmd: 'true'\n"})
+    run = run_cli(root, tmp_path / "out", "--timeout", value)
+    assert run.returncode == 2 and "--timeout: must be more than 0 and at most 31536000" in run.stderr

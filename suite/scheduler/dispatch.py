@@ -25,6 +25,8 @@ from run_testsuite.workers.base import Event, Worker
 # A fragment is sent ahead to a worker only behind one expected to end
 # within this many seconds: waiting behind it never costs the schedule more.
 AHEAD_WITHIN = 0.5
+# The longest the loop blocks at once; epoll refuses waits past its int.
+MAX_WAIT = 3600.0
 
 
 class _FailFast(Exception):
@@ -244,6 +246,8 @@ class MultiprocessScheduler:
             return events
         deadline = min((w.deadline for w in self.workers if w.busy and w.deadline), default=None)
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if timeout is not None and not timeout < MAX_WAIT:  # a watchdog a year away, inf, NaN
+            timeout = MAX_WAIT
         woken = {key.data for key, _ in self.selector.select(timeout)}
         for worker in woken:
             events.extend(worker.events())
