@@ -140,8 +140,26 @@ def _prepare(args, argv: list[str], with_dask: bool):
         params=dict(args.define or []),
     )
     plan = build_plan(args.root, args.names, output_dir, work_dir, args.timeout, history, selection)
+    # Planning made nothing on disk; from here on, the run's outputs are its own.
+    _claim_outputs(args, output_dir, work_dir)
     slot_cpus = {} if with_dask else slot_cpu_sets(args.jobs, args.cpus_per_slot or plan.suite.cpus_per_slot)
     return plan, history, _run_options(args, argv, output_dir, work_dir, slot_cpus)
+
+
+def _claim_outputs(args, output_dir: str, work_dir: str) -> None:
+    """Before anything runs: the run's output directory is its own, and
+    every file it will write can be written (a usage error otherwise)."""
+    from run_testsuite.outputs import OutputBusy, check_writable_file, claim_outputs
+    from run_testsuite.plan import UsageError
+
+    try:
+        if args.list or args.list_json:  # nothing is written but the list
+            if args.list_json and args.list_json != "-":
+                check_writable_file(args.list_json, "--list-json file")
+            return
+        claim_outputs(output_dir, work_dir, {"--junit-xml file": args.junit_xml})
+    except (OutputBusy, OSError) as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _run_options(args, argv: list[str], output_dir: str, work_dir: str, slot_cpus: dict[int, list[int]]):

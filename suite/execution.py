@@ -58,8 +58,14 @@ def execute(fragment: Fragment, slot: int, on_output=None) -> Outcome:
     outcome.duration = time.monotonic() - began
     outcome.slot = slot
     if ctx is not None:
-        ctx.capture.keep_if_not_text()
-        ctx.capture.close()
+        try:
+            ctx.capture.keep_if_not_text()
+            ctx.capture.close()
+        except OSError as exc:  # the log cannot be written (a full disk): the verdict cannot stand whole
+            outcome = Outcome(
+                Status.ERROR, Reason.SYSTEM, f"the output could not be kept: {_system_problem(exc)}", slot=slot
+            )
+            outcome.start, outcome.duration = start, time.monotonic() - began
         outcome.commands = ctx.records
         if not outcome.output:
             outcome.output = ctx.capture.summary()

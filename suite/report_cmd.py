@@ -23,6 +23,7 @@ import time
 from typing import TextIO
 
 from run_testsuite.jsonio import INDEX_FILE, checked_index, read_json, write_atomic
+from run_testsuite.outputs import running_in
 from run_testsuite.rebuild import rebuild_index
 from run_testsuite.reports.text import WORDS, TextReport
 from run_testsuite.results import Reason, Result, Status
@@ -157,11 +158,16 @@ def load_run(path: str, force_rebuild: bool = False, notes: TextIO | None = None
         raise ReportError(f"{index_path}: {why}, and there is no results/ directory to rebuild it from")
     problems: list[str] = []
     index = rebuild_index(index_dir, problems=problems, write=False)
-    written = f"rebuilt {os.path.join(index_dir, INDEX_FILE)}"
-    try:
-        write_atomic(os.path.join(index_dir, INDEX_FILE), index)
-    except OSError as exc:
-        written = f"rebuilt it in memory (cannot write {INDEX_FILE}: {exc.strerror})"
+    running = running_in(os.path.dirname(os.path.abspath(index_dir)))
+    if running is not None:  # its index is the run's own: read, never rewritten
+        why = f"a run is still going there ({running})"
+        written = "read what it has written so far"
+    else:
+        written = f"rebuilt {os.path.join(index_dir, INDEX_FILE)}"
+        try:
+            write_atomic(os.path.join(index_dir, INDEX_FILE), index)
+        except OSError as exc:
+            written = f"rebuilt it in memory (cannot write {INDEX_FILE}: {exc.strerror})"
     notes.write(f"{PROG}: {why}: {written} from {len(index['results'])} result files\n")
     for problem in problems:
         notes.write(f"{PROG}:   skipped {problem}\n")

@@ -14,7 +14,7 @@ import sys
 import time
 
 from run_testsuite.history import HISTORY_FILE, History, HistoryView
-from run_testsuite.index import ReportIndex, finish_rotation, rotate, run_metadata
+from run_testsuite.index import ReportIndex, describe_error, finish_rotation, rotate, run_metadata
 from run_testsuite.plan import Plan
 from run_testsuite.reporters import HtmlReport, Reporters
 from run_testsuite.reports.progress import Progress, StatusLine, expected_durations, live_display_wanted
@@ -103,10 +103,14 @@ class RunSession:
                 # Still under the handler: a Ctrl-C now must not cut the index short.
                 final = index.finish(interrupted=lambda: scheduler.interrupted)
             reporters.finish_live()
+            lost = list(index.errors)
             if options.junit_xml:
                 from run_testsuite.reports.junit import write_junit
 
-                write_junit(final, new_dir, os.path.abspath(options.junit_xml))
+                try:
+                    write_junit(final, new_dir, os.path.abspath(options.junit_xml))
+                except OSError as exc:  # checked at the start; gone since (a test removed it?)
+                    lost.append(f"{options.junit_xml} (--junit-xml): {describe_error(exc)}")
             if html is not None:
                 html.write()
             self._record_history(index.started, scheduler, reporters.results, final["counts"])
@@ -117,11 +121,11 @@ class RunSession:
         if options.rewrite:
             rewrite_baselines(plan, reporters.results)
         finish_rotation()
-        if index.errors:
-            _say_unrecorded(index.errors)
+        if lost:
+            _say_unrecorded(lost)
         if scheduler.interrupted:
             return 128 + (interrupts.signum or signal.SIGINT)
-        if index.errors:
+        if lost:
             return EXIT_UNRECORDED
         failed = final["counts"]["FAIL"] + final["counts"]["ERROR"]
         return EXIT_FAILED if failed else EXIT_OK

@@ -185,3 +185,74 @@ def test_an_impossible_timeout_option_is_a_usage_error(tmp_path, value):
     root = write_suite(tmp_path / "suite", {"t/test.yaml": "cmd: 'true'\n"})
     run = run_cli(root, tmp_path / "out", "--timeout", value)
     assert run.returncode == 2 and "--timeout: must be more than 0 and at most 31536000" in run.stderr
+
+
+# -- one output directory, one run; outputs checked before anything runs -----------
+def test_a_second_run_on_a_busy_output_directory_is_refused(tmp_path):
+    import time
+
+    from conftest import read_json, start_cli, wait_for
+
+    root = write_suite(tmp_path / "suite", {"slow/test.yaml": "cmd: sleep 3\n", "fails/test.yaml": "cmd: 'false'\n"})
+    out = tmp_path / "out"
+    first = start_cli(root, out, "-q")
+    try:
+        index_file = out / "new" / "_index.json"
+        assert wait_for(lambda: index_file.exists() and "fails" in index_file.read_text(), 30)
+        second = run_cli(root, out)
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert f"{out} is in use by another run (pid {first.pid}, started " in second.stderr
+        # report on the running directory reads it, and leaves its index alone.
+        before = index_file.read_bytes()
+        during = report(out)
+        assert "a run is still going there" in during.stderr
+        assert index_file.read_bytes() == before
+    finally:
+        stdout, stderr = first.communicate(timeout=60)
+    assert first.returncode == 1, stdout + stderr
+    final = read_json(out / "new" / "_index.json")
+    assert final["complete"] and {e["name"]: e["status"] for e in final["results"]} == {"slow": "PASS", "fails": "FAIL"}
+    # Free again once the first run is gone (the lock dies with its holder).
+    started = time.monotonic()
+    assert run_cli(root, out, "fails").returncode == 1 and time.monotonic() - started < 60
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--junit-xml", "/nonexistent/dir/j.xml"], "--junit-xml file /nonexistent/dir/j.xml: no directory /nonexistent/dir"),
+        (["-o", "{file}"], "output directory {file} cannot be written"),
+        (["--work-dir", "{file}/work"], "work directory {file}/work cannot be written"),
+        (["--list-json", "/nonexistent/dir/l.json"], "--list-json file /nonexistent/dir/l.json: no directory"),
+    ],
+    ids=["junit", "output", "work", "list-json"],
+)
+def test_impossible_output_paths_are_usage_errors_before_anything_runs(tmp_path, option, message):
+    marker = tmp_path / "ran"
+    root = write_suite(tmp_path / "suite", {"t/test.yaml": f"cmd: touch {marker}\n"})
+    a_file = tmp_path / "a-file"
+    a_file.write_text("in the way\n")
+    option = [part.replace("{file}", str(a_file)) for part in option]
+    out = tmp_path / "out"
+    args = [*option] if option[0] == "-o" else ["-o", str(out), *option]
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "run_testsuite", str(root), *args],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message.replace("{file}", str(a_file)) in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not marker.exists() and not (out / "new").exists()
+
+
+def test_a_report_that_fails_at_the_end_keeps_the_rest(tmp_path):
+    """The --junit-xml directory was there at the start; a test removes it."""
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    root = write_suite(tmp_path / "suite", {"vandal/test.yaml": f"cmd: rm -r {reports}\n", "t/test.yaml": "cmd: 'true'\n"})
+    out = tmp_path / "out"
+    run = run_cli(root, out, "--junit-xml", reports / "junit.xml")
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert "2 testcases: 2 passed" in run.stdout  # the summary is there
+    assert f"{reports}/junit.xml (--junit-xml): ENOENT" in run.stderr
+    assert run.index["complete"] and (out / "new" / "report.html").exists()

@@ -117,8 +117,11 @@ class ForkedProcess:
                 parent_end.close()
                 target(*args)
             except BaseException:
-                traceback.print_exc()
-                code = 1
+                code = 1  # first: printing may fail too (stderr on a full disk)
+                try:
+                    traceback.print_exc()
+                except BaseException:
+                    pass
             finally:
                 os._exit(code)
         os.close(sentinel_write)

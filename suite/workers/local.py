@@ -202,9 +202,13 @@ def _serve(conn, slot: int, parent: int, stderr_path: str | None, tee: bool, cpu
     if stderr_path:
         # What a dying worker says (a fatal error, a traceback) goes to a
         # file the main process quotes in the fragment's CRASH result.
-        fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.dup2(fd, 2)
-        os.close(fd)
+        try:
+            fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError:  # no room for it (a full disk): its last words go to the run's stderr
+            pass
+        else:
+            os.dup2(fd, 2)
+            os.close(fd)
         faulthandler.enable()
     # Ctrl-C reaches the whole foreground process group; the main process
     # decides what happens, and tells workers with SIGTERM.

@@ -1,0 +1,116 @@
+"""Where a run writes, checked and claimed before anything runs.
+
+A run that cannot write its results must say so before the first
+testcase, not after the last: the output directory, the work directory
+and a ``--junit-xml`` file are checked first (a usage error, exit 2).
+
+One run at a time per output directory.
+
+Two runs writing one output directory rotate each other's ``new/`` away
+and mix their results. A run therefore holds ``OUTPUT/.lock`` with
+``flock`` for its whole life: the kernel drops the lock when the process
+that holds it is gone, however it ends (``kill -9`` included), so a lock
+is never left stale. The file says who holds it, for the message of the
+run that is refused. ``report`` asks the same lock before it rewrites an
+index: a run still going owns its index.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+
+LOCK_FILE = ".lock"
+
+# The lock of this process's run: open for as long as the process lives.
+_held: int | None = None
+
+
+class OutputBusy(Exception):
+    """Another run holds the output directory."""
+
+
+def lock_output(output_dir: str) -> None:
+    """Take the output directory for this run, or raise OutputBusy; an
+    OSError says the directory cannot be made or written."""
+    global _held
+    if _held is not None:
+        return
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, LOCK_FILE)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _read_holder(fd)
+        os.close(fd)
+        raise OutputBusy(
+            f"{output_dir} is in use by another run ({holder}): wait for it to end, or give another --output-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+    _held = fd
+
+
+def running_in(output_dir: str) -> str | None:
+    """Who runs in ``output_dir`` now ("pid 123, started ..."), or None."""
+    try:
+        fd = os.open(os.path.join(output_dir, LOCK_FILE), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_holder(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return None
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        text = ""
+    return text or "pid unknown"
+
+
+def check_writable_file(path: str, what: str) -> None:
+    """Whether a report file can be written at ``path``: its directory
+    exists and takes a new file. Raises OSError with a plain message."""
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    if os.path.isdir(path):
+        raise OSError(f"{what} {path} is a directory")
+    if not os.path.isdir(directory):
+        raise OSError(f"{what} {path}: no directory {directory}")
+    probe = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.probe")
+    try:  # access() says yes to root on a read-only file system: try it
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        os.unlink(probe)
+    except OSError as exc:
+        raise OSError(f"{what} {path} cannot be written: {exc.strerror}") from None
+
+
+def claim_outputs(output_dir: str, work_dir: str, report_files: dict[str, str | None]) -> None:
+    """Lock the output directory, make sure the work directory can be made
+    and each report file (what -> path) written; OutputBusy or OSError
+    with a message for the user otherwise."""
+    for what, path in report_files.items():
+        if path and path != "-":
+            check_writable_file(path, what)
+    try:
+        lock_output(output_dir)
+    except OutputBusy:
+        raise
+    except OSError as exc:
+        raise OSError(f"output directory {output_dir} cannot be written: {exc.strerror or exc}") from None
+    inside = os.path.join(output_dir, "new") + os.sep
+    if not (work_dir + os.sep).startswith(inside):  # there: made by the run, under the lock
+        try:
+            os.makedirs(work_dir, exist_ok=True)
+            check_writable_file(os.path.join(work_dir, "probe"), "work directory")
+        except OSError as exc:
+            raise OSError(f"work directory {work_dir} cannot be written: {exc.strerror or exc}") from None
