@@ -27,7 +27,7 @@ def execute(fragment: Fragment, slot: int, on_output=None) -> Outcome:
     """Run a fragment with its driver; never raises.
 
     ``on_output``, if given, sees the output as it arrives (for --tee)."""
-    from run_testsuite.drivers.registry import DriverLoadError, load_reference
+    from run_testsuite.drivers.registry import DriverLoadError, DriverNotFound, load_reference
 
     start = time.time()
     began = time.monotonic()
@@ -51,7 +51,9 @@ def execute(fragment: Fragment, slot: int, on_output=None) -> Outcome:
         else:  # said plainly, without a traceback: nothing in the code is wrong
             outcome = Outcome(Status.ERROR, Reason.SYSTEM, f"the run could not go on here: {_system_problem(exc)}")
     except DriverLoadError as exc:
-        outcome = Outcome(Status.ERROR, Reason.DRIVER, str(exc), traceback=exc.details or traceback.format_exc())
+        outcome = Outcome(Status.ERROR, Reason.DRIVER, str(exc), traceback=exc.details or None)
+    except DriverNotFound as exc:  # found by the main process, not here: a file system not shared?
+        outcome = Outcome(Status.ERROR, Reason.DRIVER, f"the driver cannot be found where the fragment runs: {exc}")
     except Exception as exc:  # a driver's bug is this testcase's ERROR, not the run's
         outcome = _driver_error(exc)
     outcome.start = start

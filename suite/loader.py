@@ -139,7 +139,7 @@ class _Builder:
                 known = exc
             self.raw_specs[item.spec_file] = known
         if isinstance(known, specs.SpecError):
-            raise known
+            raise known.with_traceback(None)  # raised again per use: its traceback must not grow
         return known
 
     def tags_of(self, item: Found) -> list[str]:
@@ -237,7 +237,7 @@ class _Builder:
                 known = exc
             self.drivers[name] = known
         if isinstance(known, Exception):
-            raise known
+            raise known.with_traceback(None)  # raised again per testcase: its traceback must not grow
         return known
 
     def _testcase(self, planned: Planned, merged: dict) -> Testcase:

@@ -77,6 +77,7 @@ class TextReport:
 
     def summary(self, counts: dict[str, int], wall: float, output_dir: str) -> None:
         write = self.stream.write
+        shown_tracebacks: dict[str, str] = {}
         for result in [] if self.quiet else self.notable[:DETAILS_MAX]:
             write("\n" + self.paint(result.status, f"---- {result.status.value} {result.name}") + "\n")
             if result.message:
@@ -88,7 +89,10 @@ class TextReport:
             if result.diff:
                 write(self._diff(result.diff))
             elif result.traceback:
-                write(result.traceback)
+                # The same traceback for many testcases (a driver that cannot
+                # be imported): printed once, then named.
+                first = shown_tracebacks.setdefault(result.traceback, result.name)
+                write(result.traceback if first == result.name else f"  (the same traceback as {first})\n")
             elif result.output:
                 lines = result.output.rstrip("\n").split("\n")
                 if len(lines) > TAIL_LINES:

@@ -150,7 +150,10 @@ class DaskWorker(Worker):
         elif isinstance(exc, CancelledError) or future.status == "cancelled":
             what = "the Dask cluster dropped the fragment (cancelled: was the connection to the scheduler lost?)"
         elif future.status == "error":
-            what = "the Dask task failed (are run-testsuite and the suite's drivers installed on the scheduler and the workers?)"
+            what = (
+                "the Dask task failed (is run-testsuite installed on the scheduler and the workers, "
+                "and the suite visible to them at the same path?)"
+            )
         else:
             what = "could not fetch the result from the Dask cluster"
         detail = one_line(exc)
