@@ -83,7 +83,7 @@ def _main(argv: list[str] | None) -> int:
         p.error("--dask and --no-multiprocessing exclude each other")
     if args.dask and args.cpus_per_slot:
         p.error("--cpus-per-slot pins this host's CPUs; it does not apply with --dask")
-    from run_testsuite.plan import UsageError
+    from run_testsuite.plan import NothingSelected, UsageError
 
     try:
         cluster = _cluster(args.dask) if args.dask else None
@@ -93,6 +93,9 @@ def _main(argv: list[str] | None) -> int:
     except UsageError as exc:
         print(f"run-testsuite: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except NothingSelected as exc:  # said before anything runs or is written
+        print(f"run-testsuite: {exc}", file=sys.stderr if exc.exit_status else sys.stdout)
+        return exc.exit_status
     if args.list or args.list_json:
         from run_testsuite.listing import print_list, write_list_json
 
@@ -203,16 +206,9 @@ def _run_on_dask(cluster, plan, options, history) -> int:
 
 def _read_history(output_dir: str):
     """What earlier runs in this output directory recorded, if any."""
-    from run_testsuite.history import HISTORY_FILE, History
+    from run_testsuite.history import read_history
 
-    path = os.path.join(output_dir, HISTORY_FILE)
-    if not os.path.exists(path):
-        return None
-    history = History(path)
-    try:
-        return history.view()
-    finally:
-        history.close()
+    return read_history(output_dir)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,6 +10,7 @@ transactions that survive a crash of the run.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -186,3 +187,26 @@ class History:
 
     def close(self) -> None:
         self.db.close()
+
+
+def read_history(output_dir: str) -> HistoryView | None:
+    """What earlier runs in ``output_dir`` recorded, if any. A database that
+    cannot be read (damaged, or not SQLite) is set aside with a warning,
+    and the run goes on without history; the next one starts a new one."""
+    path = os.path.join(output_dir, HISTORY_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        history = History(path)
+        try:
+            return history.view()
+        finally:
+            history.close()
+    except sqlite3.DatabaseError as exc:
+        from run_testsuite.spec_cache import set_aside
+
+        for companion in (f"{path}-wal", f"{path}-shm"):  # SQLite's own files of it
+            if os.path.exists(companion):
+                os.unlink(companion)
+        set_aside(path, f"the history cannot be read ({exc})")
+        return None

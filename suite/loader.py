@@ -21,7 +21,7 @@ from run_testsuite.keys import compute_keys, setup_key, use_cache
 from run_testsuite.links import link
 from run_testsuite.plan import SETUP_PREFIX, Plan, Planned, UsageError, env_value, setup_env_name
 from run_testsuite.results import Reason, Result, Status
-from run_testsuite.selection import Selection, keeper, select
+from run_testsuite.selection import Selection, keeper, nothing_selected, select
 from run_testsuite.spec_cache import SpecCache, stamp
 from run_testsuite.suite_config import SuiteConfig, load_suite_config
 from run_testsuite.variants import Variant, base_name, variants
@@ -64,6 +64,8 @@ def build_plan(
     for item in select(found, selection.patterns):
         tags = builder.tags_of(item)
         queue.extend((item, v) for v in builder.variants(item) if keep(item.name + v.suffix, tags))
+    if not queue:
+        raise nothing_selected(selection, len(found), root)
     index: dict[str, int] = {}
     for item, variant in queue:  # grows as dependencies are discovered
         if item.name + variant.suffix in index:

@@ -29,6 +29,16 @@ class UsageError(Exception):
     """A problem with how run-testsuite was called: exit status 2."""
 
 
+class NothingSelected(Exception):
+    """The selection holds no testcase: said before anything runs, with
+    exit status 5 (as pytest's "no tests collected"), or 0 when there was
+    simply nothing to re-run (``--failed``)."""
+
+    def __init__(self, message: str, exit_status: int = 5):
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
 @dataclass
 class Planned:
     """One testcase in the plan, with its fragments or its early verdict."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from run_testsuite.discovery import Found
 from run_testsuite.history import HistoryView
-from run_testsuite.plan import UsageError
+from run_testsuite.plan import NothingSelected, UsageError
 
 
 def select(found: list[Found], patterns: list[str]) -> list[Found]:
@@ -24,7 +24,7 @@ def select(found: list[Found], patterns: list[str]) -> list[Found]:
         if matching:
             chosen.append(item)
             unmatched.difference_update(matching)
-    if unmatched:
+    if unmatched and chosen:  # a typo beside good names: a usage error
         raise UsageError("no testcase matches " + ", ".join(repr(p) for p in sorted(unmatched)))
     return chosen
 
@@ -73,3 +73,21 @@ def keeper(selection: Selection, history: HistoryView | None) -> Callable[[str, 
         return not selection.failed_only or (history is not None and history.did_not_pass(name))
 
     return keep
+
+
+def nothing_selected(selection: Selection, found: int, root: str) -> NothingSelected:
+    """What to say when ``selection`` holds no testcase of the ``found``."""
+    if not found:
+        return NothingSelected(f"no testcase in {root} (no directory below it holds a test.yaml)")
+    if selection.failed_only and not (selection.patterns or selection.keyword or selection.tags):
+        return NothingSelected("--failed: nothing to run again, nothing failed last time", exit_status=0)
+    parts = []
+    if selection.patterns:
+        parts.append("names " + ", ".join(repr(p) for p in selection.patterns))
+    if selection.keyword:
+        parts.append(f"-k {selection.keyword!r}")
+    if selection.tags:
+        parts.append(" or ".join(f"--tag {t!r}" for t in selection.tags))
+    if selection.failed_only:
+        parts.append("--failed")
+    return NothingSelected(f"no testcase selected by {' and '.join(parts)} (of {found} in {root})")

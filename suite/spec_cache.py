@@ -7,17 +7,26 @@ taken from the cache: no YAML parse, no schema validation, and for a fully
 cached suite not even the import of PyYAML or jsonschema. suite.yaml is
 cached the same way. The cache is keyed by the schemas' contents and the
 package version, so a new schema revalidates all.
+
+The cache is JSON, never a pickle: the output directory is writable by the
+tests, and unpickling what a test left there would run its code in the
+next run. A spec holding what JSON cannot say (a date, a binary) is simply
+not cached. A cache that cannot be read is set aside with a warning.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import pickle
+import sys
 
 from run_testsuite import __version__, schemas
+from run_testsuite.jsonio import write_atomic
 
-CACHE_FILE = "spec-cache.pickle"
+CACHE_FILE = "spec-cache.json"
+# Earlier versions' cache, never read: a pickle a test could have written.
+LEGACY_FILE = "spec-cache.pickle"
 
 Stamp = tuple[int, int, int]  # inode, size, mtime in ns
 
@@ -45,36 +54,72 @@ class SpecCache:
         self.entries: dict[str, tuple[Stamp, dict]] = {}
         self.dirty = False
         try:
-            with open(self.path, "rb") as handle:
-                key, entries = pickle.load(handle)
-            if key == self.key:
-                self.entries = entries
-        except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError):
-            pass  # no cache, or one from another version: start afresh
+            with open(self.path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            set_aside(self.path, f"the spec cache cannot be read ({exc})")
+            return
+        if isinstance(data, dict) and data.get("key") == self.key and isinstance(data.get("entries"), dict):
+            try:
+                self.entries = {
+                    path: ((ino, size, mtime), spec) for path, (ino, size, mtime, spec) in data["entries"].items()
+                }
+            except (TypeError, ValueError):
+                set_aside(self.path, "the spec cache is not one this version wrote")
+                self.entries = {}
 
     def get(self, path: str) -> dict | None:
         """The cached spec for ``path``, if the file has not changed."""
         found = self.entries.get(path)
         if found is None:
             return None
-        if stamp(path) != found[0]:
+        if stamp(path) != found[0] or not isinstance(found[1], dict):
             return None
         return found[1]
 
     def put(self, path: str, file_stamp: Stamp | None, spec: dict) -> None:
-        if file_stamp is None:
-            return
+        if file_stamp is None or not _plain(spec):
+            return  # what JSON cannot hold as it is, is parsed again
         self.entries[path] = (file_stamp, spec)
         self.dirty = True
 
     def save(self) -> None:
         if not self.dirty:
             return
+        data = {"key": self.key, "entries": {path: [*st, spec] for path, (st, spec) in self.entries.items()}}
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            tmp = f"{self.path}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as handle:
-                pickle.dump((self.key, self.entries), handle, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, self.path)
+            write_atomic(self.path, data)
+            legacy = os.path.join(os.path.dirname(self.path), LEGACY_FILE)
+            if os.path.exists(legacy):
+                os.unlink(legacy)
         except OSError:
             pass  # a cache that cannot be written only costs time
+
+
+def _plain(value: object) -> bool:
+    """Whether ``value`` reads back from JSON as it is: str keys, and
+    strings, numbers, booleans, None, lists and dicts of them."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    if isinstance(value, float):
+        return value == value and value not in (float("inf"), float("-inf"))
+    return value is None or isinstance(value, (str, int))
+
+
+def set_aside(path: str, why: str) -> None:
+    """Rename a file the run cannot use to ``PATH.corrupt-TIME`` (kept for
+    a look), with a warning; the run goes on without it."""
+    import time
+
+    aside = f"{path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        os.replace(path, aside)
+        done = f"set aside as {os.path.basename(aside)}"
+    except OSError as exc:
+        done = f"and cannot be set aside ({exc.strerror}); ignored"
+    print(f"run-testsuite: warning: {path}: {why}; {done}", file=sys.stderr)

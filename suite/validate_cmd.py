@@ -21,7 +21,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("root", help="the suite directory")
     args = parser.parse_args(argv)
     from run_testsuite.loader import build_plan
-    from run_testsuite.plan import UsageError
+    from run_testsuite.plan import NothingSelected, UsageError
     from run_testsuite.selection import Selection
 
     with tempfile.TemporaryDirectory(prefix="run-testsuite-validate-") as scratch:
@@ -30,6 +30,9 @@ def main(argv: list[str]) -> int:
         except UsageError as exc:
             print(f"run-testsuite: error: {exc}", file=sys.stderr)
             return 2
+        except NothingSelected as exc:  # an empty suite: nothing to check, said
+            print(f"run-testsuite: {exc}", file=sys.stderr)
+            return exc.exit_status
     problems: list[str] = []
     for planned in plan.testcases:
         result = planned.result

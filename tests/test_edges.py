@@ -256,3 +256,75 @@ def test_a_report_that_fails_at_the_end_keeps_the_rest(tmp_path):
     assert "2 testcases: 2 passed" in run.stdout  # the summary is there
     assert f"{reports}/junit.xml (--junit-xml): ENOENT" in run.stderr
     assert run.index["complete"] and (out / "new" / "report.html").exists()
+
+
+# -- what a test may leave in the output directory -------------------------------------
+def test_a_pickle_left_in_the_output_directory_is_never_loaded(tmp_path):
+    """The output directory is writable by tests: a spec cache there that
+    unpickles into code would run it in the next run."""
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    root = write_suite(tmp_path / "suite", {"t/test.yaml": "cmd: 'true'\n"})
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "spec-cache.pickle").write_bytes(pickle.dumps(("key", Payload())))
+    for _ in range(2):
+        run = run_cli(root, out)
+        assert run.returncode == 0, run.stdout + run.stderr
+    assert not marker.exists()
+    assert not (out / "spec-cache.pickle").exists()  # the legacy file is removed, unread
+
+
+@pytest.mark.parametrize("name", ["history.sqlite", "spec-cache.json"])
+def test_a_corrupt_history_or_spec_cache_is_set_aside_and_the_run_goes_on(tmp_path, name):
+    root = write_suite(tmp_path / "suite", {"t/test.yaml": "cmd: 'true'\n", "f/test.yaml": "cmd: 'false'\n"})
+    out = tmp_path / "out"
+    assert run_cli(root, out).returncode == 1
+    (out / name).write_bytes(os.urandom(4096))
+    run = run_cli(root, out, "--failed")
+    assert "Traceback" not in run.stderr
+    assert f"warning: {out / name}: the " in run.stderr and "set aside as" in run.stderr
+    assert list(out.glob(f"{name}.corrupt-*")), os.listdir(out)
+    if name == "history.sqlite":  # a history set aside knows of no failure
+        assert run.returncode == 0 and "--failed: nothing to run again" in run.stdout
+    else:  # a spec cache set aside only costs time
+        assert run.returncode == 1 and statuses(run.index) == {"f": ("FAIL", "EXIT_CODE")}
+    again = run_cli(root, out)  # and the run after records anew, without a word
+    assert again.returncode == 1 and "warning" not in again.stderr
+
+
+
+@pytest.mark.parametrize(
+    "args, names, said",
+    [
+        (["-k", "nothing"], [], "no testcase selected by -k 'nothing' (of 2 in "),
+        (["--tag", "zz"], [], "no testcase selected by --tag 'zz' (of 2 in "),
+        ([], ["nope*"], "no testcase selected by names 'nope*' (of 2 in "),
+        (["-k", "a", "--failed"], [], "no testcase selected by -k 'a' and --failed"),
+    ],
+    ids=["keyword", "tag", "names", "keyword-failed"],
+)
+def test_a_selection_of_nothing_exits_5_before_anything_runs(tmp_path, args, names, said):
+    root = write_suite(tmp_path / "suite", {"a/test.yaml": "cmd: 'true'\n", "b/test.yaml": "cmd: 'true'\n"})
+    out = tmp_path / "out"
+    run = run_cli(root, out, *args, names=names)
+    assert run.returncode == 5, run.stdout + run.stderr
+    assert said in run.stderr and "0 testcases" not in run.stdout
+    assert not out.exists()
+
+
+def test_an_empty_suite_says_so_and_failed_with_nothing_to_rerun_exits_0(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run = run_cli(empty, tmp_path / "out")
+    assert run.returncode == 5 and "no testcase in " in run.stderr
+    root = write_suite(tmp_path / "suite", {"a/test.yaml": "cmd: 'true'\n"})
+    assert run_cli(root, tmp_path / "out").returncode == 0
+    run = run_cli(root, tmp_path / "out", "--failed")
+    assert run.returncode == 0 and "--failed: nothing to run again, nothing failed last time" in run.stdout

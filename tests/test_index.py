@@ -40,7 +40,7 @@ def test_previous_run_moves_to_old(tmp_path):
     assert validate_result(read_json(out / "old" / "results" / "t.json"))["output"] == "run-2\n"
     assert load_result(out, "t")["output"] == "run-3\n"
     # Only the two runs and the spec cache: no trash of older runs is left.
-    assert sorted(os.listdir(out)) == [".lock", "history.sqlite", "new", "old", "spec-cache.pickle"]
+    assert sorted(os.listdir(out)) == [".lock", "history.sqlite", "new", "old", "spec-cache.json"]
 
 
 def test_index_metadata_counts_and_entries(tmp_path):

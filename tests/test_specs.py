@@ -4,7 +4,7 @@ directories, defaults, and invalid specs reported with file:line:col."""
 from __future__ import annotations
 
 import os
-import pickle
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -459,7 +459,7 @@ def test_spec_cache_notices_an_edited_spec(tmp_path):
     root, out = tmp_path / "suite", tmp_path / "out"
     write_suite(root, {"t/test.yaml": "cmd: echo one\n"})
     assert load_result(out, "t", run_cli(root, out).index)["output"] == "one\n"
-    assert (out / "spec-cache.pickle").is_file()
+    assert (out / "spec-cache.json").is_file()
     assert load_result(out, "t", run_cli(root, out).index)["output"] == "one\n"
     (root / "t" / "test.yaml").write_text("cmd: echo two; exit 3\nexit_code: 3\n")
     assert load_result(out, "t", run_cli(root, out).index)["output"] == "two\n"
@@ -473,8 +473,7 @@ def test_spec_cache_holds_suite_yaml_and_notices_its_edits(tmp_path):
     root, out = tmp_path / "suite", tmp_path / "out"
     write_suite(root, {"suite.yaml": "defaults:\n  env:\n    WORD: one\n", "t/test.yaml": "cmd: printenv WORD\n"})
     assert load_result(out, "t", run_cli(root, out).index)["output"] == "one\n"
-    with open(out / "spec-cache.pickle", "rb") as handle:
-        _, entries = pickle.load(handle)
+    entries = json.loads((out / "spec-cache.json").read_text())["entries"]
     assert str(root / "suite.yaml") in entries
     assert load_result(out, "t", run_cli(root, out).index)["output"] == "one\n"
     (root / "suite.yaml").write_text("defaults:\n  env:\n    WORD: two\n")
