@@ -117,6 +117,7 @@ class _Builder:
         self.log_root = os.path.join(output_dir, "new", "logs")
         self.cache = cache
         self.raw_specs: dict[str, dict | specs.SpecError] = {}
+        self.too_many: dict[str, str] = {}  # spec file -> why its matrix is not expanded
         # Set-ups' file names are reserved first, so testcases can be told
         # where each set-up's directory will be before it is planned.
         self.setup_safe = {name: self._safe(SETUP_PREFIX + name) for name in suite.setup}
@@ -155,11 +156,25 @@ class _Builder:
             matrix = self.raw_spec(item).get("matrix")
         except specs.SpecError:
             matrix = None  # loads as one ERROR
+        count = self.selection.repeat
+        for values in (matrix or {}).values():
+            count *= len(values)
+        if count > self.suite.max_variants:  # counted before any is made
+            line, col = specs.key_position(item.spec_file, ["matrix"])
+            self.too_many[item.spec_file] = (
+                f"{item.spec_file}:{line}:{col}: the matrix (times --repeat) makes {count} variants, "
+                f"more than max_variants ({self.suite.max_variants}, in suite.yaml)"
+            )
+            return [NO_VARIANT]
         return variants(matrix, self.selection.repeat)
 
     def load(self, item: Found, variant: Variant = NO_VARIANT) -> Planned:
         name = item.name + variant.suffix
         planned = Planned(name, item.spec_file, item.directory, self._safe(name))
+        if item.spec_file in self.too_many:
+            self.testcases.append(planned)
+            planned.result = self._early(planned, Status.ERROR, Reason.SPEC, self.too_many[item.spec_file])
+            return planned
         planned.repeat_suffix = variant.repeat_suffix
         self.testcases.append(planned)
         self.groups.setdefault((item.name, variant.repeat), []).append(len(self.testcases) - 1)

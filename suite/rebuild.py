@@ -77,8 +77,9 @@ def _read_results(results_dir: str, problems: list[str]) -> list[tuple[Result, s
         path = os.path.join(results_dir, file_name)
         try:
             result = Result.from_json(read_json(path))
-            if not isinstance(result.name, str) or not result.name:
-                raise ValueError("no testcase name")
+            problem = _ill_typed(result)
+            if problem:
+                raise ValueError(problem)
             mtime = os.stat(path).st_mtime_ns
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             problems.append(f"{rel}: unreadable ({type(exc).__name__}: {exc})")
@@ -90,6 +91,34 @@ def _read_results(results_dir: str, problems: list[str]) -> list[tuple[Result, s
                 continue
         found[result.name] = (result, rel, mtime)
     return sorted(found.values(), key=lambda item: (item[2], item[0].name))
+
+
+# What the index and reports read of a result, and the types they need.
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "message": str,
+    "duration": (int, float),
+    "start": (int, float),
+    "slot": (int, type(None)),
+    "tags": list,
+    "attempts": int,
+    "kind": str,
+    "spec_file": (str, type(None)),
+}
+
+
+def _ill_typed(result: Result) -> str | None:
+    """What is wrong with a result file's fields, if anything: a file that
+    was not written by a run (edited, or left by a test) must be skipped,
+    never crash the report."""
+    if not isinstance(result.name, str) or not result.name:
+        return "no testcase name"
+    for name, kind in _FIELDS.items():
+        value = getattr(result, name)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind in ((int, float), int)):
+            return f"field {name!r} holds {type(value).__name__} {str(value)[:40]!r}"
+    if not all(isinstance(tag, str) for tag in result.tags):
+        return "field 'tags' holds something other than strings"
+    return None
 
 
 def _read_stale_index(new_dir: str, problems: list[str]) -> dict | None:

@@ -24,6 +24,7 @@ class SuiteConfig:
     resources: dict = field(default_factory=dict)
     cpus_per_slot: int | None = None
     params: dict = field(default_factory=dict)
+    max_variants: int = 10_000
 
     def pool(self, name: str) -> list[str]:
         """The members of a resource pool: its names, or numbered ones."""
@@ -54,4 +55,5 @@ def load_suite_config(root: str, cache: SpecCache | None = None) -> SuiteConfig:
         params=data.get("params", {}),
         resources=data.get("resources", {}),
         cpus_per_slot=data.get("cpus_per_slot"),
+        max_variants=data.get("max_variants", 10_000),
     )

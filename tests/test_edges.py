@@ -328,3 +328,79 @@ def test_an_empty_suite_says_so_and_failed_with_nothing_to_rerun_exits_0(tmp_pat
     assert run_cli(root, tmp_path / "out").returncode == 0
     run = run_cli(root, tmp_path / "out", "--failed")
     assert run.returncode == 0 and "--failed: nothing to run again, nothing failed last time" in run.stdout
+
+
+def test_a_matrix_past_the_limit_is_a_spec_error_not_an_exhausted_memory(tmp_path):
+    hundred = ", ".join(str(n) for n in range(100))
+    root = write_suite(
+        tmp_path / "suite",
+        {
+            "big/test.yaml": f"cmd: 'true'\nmatrix:\n  a: [{hundred}]\n  b: [{hundred}]\n  c: [{hundred}]\n",
+            "fits/test.yaml": "cmd: 'true'\nmatrix:\n  a: [1, 2, 3]\n",
+            "ok/test.yaml": "cmd: 'true'\n",
+        },
+    )
+    run = run_cli(root, tmp_path / "out", timeout=60)
+    assert run.returncode == 1, run.stdout + run.stderr
+    found = statuses(run.index)
+    assert found.pop("big") == ("ERROR", "SPEC") and len(found) == 4
+    assert "makes 1000000 variants, more than max_variants (10000" in load_result(tmp_path / "out", "big", run.index)["message"]
+    # The limit is the suite's to set; --repeat counts.
+    write_suite(root, {"suite.yaml": "max_variants: 5\n"})
+    again = run_cli(root, tmp_path / "out2", "--repeat", "2")
+    assert {n for n, s in statuses(again.index).items() if s == ("ERROR", "SPEC")} == {"big", "fits"}
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("duration", "slow"), ("message", 5), ("start", [1]), ("slot", "one"), ("tags", "t"), ("attempts", 1.5),
+     ("status", 7), ("commands", "x")],
+)
+def test_rebuild_skips_result_files_with_wrong_field_types(tmp_path, field, value):
+    import json
+
+    root = write_suite(tmp_path / "suite", {"a/test.yaml": "cmd: 'true'\n", "b/test.yaml": "cmd: 'true'\n"})
+    out = tmp_path / "out"
+    assert run_cli(root, out).returncode == 0
+    path = out / "new" / "results" / "a.json"
+    data = json.loads(path.read_text())
+    data[field] = value
+    path.write_text(json.dumps(data))
+    run = report(out, "--rebuild")
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    assert "skipped results/a.json: unreadable" in run.stderr
+    assert "1 testcases: 1 passed" in run.stdout
+
+
+def test_tee_stays_linear_and_bounded_on_a_line_without_end():
+    """50 MB with no newline: shown in marked pieces, memory bounded (the
+    whole line was held and concatenated before: quadratic, unbounded)."""
+    import io
+    import tracemalloc
+
+    from run_testsuite.reports.tee import LINE_LIMIT, Tee
+
+    out = io.StringIO()
+    tee = Tee(out)
+    tee.feed("a", b"one")
+    tee.feed("b", b"x\ny")
+    tee.feed("a", b" two\nthree")
+    tee.flush("a")
+    tee.flush("b")
+    assert out.getvalue() == "[b] x\n[a] one two\n[a] three\n[b] y\n"
+    out = io.StringIO()
+    tee = Tee(out)
+    tracemalloc.start()
+    try:
+        for _ in range(800):
+            tee.feed("big", b"x" * 65536)
+            shown = out.getvalue().count("[big]")
+            out.seek(0)
+            out.truncate()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * LINE_LIMIT + (1 << 20)
+    tee.feed("big", b"end\n")
+    assert out.getvalue().endswith("end\n") and shown >= 1

@@ -13,25 +13,43 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing import TextIO
 
 
+# A line longer than this is shown in pieces, each marked as going on:
+# memory stays bounded and the work linear whatever a test prints.
+LINE_LIMIT = 64 * 1024
+
+
 class Tee:
     def __init__(self, stream: TextIO = sys.stdout, before_write=None):
         self.stream = stream
-        self.partial: dict[str, bytes] = {}
+        self.partial: dict[str, bytearray] = {}
         self.before_write = before_write  # e.g. clear a status line first
 
     def feed(self, name: str, data: bytes) -> None:
-        data = self.partial.pop(name, b"") + data
-        *lines, rest = data.split(b"\n")
+        held = self.partial.get(name)
+        end = data.rfind(b"\n")
+        if end < 0:  # no line ends here: held, and shown in pieces if long
+            if held is None:
+                held = self.partial[name] = bytearray()
+            held += data
+            if len(held) >= LINE_LIMIT:
+                pieces = [bytes(held[at : at + LINE_LIMIT]) for at in range(0, len(held) - LINE_LIMIT + 1, LINE_LIMIT)]
+                del held[: len(pieces) * LINE_LIMIT]
+                self._write(name, [piece + b" [line goes on]" for piece in pieces])
+            return
+        lines = data[:end].split(b"\n")
+        if held:
+            lines[0] = bytes(held) + lines[0]
+            held.clear()
+        rest = data[end + 1 :]
         if rest:
-            self.partial[name] = rest
-        if lines:
-            self._write(name, lines)
+            self.partial.setdefault(name, bytearray()).extend(rest)
+        self._write(name, lines)
 
     def flush(self, name: str) -> None:
         """The testcase ended: print its unfinished last line."""
         rest = self.partial.pop(name, None)
         if rest:
-            self._write(name, [rest])
+            self._write(name, [bytes(rest)])
 
     def _write(self, name: str, lines: list[bytes]) -> None:
         if self.before_write is not None:
