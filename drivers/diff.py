@@ -52,12 +52,18 @@ class DiffDriver(Driver):
         # directory is inside the suite, while '../../etc/passwd' is not.
         if not _inside(baseline, os.path.normpath(test.suite_root)):
             test.error(f"baseline '{baseline_name}' is outside the suite directory", ["baseline"])
+        linked_out = link_out_of(baseline, (test.suite_root, test.source_dir))
+        if linked_out:
+            test.error(
+                f"baseline '{baseline_name}' is a link out of the suite directory (to {linked_out})", ["baseline"]
+            )
         if not os.path.isfile(baseline):
             test.error(f"baseline '{baseline_name}' does not exist (expected {baseline})", ["baseline"])
         if not os.access(baseline, os.R_OK):
             test.error(f"baseline '{baseline_name}' is not readable", ["baseline"])
         data = fragments[-1].data
         data["baseline"] = baseline
+        data["inside"] = (test.suite_root, test.source_dir)  # where --rewrite may write
         data["refine"] = settings(test)
         data["baseline_mode"] = test.spec.get("baseline_mode", "exact")
         if data["baseline_mode"] == "regex":
@@ -94,9 +100,13 @@ class DiffDriver(Driver):
         """``--rewrite``: the output compared by the failed run (saved at
         ``actual_path``) becomes the baseline."""
         actual, baseline = fragment.data.get("actual_path"), fragment.data.get("baseline")
-        if actual and baseline and rewrite_baseline(actual, baseline):
-            return baseline
-        return None
+        if not (actual and baseline):
+            return None
+        # Checked again now: a test may have replaced its baseline with a link.
+        linked_out = link_out_of(baseline, tuple(fragment.data.get("inside", ())))
+        if linked_out:
+            raise ValueError(f"{baseline} is a link out of the suite (to {linked_out}): not written through")
+        return baseline if rewrite_baseline(actual, baseline) else None
 
 
 def rewrite_baseline(actual_path: str, baseline_path: str) -> bool:
@@ -247,6 +257,18 @@ def _show(text: str) -> str:
 
 
 # -- helpers --------------------------------------------------------------------------
+def link_out_of(path: str, roots: tuple[str, ...]) -> str | None:
+    """Where ``path`` leads when it is a link (or lies below one) leading out
+    of every one of ``roots`` (each taken resolved too); else None."""
+    real = os.path.realpath(path)
+    if real == os.path.abspath(path):
+        return None  # no link on the way
+    for root in roots:
+        if _inside(real, os.path.realpath(root)) or _inside(real, os.path.normpath(root)):
+            return None
+    return real
+
+
 def _inside(path: str, root: str) -> bool:
     """Whether the normalised ``path`` lies under ``root``."""
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)

@@ -40,11 +40,25 @@ def _take_spare(target: str) -> bool:
     if os.path.dirname(spare) == os.path.dirname(target):
         try:
             os.rename(spare, target)  # also replaces an empty directory there
-            return True
         except OSError:  # a stale tree there, say: the usual way deals with it
             pass
+        else:
+            # The spare sits where tests can write: one may have put a link
+            # (to anywhere) in its place. What was renamed is checked, not
+            # what was there before: no race can slip a link in between.
+            if _is_real_directory(target):
+                return True
+            os.unlink(target)  # the link itself, never what it points to
+            return False
     _remove_empty(spare)
     return False
+
+
+def _is_real_directory(path: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def discard_spare() -> None:

@@ -404,3 +404,58 @@ def test_tee_stays_linear_and_bounded_on_a_line_without_end():
     assert peak < 4 * LINE_LIMIT + (1 << 20)
     tee.feed("big", b"end\n")
     assert out.getvalue().endswith("end\n") and shown >= 1
+
+
+# -- links a test plants ---------------------------------------------------------------
+def test_a_spare_directory_replaced_by_a_link_is_never_followed(tmp_path):
+    """The worker keeps an empty directory (`../.spare-PID`) ready for the
+    next testcase's work directory; a test replaces it with a link to a
+    directory of its choosing. The next testcase must not be copied into,
+    nor run in, what the link points to."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    attack = (
+        "while [ ! -d ../.spare-$PPID ]; do sleep 0.01; done; "
+        f"rmdir ../.spare-$PPID && ln -s {elsewhere} ../.spare-$PPID"
+    )
+    files = {"a-attacker/test.yaml": f"cmd: '{attack}'\n"}
+    files.update({f"b-victim{n}/test.yaml": "cmd: 'touch made-here; test ! -L $TEST_WORK_DIR'\n" for n in range(3)})
+    files.update({f"b-victim{n}/data.txt": "data\n" for n in range(3)})
+    root = write_suite(tmp_path / "suite", files)
+    run = run_cli(root, tmp_path / "out", "-j", "1")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert list(elsewhere.iterdir()) == []
+    for n in range(3):
+        work = tmp_path / "out" / "new" / "work" / f"b-victim{n}"
+        assert not work.is_symlink() and (work / "made-here").exists() and (work / "data.txt").exists()
+
+
+def test_a_baseline_linking_out_of_the_suite_is_refused(tmp_path):
+    outside = tmp_path / "secret"
+    outside.write_text("hello\n")
+    root = write_suite(tmp_path / "suite", {"t/test.yaml": "driver: diff\ncmd: echo hello\n"})
+    (root / "t" / "test.out").symlink_to(outside)
+    run = run_cli(root, tmp_path / "out")
+    assert statuses(run.index) == {"t": ("ERROR", "SPEC")}
+    assert f"baseline 'test.out' is a link out of the suite directory (to {outside})" in run.stdout
+
+
+def test_rewrite_never_writes_through_a_link_out_of_the_suite(tmp_path):
+    """A test replaces its own baseline with a link to a file outside the
+    suite while it runs, and fails on its output: --rewrite must refuse."""
+    outside = tmp_path / "precious"
+    outside.write_text("keep me\n")
+    root = write_suite(
+        tmp_path / "suite",
+        {
+            "t/test.yaml": f"driver: diff\ncmd: ln -sf {outside} $TEST_SOURCE_DIR/test.out; echo changed\n",
+            "t/test.out": "original\n",
+            "u/test.yaml": "driver: diff\ncmd: echo new\n",
+            "u/test.out": "old\n",
+        },
+    )
+    run = run_cli(root, tmp_path / "out", "--rewrite")
+    assert outside.read_text() == "keep me\n"
+    assert "is a link out of the suite" in run.stderr and "not written through" in run.stderr
+    assert (root / "u" / "test.out").read_text() == "new\n"  # the others are still rewritten
+    assert "--rewrite: 1 baseline changed" in run.stdout
