@@ -459,3 +459,32 @@ def test_rewrite_never_writes_through_a_link_out_of_the_suite(tmp_path):
     assert "is a link out of the suite" in run.stderr and "not written through" in run.stderr
     assert (root / "u" / "test.out").read_text() == "new\n"  # the others are still rewritten
     assert "--rewrite: 1 baseline changed" in run.stdout
+
+
+def test_ctrl_c_while_workers_start_prints_no_traceback(tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group, workers being
+    forked included. The run's index is written just before its workers
+    are forked: interrupted from then on, at moments spread over their
+    start, nothing prints a traceback."""
+    import signal
+    import time
+
+    from conftest import cli_argv, cli_env
+
+    root = write_suite(tmp_path / "suite", {f"t{n:02}/test.yaml": "cmd: sleep 1\n" for n in range(32)})
+    for attempt in range(16):
+        out = tmp_path / f"out{attempt}"
+        proc = subprocess.Popen(cli_argv(root, out, "-j", "16"), env=cli_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        index = out / "new" / "_index.json"
+        deadline = time.monotonic() + 30
+        while not index.exists() and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        time.sleep(attempt * 0.001)
+        try:
+            os.killpg(proc.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+        stdout, stderr = proc.communicate(timeout=60)
+        assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, (attempt, stderr)
+        assert proc.returncode == 130, (attempt, proc.returncode, stdout, stderr)

@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Callable
 
 _HEADER = 4  # bytes of length before each pickled message
+_PARENTS_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 class Channel:
@@ -109,9 +110,18 @@ class ForkedProcess:
         # Readable once the child is gone: it holds the write end until it
         # exits (commands it starts do not: pipes are close-on-exec).
         sentinel_read, sentinel_write = os.pipe()
+        # Ctrl-C and SIGTERM are held back across the fork: the child would
+        # otherwise run this process's handler (a KeyboardInterrupt, and its
+        # traceback) if one came before it set its own. It leaves them to
+        # the parent: SIGINT ignored, SIGTERM at its default until ``target``
+        # says otherwise.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _PARENTS_SIGNALS)
         pid = os.fork()
         if pid == 0:  # the child: never returns into the caller
             code = 0
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             try:
                 os.close(sentinel_read)
                 parent_end.close()
@@ -124,6 +134,7 @@ class ForkedProcess:
                     pass
             finally:
                 os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         os.close(sentinel_write)
         child_end.close()
         self.pid = pid
