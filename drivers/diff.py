@@ -259,10 +259,19 @@ def _show(text: str) -> str:
 # -- helpers --------------------------------------------------------------------------
 def link_out_of(path: str, roots: tuple[str, ...]) -> str | None:
     """Where ``path`` leads when it is a link (or lies below one) leading out
-    of every one of ``roots`` (each taken resolved too); else None."""
-    real = os.path.realpath(path)
-    if real == os.path.abspath(path):
+    of every one of ``roots`` (each taken resolved too); else None.
+
+    Only links below the last root (the testcase directory) are looked for:
+    those above it are the suite's own (a testcase reached through a linked
+    directory). Usually that is one lstat, where resolving the whole path
+    cost seven (0.4 s of planning 10,000 testcases)."""
+    below = roots[-1] if roots else os.sep
+    at = path
+    while at != below and os.path.dirname(at) != at and not os.path.islink(at):
+        at = os.path.dirname(at)
+    if at == below or os.path.dirname(at) == at:
         return None  # no link on the way
+    real = os.path.realpath(path)
     for root in roots:
         if _inside(real, os.path.realpath(root)) or _inside(real, os.path.normpath(root)):
             return None
