@@ -23,6 +23,7 @@ from run_testsuite.plan import SETUP_PREFIX, Plan, Planned, UsageError, env_valu
 from run_testsuite.results import Reason, Result, Status
 from run_testsuite.selection import Selection, keeper, nothing_selected, select
 from run_testsuite.spec_cache import SpecCache, stamp
+from run_testsuite.spec_checks import check_options, check_resources
 from run_testsuite.suite_config import SuiteConfig, load_suite_config
 from run_testsuite.variants import Variant, base_name, variants
 
@@ -179,25 +180,13 @@ class _Builder:
         self.testcases.append(planned)
         self.groups.setdefault((item.name, variant.repeat), []).append(len(self.testcases) - 1)
         try:
-            raw = self.raw_spec(item)
-            merged = self._merge(raw)
-            if variant.values:
-                merged.pop("matrix", None)
-                merged["variant"] = dict(variant.values)  # part of the key
-                merged["env"] = {**merged.get("env", {}), **variant.env()}
-            planned.description = merged.get("description", "")
-            planned.driver = merged.get("driver", "shell")
-            planned.tags = list(merged.get("tags", []))
-            planned.depends = list(merged.get("depends", []))
-            planned.needs = list(merged.get("needs", []))
-            planned.spec = merged
-            planned.retries = int(merged.get("retries", 0))
+            merged = self._spec_of(planned, item, variant)
             if self._control(planned, merged, dict(variant.values)):
                 return planned  # skipped: nothing to plan
             driver, driver_path = self._driver(planned.driver)
             test = self._testcase(planned, merged)
-            self._check_options(driver, test)
-            resources = self._check_resources(merged.get("resources", {}), item.spec_file)
+            check_options(driver, test)
+            resources = check_resources(self.suite, merged.get("resources", {}), item.spec_file)
             fragments = driver.fragments(test)
             if not fragments or not all(isinstance(f, Fragment) for f in fragments):
                 raise TypeError(f"{type(driver).__name__}.fragments() must return a non-empty list of Fragment")
@@ -231,6 +220,23 @@ class _Builder:
             self.fragments.append(fragment)
             self.owner.append(owner)
         return planned
+
+    def _spec_of(self, planned: Planned, item: Found, variant: Variant) -> dict:
+        """The variant's spec, merged over suite.yaml's defaults, and what
+        the plan keeps of it on ``planned``."""
+        merged = self._merge(self.raw_spec(item))
+        if variant.values:
+            merged.pop("matrix", None)
+            merged["variant"] = dict(variant.values)  # part of the key
+            merged["env"] = {**merged.get("env", {}), **variant.env()}
+        planned.description = merged.get("description", "")
+        planned.driver = merged.get("driver", "shell")
+        planned.tags = list(merged.get("tags", []))
+        planned.depends = list(merged.get("depends", []))
+        planned.needs = list(merged.get("needs", []))
+        planned.spec = merged
+        planned.retries = int(merged.get("retries", 0))
+        return merged
 
     def _merge(self, raw: dict) -> dict:
         merged = dict(self.suite.defaults)
@@ -281,21 +287,6 @@ class _Builder:
             suite_root=self.suite.root,
         )
 
-    @staticmethod
-    def _check_options(driver: Driver, test: Testcase) -> None:
-        schema = driver.options_schema
-        if schema is None:
-            return
-        from jsonschema import Draft202012Validator
-
-        errors = list(Draft202012Validator(schema).iter_errors(test.spec.get("options", {})))
-        if errors:
-            problems = [
-                (*specs.key_position(test.spec_file, ["options", *e.absolute_path]), f"options: {e.message}")
-                for e in errors
-            ]
-            raise specs.SpecError(test.spec_file, problems)
-
     def _control(self, planned: Planned, merged: dict, matrix: dict) -> bool:
         """Apply ``control``: True when the testcase is skipped. An xfail is
         noted for the scheduler; a bad condition is a SPEC error."""
@@ -320,22 +311,6 @@ class _Builder:
         if decision.action == "xfail":
             planned.xfail = decision.reason or decision.expression
         return False
-
-    def _check_resources(self, asked: dict, spec_file: str, at: list | None = None) -> dict:
-        """Resources must come from a declared pool, and fit in it."""
-        for pool, count in asked.items():
-            where = [*(at or []), "resources", pool]
-            if pool not in self.suite.resources:
-                known = ", ".join(sorted(self.suite.resources)) or "none declared in suite.yaml"
-                line, col = specs.key_position(spec_file, where)
-                raise specs.SpecError(spec_file, [(line, col, f"unknown resource pool '{pool}' (pools: {known})")])
-            size = len(self.suite.pool(pool))
-            if count > size:
-                line, col = specs.key_position(spec_file, where)
-                raise specs.SpecError(
-                    spec_file, [(line, col, f"asks for {count} of '{pool}' but the pool has only {size}")]
-                )
-        return dict(asked)
 
     def add_setups(self, index: dict[str, int]) -> None:
         """Plan each set-up that a testcase still to run needs, transitively."""
@@ -372,7 +347,7 @@ class _Builder:
             if needed in self.setup_safe:
                 env[setup_env_name(needed)] = os.path.join(self.work_dir, self.setup_safe[needed])
         try:
-            resources = self._check_resources(spec.get("resources", {}), planned.spec_file, ["setup", name])
+            resources = check_resources(self.suite, spec.get("resources", {}), planned.spec_file, ["setup", name])
         except specs.SpecError as exc:
             planned.result = self._early(planned, Status.ERROR, Reason.SPEC, exc.render())
             return planned

@@ -1,0 +1,42 @@
+"""Checks of a spec against what only the run knows: a driver's options
+schema, the suite's resource pools. Each problem is a SpecError located at
+its key."""
+
+from __future__ import annotations
+
+from run_testsuite import spec as specs
+from run_testsuite.drivers.base import Driver, Testcase
+from run_testsuite.suite_config import SuiteConfig
+
+
+def check_options(driver: Driver, test: Testcase) -> None:
+    """A testcase's ``options`` against its driver's ``options_schema``."""
+    schema = driver.options_schema
+    if schema is None:
+        return
+    from jsonschema import Draft202012Validator
+
+    errors = list(Draft202012Validator(schema).iter_errors(test.spec.get("options", {})))
+    if errors:
+        problems = [
+            (*specs.key_position(test.spec_file, ["options", *e.absolute_path]), f"options: {e.message}")
+            for e in errors
+        ]
+        raise specs.SpecError(test.spec_file, problems)
+
+
+def check_resources(suite: SuiteConfig, asked: dict, spec_file: str, at: list | None = None) -> dict:
+    """Resources must come from a declared pool, and fit in it."""
+    for pool, count in asked.items():
+        where = [*(at or []), "resources", pool]
+        if pool not in suite.resources:
+            known = ", ".join(sorted(suite.resources)) or "none declared in suite.yaml"
+            line, col = specs.key_position(spec_file, where)
+            raise specs.SpecError(spec_file, [(line, col, f"unknown resource pool '{pool}' (pools: {known})")])
+        size = len(suite.pool(pool))
+        if count > size:
+            line, col = specs.key_position(spec_file, where)
+            raise specs.SpecError(
+                spec_file, [(line, col, f"asks for {count} of '{pool}' but the pool has only {size}")]
+            )
+    return dict(asked)
