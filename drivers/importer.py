@@ -18,6 +18,8 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # Prefix of the names of modules imported apart: lone driver files, and
 # packages whose name another root took first.
@@ -47,7 +49,8 @@ def import_module_of(target: str, path: tuple[str, ...]):
         for directory in reversed(path):
             _put_first_on_path(directory)
         where = f" with {', '.join(path)} first on sys.path" if path else ""
-        return _import(target, f"imported module '{target}'{where}"), f"imported module '{target}'{where}"
+        tried = f"imported module '{target}'{where}"
+        return _import(target, tried), tried
     loaded = sys.modules.get(top)
     if loaded is None or _comes_from(loaded, root):
         _put_first_on_path(root)
@@ -90,17 +93,15 @@ def import_file(file: str):
         raise ImportProblem(f"cannot load {file}: not a Python source file", missing=True)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    dont_write, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     try:
-        spec.loader.exec_module(module)
+        with _no_byte_code():
+            spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[name]
         raise _problem(f"cannot load '{file}': {tried}", exc) from None
     except BaseException:
         del sys.modules[name]
         raise
-    finally:
-        sys.dont_write_bytecode = dont_write
     return module, tried
 
 
@@ -109,15 +110,23 @@ def _import(name: str, tried: str, missing_name: str | None = None):
     ``missing`` when the module named (or a package on its way) does not
     exist, as opposed to a module its code imports."""
     shown = missing_name or name
-    dont_write, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     try:
-        return importlib.import_module(name)
+        with _no_byte_code():
+            return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
             raise ImportProblem(f"no module '{shown}' ({tried})", missing=True) from None
         raise _problem(f"cannot load '{shown}': {tried}", exc) from None
     except Exception as exc:
         raise _problem(f"cannot load '{shown}': {tried}", exc) from None
+
+
+@contextmanager
+def _no_byte_code() -> Iterator[None]:
+    """Import without writing __pycache__: the suite's files are its own."""
+    dont_write, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        yield
     finally:
         sys.dont_write_bytecode = dont_write
 
@@ -126,10 +135,11 @@ def _claim_siblings(directory: str, file: str) -> None:
     """Refuse a lone driver file whose sibling modules another directory's
     driver has loaded under the same names: it would get those."""
     try:
-        names = [n[:-3] for n in os.listdir(directory) if n.endswith(".py")]
-        names += [n for n in os.listdir(directory) if os.path.isfile(os.path.join(directory, n, "__init__.py"))]
+        entries = os.listdir(directory)
     except OSError:
         return
+    names = [n[:-3] for n in entries if n.endswith(".py")]
+    names += [n for n in entries if os.path.isfile(os.path.join(directory, n, "__init__.py"))]
     for name in names:
         other = _siblings.get(name)
         if other is not None and other != directory and name in sys.modules:

@@ -56,18 +56,17 @@ def execute(fragment: Fragment, slot: int, on_output=None) -> Outcome:
         outcome = Outcome(Status.ERROR, Reason.DRIVER, f"the driver cannot be found where the fragment runs: {exc}")
     except Exception as exc:  # a driver's bug is this testcase's ERROR, not the run's
         outcome = _driver_error(exc)
-    outcome.start = start
-    outcome.duration = time.monotonic() - began
-    outcome.slot = slot
+    duration = time.monotonic() - began
     if ctx is not None:
         try:
             ctx.capture.keep_if_not_text()
             ctx.capture.close()
         except OSError as exc:  # the log cannot be written (a full disk): the verdict cannot stand whole
-            outcome = Outcome(
-                Status.ERROR, Reason.SYSTEM, f"the output could not be kept: {_system_problem(exc)}", slot=slot
-            )
-            outcome.start, outcome.duration = start, time.monotonic() - began
+            outcome = Outcome(Status.ERROR, Reason.SYSTEM, f"the output could not be kept: {_system_problem(exc)}")
+    outcome.start = start
+    outcome.duration = duration
+    outcome.slot = slot
+    if ctx is not None:
         outcome.commands = ctx.records
         if not outcome.output:
             outcome.output = ctx.capture.summary()
@@ -85,7 +84,7 @@ def _driver_error(exc: Exception) -> Outcome:
 
 
 def _system_problem(exc: OSError) -> str:
-    """``no space left on device (ENOSPC) writing /out/new/logs/t@run.log``."""
+    """``no space left on device (ENOSPC) at /out/new/logs/t@run.log``."""
     name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
     where = f" at {exc.filename}" if exc.filename else ""
     return f"{(exc.strerror or str(exc)).lower()} ({name}){where}"

@@ -203,7 +203,7 @@ def read_history(output_dir: str) -> HistoryView | None:
         finally:
             history.close()
     except sqlite3.DatabaseError as exc:
-        from run_testsuite.spec_cache import set_aside
+        from run_testsuite.outputs import set_aside
 
         for companion in (f"{path}-wal", f"{path}-shm"):  # SQLite's own files of it
             if os.path.exists(companion):

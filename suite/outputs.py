@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
 import time
 
 LOCK_FILE = ".lock"
@@ -86,12 +87,18 @@ def check_writable_file(path: str, what: str) -> None:
         raise OSError(f"{what} {path} is a directory")
     if not os.path.isdir(directory):
         raise OSError(f"{what} {path}: no directory {directory}")
-    probe = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.probe")
-    try:  # access() says yes to root on a read-only file system: try it
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-        os.unlink(probe)
+    try:
+        _probe(directory, os.path.basename(path))
     except OSError as exc:
         raise OSError(f"{what} {path} cannot be written: {exc.strerror}") from None
+
+
+def _probe(directory: str, name: str) -> None:
+    """Create and remove a file in ``directory``: access() says yes to root
+    on a read-only file system, so writing is tried."""
+    probe = os.path.join(directory, f".{name}.{os.getpid()}.probe")
+    os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    os.unlink(probe)
 
 
 def claim_outputs(output_dir: str, work_dir: str, report_files: dict[str, str | None]) -> None:
@@ -103,14 +110,24 @@ def claim_outputs(output_dir: str, work_dir: str, report_files: dict[str, str | 
             check_writable_file(path, what)
     try:
         lock_output(output_dir)
-    except OutputBusy:
-        raise
     except OSError as exc:
         raise OSError(f"output directory {output_dir} cannot be written: {exc.strerror or exc}") from None
     inside = os.path.join(output_dir, "new") + os.sep
     if not (work_dir + os.sep).startswith(inside):  # there: made by the run, under the lock
         try:
             os.makedirs(work_dir, exist_ok=True)
-            check_writable_file(os.path.join(work_dir, "probe"), "work directory")
+            _probe(work_dir, "work")
         except OSError as exc:
             raise OSError(f"work directory {work_dir} cannot be written: {exc.strerror or exc}") from None
+
+
+def set_aside(path: str, why: str) -> None:
+    """Rename a file the run cannot use to ``PATH.corrupt-TIME`` (kept for
+    a look), with a warning; the run goes on without it."""
+    aside = f"{path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        os.replace(path, aside)
+        done = f"set aside as {os.path.basename(aside)}"
+    except OSError as exc:
+        done = f"and cannot be set aside ({exc.strerror}); ignored"
+    print(f"run-testsuite: warning: {path}: {why}; {done}", file=sys.stderr)

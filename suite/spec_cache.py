@@ -19,10 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 
 from run_testsuite import __version__, schemas
 from run_testsuite.jsonio import write_atomic
+from run_testsuite.outputs import set_aside
 
 CACHE_FILE = "spec-cache.json"
 # Earlier versions' cache, never read: a pickle a test could have written.
@@ -109,17 +109,3 @@ def _plain(value: object) -> bool:
     if isinstance(value, float):
         return value == value and value not in (float("inf"), float("-inf"))
     return value is None or isinstance(value, (str, int))
-
-
-def set_aside(path: str, why: str) -> None:
-    """Rename a file the run cannot use to ``PATH.corrupt-TIME`` (kept for
-    a look), with a warning; the run goes on without it."""
-    import time
-
-    aside = f"{path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
-    try:
-        os.replace(path, aside)
-        done = f"set aside as {os.path.basename(aside)}"
-    except OSError as exc:
-        done = f"and cannot be set aside ({exc.strerror}); ignored"
-    print(f"run-testsuite: warning: {path}: {why}; {done}", file=sys.stderr)
