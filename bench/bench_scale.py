@@ -47,6 +47,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional
 
@@ -94,6 +95,9 @@ cache = getattr(plan, "spec_cache", None)
 doc["cache_entries"] = len(cache.entries) if cache is not None else None
 if save and cache is not None:
     cache.save()
+hashes = getattr(plan, "file_hashes", None)  # the keys' file hash cache, where there is one
+if save and hashes is not None:
+    hashes.save()
 with open(result_json, "w") as f:
     json.dump(doc, f)
 """
@@ -210,6 +214,9 @@ def bench_plan(child: Child, count: int, repeat: int, tmp: str, profile_dir: Opt
     root = os.path.join(tmp, "plan", "suite")
     log(f"\n== plan: writing {count} testcases with dependencies ==")
     write_cases_run_testsuite(cases, root)
+    # A real suite's files are older than the 2 s in which a hash is not
+    # trusted to its stat (file_hashes.RACY_SECONDS): so are these.
+    time.sleep(2.5)
     edges = sum(len(c.depends) for c in cases)
     figures = {k: PlanFigure(k) for k in ("empty", "warm")}
     for rep in range(1, repeat + 1):
@@ -267,7 +274,8 @@ class RunFigure:
         return min(range(len(self.wall_s)), key=self.wall_s.__getitem__)
 
 
-def rts_run(child: Child, w: Workload, workdir: str, jobs: int, tmp: str, profile: Optional[str] = None):
+def rts_run(child: Child, w: Workload, workdir: str, jobs: int, tmp: str, profile: Optional[str] = None,
+            extra: tuple = ()):
     """One run of run-testsuite through the rusage wrapper."""
     result = os.path.join(tmp, "run-result.json")
     if os.path.exists(result):
@@ -279,7 +287,7 @@ def rts_run(child: Child, w: Workload, workdir: str, jobs: int, tmp: str, profil
     if profile:
         env["BENCH_PROFILE"] = profile
     argv = [child.python, "-c", _RUN_WRAPPER, result, os.path.join(workdir, "suite"),
-            "-j", str(jobs), "--output-dir", os.path.join(workdir, "out")]
+            "-j", str(jobs), "--output-dir", os.path.join(workdir, "out"), *extra]
     seconds, proc = timed(Invocation(argv, cwd=child.cwd, env=env))
     found = _SUMMARY.search(proc.stdout)
     if proc.returncode != 0 or not found or int(found.group(2)) != w.count:
@@ -309,6 +317,7 @@ def bench_run(child: Child, args: argparse.Namespace, tmp: str) -> List[RunFigur
         f"{''.join(', ' + p.name for p in peers)} ==")
     rts_dir = os.path.join(tmp, "run", "run-testsuite")
     write_run_testsuite(w, os.path.join(rts_dir, "suite"))
+    time.sleep(2.5)  # older than the racy window of file hashes, as a real suite is
     dirs = {}
     for p in peers:
         dirs[p.name] = os.path.join(tmp, "run", p.name)
@@ -317,14 +326,17 @@ def bench_run(child: Child, args: argparse.Namespace, tmp: str) -> List[RunFigur
 
     fresh = RunFigure("run-testsuite", "fresh")
     again = RunFigure("run-testsuite", "re-run")
+    # Nothing changed since the re-run: every key is checked, nothing runs.
+    cached = RunFigure("run-testsuite", "incremental")
     peer_figs = {p.name: RunFigure(f"{p.name} {p.version}", "fresh") for p in peers}
     for rep in range(1, args.repeat + 1):
         # Round-robin, so that a slow spell of the machine is shared.
         shutil.rmtree(os.path.join(rts_dir, "out"), ignore_errors=True)
-        for fig in (fresh, again):
+        for fig in (fresh, again, cached):
             if fig.error:
                 continue
-            seconds, usage, err = rts_run(child, w, rts_dir, args.jobs, tmp)
+            extra = (*args.rts_args.split(), *(("--incremental",) if fig is cached else ()))
+            seconds, usage, err = rts_run(child, w, rts_dir, args.jobs, tmp, extra=extra)
             if err:
                 fig.error = err
                 log(f"\n!!! run-testsuite ({fig.run}) FAILED:\n{err}\n")
@@ -352,7 +364,7 @@ def bench_run(child: Child, args: argparse.Namespace, tmp: str) -> List[RunFigur
             path = os.path.join(args.profile, f"run-{kind}.prof")
             seconds, usage, err = rts_run(child, w, rts_dir, args.jobs, tmp, profile=path)
             print_profile(f"whole run, {kind} output dir (main process; {seconds:.2f} s under cProfile)", path)
-    return [fresh, again, *peer_figs.values()]
+    return [fresh, again, cached, *peer_figs.values()]
 
 
 # output ----------------------------------------------------------------------
@@ -439,6 +451,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--with-e3", action="store_true", help="also time e3-testsuite (minutes at 10,000)")
     p.add_argument("--profile", metavar="DIR", help="also profile each run-testsuite measurement (untimed), save and print")
     p.add_argument("--json", metavar="FILE", help="also save the figures as JSON")
+    p.add_argument("--rts-args", default="", metavar="ARGS",
+                   help="more arguments for each run of run-testsuite, e.g. '--cleanup none'")
     p.add_argument("--keep", action="store_true", help="keep the generated suites and print where")
     args = p.parse_args(argv)
     if args.repeat < 1 or args.jobs < 1 or args.count < 100:

@@ -96,12 +96,14 @@ def _main(argv: list[str] | None) -> int:
     except NothingSelected as exc:  # said before anything runs or is written
         print(f"run-testsuite: {exc}", file=sys.stderr if exc.exit_status else sys.stdout)
         return exc.exit_status
+    if args.explain:
+        _explain(plan, args.incremental)
     if args.list or args.list_json:
         from run_testsuite.listing import print_list, write_list_json
 
         if args.list_json:
             write_list_json(plan, args.list_json)
-        if args.list:
+        if args.list and not args.explain:  # the explanation listed them
             print_list(plan)
         return EXIT_OK
     if cluster is not None:
@@ -111,6 +113,18 @@ def _main(argv: list[str] | None) -> int:
 
     worker_class = local.InlineWorker if args.no_multiprocessing else local.ProcessWorker
     return RunSession(plan, options, history, worker_class).run()
+
+
+def _explain(plan, incremental: bool) -> None:
+    from run_testsuite.explain import Explainer
+
+    explainer = Explainer(plan, incremental)
+    try:
+        for line in explainer.lines():
+            print(line)
+    finally:
+        explainer.close()
+    sys.stdout.flush()
 
 
 def _cluster(address: str):
@@ -183,6 +197,7 @@ def _run_options(args, argv: list[str], output_dir: str, work_dir: str, slot_cpu
         max_failures=args.max_failures or 0,
         fail_fast=args.fail_fast,
         slot_cpus=slot_cpus,
+        cleanup=args.cleanup,
     )
 
 

@@ -22,13 +22,15 @@ class Found:
     spec_file: str
 
 
-def discover(root: str, exclude: tuple[str, ...] = ()) -> list[Found]:
+def discover(root: str, exclude: tuple[str, ...] = (), shared: list[tuple[str, str]] | None = None) -> list[Found]:
     """Return every testcase under ``root``, sorted by name.
 
     Symlinked directories are followed; a directory reached twice (a link
     loop, or two links to one place) is visited once, by its real identity.
     ``exclude`` names directories (for example the run's output directory)
-    whose copies of testcases must not be found again.
+    whose copies of testcases must not be found again. ``shared``, when
+    given, receives (relative name, path) of each of the suite's shared
+    files: those outside every testcase directory, hidden ones aside.
     """
     root = os.path.abspath(root)
     # Compared by identity, like `seen`: one stat each here, instead of a
@@ -43,9 +45,10 @@ def discover(root: str, exclude: tuple[str, ...] = ()) -> list[Found]:
     seen: set[tuple[int, int]] = set()
     found: list[Found] = []
     # An explicit stack instead of recursion: deep trees cannot overflow it.
-    stack: list[tuple[str, str]] = [(root, "")]
+    # Each directory with whether it lies in a testcase's directory.
+    stack: list[tuple[str, str, bool]] = [(root, "", False)]
     while stack:
-        directory, rel = stack.pop()
+        directory, rel, owned = stack.pop()
         try:
             info = os.stat(directory)
         except OSError:
@@ -59,27 +62,36 @@ def discover(root: str, exclude: tuple[str, ...] = ()) -> list[Found]:
         except OSError:
             continue
         subdirs = []
+        files = []
         for entry in entries:
             name = entry.name
             if name == SPEC_FILE and rel and entry.is_file():
                 found.append(Found(printable(rel), directory, entry.path))
+                owned = True
             elif name.startswith(".") or name in SKIPPED_DIRS:
                 continue
             else:
                 try:
                     is_dir = entry.is_dir()  # follows symlinks
                 except OSError:  # a link to itself, or a ring of links
-                    continue
-                if not is_dir:
-                    continue
-                subdirs.append(entry)
+                    is_dir = False
+                if is_dir:
+                    subdirs.append(entry)
+                elif shared is not None:
+                    files.append(entry)
+        if shared is not None and not owned:
+            shared.extend((f"{rel}/{e.name}" if rel else e.name, e.path) for e in files)
         for entry in sorted(subdirs, key=lambda e: e.name, reverse=True):
-            stack.append((entry.path, f"{rel}/{entry.name}" if rel else entry.name))
+            stack.append((entry.path, f"{rel}/{entry.name}" if rel else entry.name, owned))
     # A test.yaml directly in the root makes the root itself a testcase,
     # named after the directory, so a single testcase can be run alone.
     root_spec = os.path.join(root, SPEC_FILE)
     if os.path.isfile(root_spec):
         found.append(Found(printable(os.path.basename(root)), root, root_spec))
+        if shared is not None:
+            shared.clear()  # the root is the testcase: nothing is shared
+    elif shared is not None:
+        shared.sort()
     found.sort(key=lambda f: f.name)
     return found
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from run_testsuite.results import Result
@@ -65,6 +66,19 @@ CREATE TABLE IF NOT EXISTS passed_keys (
     key TEXT PRIMARY KEY,
     name TEXT NOT NULL,
     run INTEGER NOT NULL
+);
+-- What each testcase's key was made of when it last passed (JSON), and
+-- the suite's shared files' manifests those name: what --explain compares.
+CREATE TABLE IF NOT EXISTS passed_parts (
+    name TEXT PRIMARY KEY,
+    run INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    parts TEXT NOT NULL,
+    shared TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS manifests (
+    digest TEXT PRIMARY KEY,
+    files TEXT NOT NULL
 );
 """
 
@@ -132,6 +146,7 @@ class History:
         keys: dict[str, str | None],
         fragment_durations: list[tuple[str, str, str, float]],
         counts: dict,
+        parts: KeyRecord | None = None,
     ) -> int:
         """Store one run in a single transaction; return its number."""
         import json
@@ -173,6 +188,8 @@ class History:
                 "DELETE FROM passed_keys WHERE key = ?",
                 [(key,) for run, name, status, _, _, _, key in rows if status != "PASS" and key],
             )
+            if parts is not None and run is not None:
+                self._record_parts(run, rows, parts)
             self.db.executemany(
                 "INSERT OR REPLACE INTO fragments VALUES (?, ?, ?, ?, ?)",
                 [(run, t, f, s, d) for t, f, s, d in fragment_durations],
@@ -185,8 +202,50 @@ class History:
         assert run is not None  # an INSERT into a rowid table always gives one
         return run
 
+    def _record_parts(self, run: int, rows: list[tuple], record: KeyRecord) -> None:
+        """The parts of each key that passed, written only where the key is
+        new (10,000 unchanged rows rewritten would cost every run)."""
+        known = dict(self.db.execute("SELECT name, key FROM passed_parts"))
+        fresh = []
+        for _, name, status, _, _, _, key in rows:
+            if status == "PASS" and key and known.get(name) != key:
+                parts = record.parts(name)
+                if parts is not None:
+                    fresh.append((name, run, key, parts, record.shared_digest))
+        if not fresh:
+            return
+        self.db.executemany("INSERT OR REPLACE INTO passed_parts VALUES (?, ?, ?, ?, ?)", fresh)
+        self.db.execute(
+            "INSERT OR IGNORE INTO manifests VALUES (?, ?)", (record.shared_digest, record.shared_manifest())
+        )
+        self.db.execute("DELETE FROM manifests WHERE digest NOT IN (SELECT DISTINCT shared FROM passed_parts)")
+
+    def passed_parts(self) -> dict[str, tuple[int, str, str, str]]:
+        """name -> (run, key, parts as JSON, shared files' digest) at its last pass."""
+        return {
+            name: (run, key, parts, shared)
+            for name, run, key, parts, shared in self.db.execute(
+                "SELECT name, run, key, parts, shared FROM passed_parts"
+            )
+        }
+
+    def manifest(self, digest: str) -> str | None:
+        row = self.db.execute("SELECT files FROM manifests WHERE digest = ?", (digest,)).fetchone()
+        return row[0] if row else None
+
     def close(self) -> None:
         self.db.close()
+
+
+@dataclass
+class KeyRecord:
+    """What history keeps of a run's keys: each testcase's parts as JSON,
+    and the suite's shared files' manifest (one for the run), each made
+    only when a key is new."""
+
+    parts: Callable[[str], str | None]
+    shared_digest: str
+    shared_manifest: Callable[[], str]
 
 
 def read_history(output_dir: str) -> HistoryView | None:

@@ -1,28 +1,102 @@
-"""Keys for incremental runs: a hash of what decides a testcase's outcome.
+"""Keys for incremental runs: a hash of everything that decides a verdict.
 
-A testcase's key covers its merged spec, its driver, the contents of every
-file in its directory (what the work copy is made from) and the keys of
-what it depends on, so a change anywhere upstream changes the key.
+A testcase's key is made of parts, each kept so that ``--explain`` can say
+which one changed:
+
+- ``spec``: its merged spec, driver, timeout, expected failure, the
+  suite's parameters and the framework's version;
+- ``files``: the files of its own directory (what the work copy is made of);
+- ``shared``: the suite's shared files, everything under the root outside
+  testcase directories and the output (programs, data, suite.yaml, driver
+  sources), less hidden files, ``__pycache__`` and suite.yaml's ``key_ignore``;
+- ``inputs``: files, directories and globs its spec lists in ``inputs``;
+- ``executables``: what each command's program resolves to on the
+  testcase's PATH (argv[0], or a ``sh -c`` string's first plain word), and
+  that file's contents, so that rebuilding a compiler re-runs its tests;
+- ``environment``: the outer variables named in ``key_env`` (hashed, as
+  they may hold secrets);
+- ``upstream``: the keys of the testcases it depends on and set-ups it needs.
+
+Files are hashed through ``FileHashes``, which reads a file again only
+when its stat changed.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import glob
 import hashlib
 import json
 import os
-import stat
-from collections.abc import Callable
+import re
+import shutil
+from dataclasses import dataclass, field
 
+from run_testsuite import __version__
 from run_testsuite.discovery import SPEC_FILE
+from run_testsuite.file_hashes import FileHashes
+from run_testsuite.fragment import Fragment
 from run_testsuite.history import HistoryView
 from run_testsuite.plan import SETUP_PREFIX, Planned
 from run_testsuite.results import Reason, Status
+from run_testsuite.spec import SpecError
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
+    from run_testsuite.suite_config import SuiteConfig
+
+PARTS = ("spec", "files", "shared", "inputs", "executables", "environment", "upstream")
+
+# First words of a shell string that are the shell's own, not a program.
+SHELL_WORDS = frozenset(
+    (  # noqa: SIM905 (a list literal of 58 words would fill a page)
+        "! { } [ [[ ]] . : alias bg break case cd command continue do done elif else esac eval exec exit export "
+        "false fg for function getopts hash if in jobs local printf pwd read readonly return set shift source test "
+        "then times trap true type ulimit umask unalias unset until wait while echo"
+    ).split()
+)
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9_./+@%,-]+")
+_GLOB_CHARS = re.compile(r"[*?[]")
 
 
-def digest_tree(directory: str) -> str:
-    """Hash of the names and contents of a testcase directory's files,
-    skipping hidden entries and nested testcases, as the work copy does."""
-    h = hashlib.blake2b(digest_size=20)
+@dataclass
+class KeyParts:
+    spec: str = ""
+    files: dict[str, str] = field(default_factory=dict)
+    shared: str = ""
+    inputs: dict[str, str] = field(default_factory=dict)
+    executables: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
+    upstream: dict[str, str] = field(default_factory=dict)
+
+    def key(self) -> str:
+        return _hash(self.to_json())
+
+    def to_json(self) -> str:
+        # Not dataclasses.asdict: its deep copy cost 50 us a testcase, half
+        # a second of planning 10,000 of them.
+        return json.dumps({name: getattr(self, name) for name in PARTS}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> KeyParts | None:
+        try:
+            data = json.loads(text)
+            return cls(**{name: data[name] for name in PARTS})
+        except (ValueError, TypeError, KeyError):
+            return None
+
+
+def _hash(text: str | bytes) -> str:
+    data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+    return hashlib.blake2b(data, digest_size=20).hexdigest()
+
+
+def tree_manifest(directory: str, hashes: FileHashes, skip_nested: bool = True) -> dict[str, str]:
+    """Each file of ``directory`` (relative name -> hash), as the work copy
+    sees it: hidden entries skipped, and nested testcases too."""
+    manifest: dict[str, str] = {}
     stack = [("", directory)]
     while stack:
         rel, path = stack.pop()
@@ -32,69 +106,210 @@ def digest_tree(directory: str) -> str:
             continue
         subdirs = []
         for entry in entries:
-            if entry.name.startswith("."):
+            if entry.name.startswith(".") or entry.name == "__pycache__":
                 continue
             name = f"{rel}/{entry.name}" if rel else entry.name
-            raw = os.fsencode(name)  # names need not be UTF-8
             if entry.is_symlink():
-                h.update(b"L" + raw + b"\0" + os.fsencode(os.readlink(entry.path)) + b"\0")
-                if os.path.isfile(entry.path):  # what it points to is an input too
-                    _hash_file(h, entry.path)
+                try:
+                    target = os.readlink(entry.path)
+                except OSError:
+                    target = "?"
+                inside = hashes.digest(entry.path)
+                if inside == "directory":
+                    inside = _manifest_digest(tree_manifest(entry.path, hashes, skip_nested))
+                manifest[name] = f"link to {target}: {inside}"
             elif entry.is_dir():
-                if not os.path.exists(os.path.join(entry.path, SPEC_FILE)):
+                if not (skip_nested and os.path.exists(os.path.join(entry.path, SPEC_FILE))):
                     subdirs.append((name, entry.path))
-            elif entry.is_file():
-                h.update(b"F" + raw + b"\0")
-                _hash_file(h, entry.path)
-            else:  # a FIFO, socket or device: its type, never its content
-                # (opening a FIFO to read it waits for a writer, forever)
-                h.update(b"S" + raw + b"\0" + special_kind(entry.path).encode() + b"\0")
+            else:
+                manifest[name] = hashes.digest(entry.path, entry.stat(follow_symlinks=False))
         stack.extend(reversed(subdirs))
-    return h.hexdigest()
+    return manifest
 
 
-def special_kind(path: str) -> str:
-    """What a file that is neither regular, a directory nor a link is:
-    ``fifo``, ``socket``, or ``char 1,3`` / ``block 8,0`` with its device
-    numbers."""
-    try:
-        info = os.lstat(path)
-    except OSError:
-        return "gone"
-    mode = info.st_mode
-    if stat.S_ISFIFO(mode):
-        return "fifo"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    kind = "char" if stat.S_ISCHR(mode) else "block" if stat.S_ISBLK(mode) else "other"
-    return f"{kind} {os.major(info.st_rdev)},{os.minor(info.st_rdev)}"
+def _manifest_digest(manifest: dict[str, str]) -> str:
+    return _hash(json.dumps(manifest, sort_keys=True))
 
 
-def _hash_file(h, path: str) -> None:
-    try:
-        with open(path, "rb") as handle:
-            while block := handle.read(1 << 20):
-                h.update(block)
-    except OSError as exc:
-        h.update(f"unreadable:{exc.errno}".encode())
-    h.update(b"\0")
+def command_word(cmd: str | list[str]) -> str | None:
+    """The program a command runs: argv[0], or the first word of a shell
+    string when it is a plain word that is not the shell's own."""
+    if isinstance(cmd, list):
+        return str(cmd[0]) if cmd else None
+    words = cmd.split(None, 1)
+    if not words or not _PLAIN_WORD.fullmatch(words[0]) or words[0] in SHELL_WORDS:
+        return None
+    return words[0]
 
 
-def make_key(spec: dict, driver: str, tree: str | None, upstream: list[str]) -> str:
-    h = hashlib.blake2b(digest_size=20)
-    h.update(json.dumps(spec, sort_keys=True, default=str).encode())
-    h.update(b"\0" + driver.encode() + b"\0" + (tree or "").encode())
-    for key in sorted(upstream):
-        h.update(b"\0" + key.encode())
-    return h.hexdigest()
+class KeyMaker:
+    """Makes the parts of each testcase's and set-up's key for one plan."""
+
+    def __init__(self, suite: SuiteConfig, hashes: FileHashes, shared_files: list[tuple[str, str]]):
+        self.suite = suite
+        self.hashes = hashes
+        self.shared_files = shared_files
+        self._shared: tuple[str, dict[str, str]] | None = None
+        self._inputs: dict[str, dict[str, str]] = {}
+        self._programs: dict[tuple[str, str, str], str] = {}
+        self._setups: dict[str, KeyParts | SpecError] = {}
+        self.params: dict[str, str] = {}
+
+    # The suite's shared files, hashed once per plan.
+    def shared_manifest(self) -> dict[str, str]:
+        return self._shared_pair()[1]
+
+    def shared_digest(self) -> str:
+        return self._shared_pair()[0]
+
+    def _shared_pair(self) -> tuple[str, dict[str, str]]:
+        if self._shared is None:
+            ignore = self.suite.key_ignore
+            manifest = {
+                rel: self.hashes.digest(path)
+                for rel, path in self.shared_files
+                if not (ignore and _ignored(rel, ignore))
+            }
+            self._shared = (_manifest_digest(manifest), manifest)
+        return self._shared
+
+    def inputs(self, patterns: list[str]) -> dict[str, str]:
+        """Each file an ``inputs`` entry names (expanded already), hashed;
+        a directory by its files; a pattern that matches nothing as such."""
+        found: dict[str, str] = {}
+        for pattern in patterns:
+            known = self._inputs.get(pattern)
+            if known is None:
+                known = self._inputs[pattern] = self._input(pattern)
+            found.update(known)
+        return found
+
+    def _input(self, pattern: str) -> dict[str, str]:
+        root = self.suite.root
+        absolute = os.path.normpath(os.path.join(root, pattern))
+        shown = os.path.relpath(absolute, root) if _under(absolute, root) else absolute
+        if not _GLOB_CHARS.search(pattern):
+            return {shown: self._path_digest(absolute)}
+        matches = sorted(glob.glob(absolute, recursive=True))
+        if not matches:
+            return {shown: "no match"}
+        return {(os.path.relpath(m, root) if _under(m, root) else m): self._path_digest(m) for m in matches}
+
+    def _path_digest(self, path: str) -> str:
+        value = self.hashes.digest(path)
+        if value == "directory":
+            return "directory " + _manifest_digest(tree_manifest(path, self.hashes, skip_nested=False))
+        return value
+
+    def executables(self, fragments: list[Fragment], source_dir: str) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for fragment in fragments:
+            search = fragment.env.get("PATH", os.environ.get("PATH", os.defpath))
+            for command in fragment.commands:
+                word = command_word(command.cmd)
+                if word and word not in found:
+                    found[word] = self._program(word, search, fragment.source_dir or source_dir)
+        return found
+
+    def _program(self, word: str, search: str, base: str) -> str:
+        known = self._programs.get((word, search, base))
+        if known is None:
+            if "/" in word:
+                path: str | None = os.path.normpath(os.path.join(base or self.suite.root, word))
+            else:
+                path = shutil.which(word, path=search)
+            known = f"{path} {self.hashes.digest(path)}" if path else "not found on PATH"
+            self._programs[(word, search, base)] = known
+        return known
+
+    def testcase(self, planned: Planned, fragments: list[Fragment], upstream: dict[str, str]) -> KeyParts:
+        spec = {
+            "spec": planned.spec,
+            "driver": planned.driver,
+            "xfail": planned.xfail,
+            "timeout": planned.timeout,
+            "params": self.params,
+            "version": __version__,
+        }
+        return KeyParts(
+            spec=_hash(json.dumps(spec, sort_keys=True, default=str)),
+            files=tree_manifest(planned.source_dir, self.hashes),
+            shared=self.shared_digest(),
+            inputs=self.inputs(planned.inputs),
+            executables=self.executables(fragments, planned.source_dir),
+            environment=environment(planned.key_env),
+            upstream=upstream,
+        )
+
+    def setup(self, name: str, inputs: Callable[[str], list[str]], seen: frozenset[str] = frozenset()) -> KeyParts:
+        """A set-up's parts: its spec, the shared files, its inputs, its
+        program, the outer variables named in the defaults, and the keys
+        of the set-ups it needs. ``inputs(name)`` expands its inputs
+        (a SpecError, raised again each time it is asked for)."""
+        known = self._setups.get(name)
+        if known is None:
+            try:
+                known = self._setup(name, inputs, seen)
+            except SpecError as exc:
+                known = exc
+            self._setups[name] = known
+        if isinstance(known, SpecError):
+            raise known.with_traceback(None)
+        return known
+
+    def _setup(self, name: str, inputs: Callable[[str], list[str]], seen: frozenset[str]) -> KeyParts:
+        setups = self.suite.setup
+        spec = setups[name]
+        upstream = {}
+        for needed in spec.get("needs", []):
+            if needed in setups and needed not in seen:
+                try:
+                    upstream[SETUP_PREFIX + needed] = self.setup(needed, inputs, seen | {name}).key()
+                except SpecError:
+                    upstream[SETUP_PREFIX + needed] = ""  # it is an ERROR of its own
+        cmd = spec["cmd"] if isinstance(spec["cmd"], str) else [str(p) for p in spec["cmd"]]
+        defaults = self.suite.defaults
+        word = command_word(cmd)
+        search = os.environ.get("PATH", os.defpath)
+        path_env = spec.get("env", {}).get("PATH", defaults.get("env", {}).get("PATH"))
+        search = str(path_env) if path_env is not None else search
+        described = {"spec": spec, "defaults": {k: defaults.get(k) for k in ("env", "timeout")}, "version": __version__}
+        return KeyParts(
+            spec=_hash(json.dumps(described, sort_keys=True, default=str)),
+            shared=self.shared_digest(),
+            inputs=self.inputs(inputs(name)),
+            executables={word: self._program(word, search, self.suite.root)} if word else {},
+            environment=environment(list(defaults.get("key_env", []))),
+            upstream=upstream,
+        )
+
+
+def environment(names: list[str]) -> dict[str, str]:
+    """The outer variables ``names``, by a hash of their values."""
+    return {name: _hash(os.environ[name]) if name in os.environ else "unset" for name in sorted(set(names))}
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _ignored(rel: str, patterns: list[str]) -> bool:
+    """Whether a shared file, or a directory above it, matches key_ignore."""
+    parts = rel.split("/")
+    candidates = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    return any(fnmatch.fnmatchcase(c, p.rstrip("/")) for c in candidates for p in patterns)
 
 
 def compute_keys(
-    testcases: list[Planned], setups: dict[str, dict], resolve: Callable[[str, Planned], list[int]]
+    testcases: list[Planned],
+    fragments: list[Fragment],
+    maker: KeyMaker,
+    setup_inputs: Callable[[str], list[str]],
+    resolve: Callable[[str, Planned], list[int]],
 ) -> None:
-    """Each testcase's key, from its spec, files and upstream keys;
-    ``resolve(dependency, testcase)`` gives the testcases a name stands for."""
-    setup_keys = {SETUP_PREFIX + name: setup_key(setups, name) for name in setups}
+    """Each testcase's key parts and key; ``resolve(dependency, testcase)``
+    gives the testcases a name stands for. A testcase in a cycle, or whose
+    spec did not load, has no key (and is never taken from the cache)."""
     done: dict[int, str | None] = {}
 
     def key_of(number: int, seen: frozenset[int]) -> str | None:
@@ -102,28 +317,27 @@ def compute_keys(
             return done[number]
         planned = testcases[number]
         if number in seen or not planned.spec:
-            return None  # a cycle, or a spec that did not load
-        upstream = [setup_keys.get(SETUP_PREFIX + n, "") for n in planned.needs]
+            return None
+        upstream: dict[str, str] = {}
+        for name in planned.needs:
+            if name in maker.suite.setup:
+                try:
+                    upstream[SETUP_PREFIX + name] = maker.setup(name, setup_inputs).key()
+                except SpecError:
+                    upstream[SETUP_PREFIX + name] = ""  # the set-up is an ERROR of its own
         for dep in planned.depends:
             for other in resolve(dep, planned):
                 key = key_of(other, seen | {number})
                 if key is None:
                     done[number] = None
                     return None
-                upstream.append(key)
-        key = make_key(planned.spec, planned.driver, digest_tree(planned.source_dir), upstream)
-        done[number] = planned.key = key
-        return key
+                upstream[testcases[other].name] = key
+        planned.parts = maker.testcase(planned, [fragments[i] for i in planned.fragments], upstream)
+        done[number] = planned.key = planned.parts.key()
+        return planned.key
 
     for number in range(len(testcases)):
         key_of(number, frozenset())
-
-
-def setup_key(setups: dict[str, dict], name: str, seen: frozenset[str] = frozenset()) -> str:
-    """A set-up's key: its spec and the keys of the set-ups it needs."""
-    spec = setups[name]
-    upstream = [setup_key(setups, n, seen | {name}) for n in spec.get("needs", []) if n in setups and n not in seen]
-    return make_key(spec, "setup", None, upstream)
 
 
 def use_cache(testcases: list[Planned], history: HistoryView) -> None:

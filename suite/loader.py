@@ -15,15 +15,16 @@ from run_testsuite import spec as specs
 from run_testsuite.discovery import Found, discover
 from run_testsuite.drivers.base import Driver, Testcase
 from run_testsuite.drivers.registry import BUILTIN, DriverLoadError, DriverNotFound, resolve
+from run_testsuite.file_hashes import FileHashes
 from run_testsuite.fragment import Command, Fragment
 from run_testsuite.history import HistoryView
-from run_testsuite.keys import compute_keys, setup_key, use_cache
+from run_testsuite.keys import KeyMaker, compute_keys, use_cache
 from run_testsuite.links import link
 from run_testsuite.plan import SETUP_PREFIX, Plan, Planned, UsageError, env_value, setup_env_name
 from run_testsuite.results import Reason, Result, Status
 from run_testsuite.selection import Selection, keeper, nothing_selected, select
 from run_testsuite.spec_cache import SpecCache, stamp
-from run_testsuite.spec_checks import check_options, check_resources
+from run_testsuite.spec_checks import check_options, check_resources, expand_inputs
 from run_testsuite.suite_config import SuiteConfig, load_suite_config
 from run_testsuite.variants import Variant, base_name, variants
 
@@ -56,9 +57,12 @@ def build_plan(
         known = ", ".join(sorted(suite.params)) or "none declared in suite.yaml"
         raise UsageError(f"unknown parameter {', '.join(map(repr, unknown))} for -D (parameters: {known})")
     keep = keeper(selection, history)
-    found = discover(root, exclude=(output_dir, work_dir))
+    shared: list[tuple[str, str]] = []
+    found = discover(root, exclude=(output_dir, work_dir), shared=shared)
     by_name = {item.name: item for item in found}
     builder = _Builder(suite, output_dir, work_dir, default_timeout or DEFAULT_TIMEOUT, selection, cache)
+    maker = KeyMaker(suite, FileHashes(output_dir), shared)
+    maker.params = builder.params
 
     # The selection first, then whatever it depends on, transitively.
     queue: list[tuple[Found, Variant]] = []
@@ -80,15 +84,31 @@ def build_plan(
             for other in builder.variants(target):
                 if other.repeat == variant.repeat and target.name + other.suffix not in index:
                     queue.append((target, other))
-    compute_keys(builder.testcases, suite.setup, lambda dep, planned: builder.resolve(dep, planned, index))
+    compute_keys(
+        builder.testcases,
+        builder.fragments,
+        maker,
+        builder.setup_inputs,
+        lambda dep, planned: builder.resolve(dep, planned, index),
+    )
     if selection.incremental and history is not None:
         use_cache(builder.testcases, history)
-    builder.add_setups(index)
+    builder.add_setups(index, maker)
     graph, dependents = link(
         builder.testcases, len(builder.fragments), suite.setup, index, lambda dep, p: builder.resolve(dep, p, index)
     )
     return Plan(
-        suite, builder.testcases, builder.fragments, builder.owner, graph, dependents, output_dir, work_dir, cache
+        suite,
+        builder.testcases,
+        builder.fragments,
+        builder.owner,
+        graph,
+        dependents,
+        output_dir,
+        work_dir,
+        cache,
+        maker.hashes,
+        maker,
     )
 
 
@@ -185,6 +205,8 @@ class _Builder:
                 return planned  # skipped: nothing to plan
             driver, driver_path = self._driver(planned.driver)
             test = self._testcase(planned, merged)
+            planned.timeout = test.timeout
+            planned.inputs = self._inputs(item, test.env)
             check_options(driver, test)
             resources = check_resources(self.suite, merged.get("resources", {}), item.spec_file)
             fragments = driver.fragments(test)
@@ -236,15 +258,40 @@ class _Builder:
         planned.needs = list(merged.get("needs", []))
         planned.spec = merged
         planned.retries = int(merged.get("retries", 0))
+        planned.key_env = list(merged.get("key_env", []))
         return merged
+
+    def _inputs(self, item: Found, env: dict[str, str]) -> list[str]:
+        """The testcase's ``inputs``, suite.yaml's defaults first, with
+        variables from the environment its commands will see."""
+        defaults = self.suite.defaults.get("inputs", [])
+        own = self.raw_spec(item).get("inputs", [])
+        if not defaults and not own:
+            return []  # the common case: no copy of the environment made
+        seen = {**os.environ, **env}
+        expanded = expand_inputs(defaults, seen, self.suite.path or "", ["defaults", "inputs"]) if defaults else []
+        return expanded + expand_inputs(own, seen, item.spec_file, ["inputs"])
+
+    def setup_inputs(self, name: str) -> list[str]:
+        """A set-up's ``inputs``, after the defaults', with variables from
+        its environment (a SpecError if one is not set)."""
+        spec = self.suite.setup[name]
+        env = {**os.environ, **self._setup_env(name)}
+        path = self.suite.path or ""
+        defaults = self.suite.defaults.get("inputs", [])
+        return expand_inputs(defaults, env, path, ["defaults", "inputs"]) + expand_inputs(
+            spec.get("inputs", []), env, path, ["setup", name, "inputs"]
+        )
 
     def _merge(self, raw: dict) -> dict:
         merged = dict(self.suite.defaults)
         merged.update(raw)
         if "env" in self.suite.defaults and "env" in raw:
             merged["env"] = {**self.suite.defaults["env"], **raw["env"]}
-        if "tags" in self.suite.defaults:
-            merged["tags"] = list(dict.fromkeys([*self.suite.defaults["tags"], *raw.get("tags", [])]))
+        for union in ("tags", "key_env"):  # the defaults' and the testcase's own
+            if union in self.suite.defaults:
+                merged[union] = list(dict.fromkeys([*self.suite.defaults[union], *raw.get(union, [])]))
+        merged.pop("inputs", None)  # expanded per testcase, defaults first (see _inputs)
         return merged
 
     def _driver(self, name: str) -> tuple[Driver, tuple[str, ...]]:
@@ -312,7 +359,7 @@ class _Builder:
             planned.xfail = decision.reason or decision.expression
         return False
 
-    def add_setups(self, index: dict[str, int]) -> None:
+    def add_setups(self, index: dict[str, int], maker: KeyMaker) -> None:
         """Plan each set-up that a testcase still to run needs, transitively."""
         wanted = [n for p in self.testcases if p.result is None for n in p.needs]
         for name in wanted:  # grows with set-ups' own needs
@@ -320,10 +367,24 @@ class _Builder:
             if full in index or name not in self.suite.setup:
                 continue
             index[full] = len(self.testcases)
-            planned = self._load_setup(name)
+            planned = self._load_setup(name, maker)
             wanted.extend(planned.needs)
 
-    def _load_setup(self, name: str) -> Planned:
+    def _setup_env(self, name: str) -> dict[str, str]:
+        """What a set-up's command sees besides the outer environment."""
+        spec = self.suite.setup[name]
+        work_dir = os.path.join(self.work_dir, self.setup_safe[name])
+        env = {key: env_value(value) for key, value in self.suite.defaults.get("env", {}).items()}
+        env.update({key: env_value(value) for key, value in spec.get("env", {}).items()})
+        env.update(
+            TEST_NAME=SETUP_PREFIX + name, TEST_WORK_DIR=work_dir, SETUP_DIR=work_dir, TEST_SUITE_ROOT=self.suite.root
+        )
+        for needed in spec.get("needs", []):
+            if needed in self.setup_safe:
+                env[setup_env_name(needed)] = os.path.join(self.work_dir, self.setup_safe[needed])
+        return env
+
+    def _load_setup(self, name: str, maker: KeyMaker) -> Planned:
         spec = self.suite.setup[name]
         safe = self.setup_safe[name]
         planned = Planned(
@@ -337,16 +398,12 @@ class _Builder:
             kind="setup",
             spec=spec,
         )
-        planned.key = setup_key(self.suite.setup, name)
         self.testcases.append(planned)
         work_dir = os.path.join(self.work_dir, safe)
-        env = {key: env_value(value) for key, value in self.suite.defaults.get("env", {}).items()}
-        env.update({key: env_value(value) for key, value in spec.get("env", {}).items()})
-        env.update(TEST_NAME=planned.name, TEST_WORK_DIR=work_dir, SETUP_DIR=work_dir, TEST_SUITE_ROOT=self.suite.root)
-        for needed in planned.needs:
-            if needed in self.setup_safe:
-                env[setup_env_name(needed)] = os.path.join(self.work_dir, self.setup_safe[needed])
+        env = self._setup_env(name)
         try:
+            planned.parts = maker.setup(name, self.setup_inputs)
+            planned.key = planned.parts.key()
             resources = check_resources(self.suite, spec.get("resources", {}), planned.spec_file, ["setup", name])
         except specs.SpecError as exc:
             planned.result = self._early(planned, Status.ERROR, Reason.SPEC, exc.render())

@@ -47,7 +47,12 @@ def _selection(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--incremental",
         action="store_true",
-        help="do not run testcases whose key (spec, files, dependencies) passed before; report them as passed from cache",
+        help="do not run testcases whose key passed before (spec, own and shared files, inputs, executables, key_env, dependencies); report them as passed from cache",
+    )
+    group.add_argument(
+        "--explain",
+        action="store_true",
+        help="say for each testcase whether it runs and which part of its key changed since it last passed (with --list, or before a run)",
     )
     group.add_argument(
         "--repeat",
@@ -110,6 +115,12 @@ def _output(group: argparse._ArgumentGroup) -> None:
         "-o", "--output-dir", default="out", help="where the report index, results and logs go (default: out)"
     )
     group.add_argument("--work-dir", help="where testcases run (default: OUTPUT/new/work)")
+    group.add_argument(
+        "--cleanup",
+        choices=("passed", "all", "none"),
+        default="passed",
+        help="which work directories to remove: those of testcases that PASSed, as they pass (default); all of them; none",
+    )
     group.add_argument("-v", "--verbose", action="store_true", help="print every result, passing ones too")
     group.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
     group.add_argument(

@@ -19,6 +19,8 @@ TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any
 
+    from run_testsuite.file_hashes import FileHashes
+    from run_testsuite.keys import KeyMaker, KeyParts
     from run_testsuite.spec_cache import SpecCache
 
 # Set-up fragments appear in results under this prefix: "setup:build".
@@ -59,6 +61,10 @@ class Planned:
     retries: int = 0
     repeat_suffix: str = ""
     spec: dict = field(default_factory=dict)  # merged, for the key
+    timeout: float | None = None
+    inputs: list[str] = field(default_factory=list)  # `inputs`, $VARS expanded
+    key_env: list[str] = field(default_factory=list)
+    parts: KeyParts | None = None  # what the key is made of, for --explain
     key: str | None = None  # for history and --incremental
 
     def verdict(self, status: Status, reason: Reason | None, message: str, **fields: Any) -> Result:
@@ -88,6 +94,8 @@ class Plan:
     output_dir: str
     work_dir: str
     spec_cache: SpecCache | None = None  # saved by a run, not by --list
+    file_hashes: FileHashes | None = None  # likewise
+    keys: KeyMaker | None = None  # the shared files' manifest, for history and --explain
 
 
 def setup_env_name(name: str) -> str:

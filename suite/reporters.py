@@ -22,6 +22,7 @@ TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
 if TYPE_CHECKING:  # pragma: no cover
     from types import ModuleType
 
+    from run_testsuite.cleanup import WorkCleaner
     from run_testsuite.scheduler.dispatch import MultiprocessScheduler
 
 
@@ -36,6 +37,7 @@ class Reporters:
         safe_names: dict[str, str],
         line: StatusLine | None = None,
         tee: Tee | None = None,
+        cleaner: WorkCleaner | None = None,
     ):
         self.index = index
         self.text = text
@@ -43,6 +45,7 @@ class Reporters:
         self.safe_names = safe_names
         self.line = line
         self.tee = tee
+        self.cleaner = cleaner  # --cleanup: passing testcases' work directories go
         self.results: list[Result] = []
         if line is not None:
             text.before_write = line.clear
@@ -55,6 +58,8 @@ class Reporters:
         if self.tee is not None:
             self.tee.flush(result.name)
         self.text.result(result)
+        if self.cleaner is not None:
+            self.cleaner.result(result)
 
     def output(self, testcase: str, data: bytes) -> None:
         """A running testcase printed (--tee)."""

@@ -8,12 +8,14 @@ the outcome into an exit status.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 import time
 
-from run_testsuite.history import HISTORY_FILE, History, HistoryView
+from run_testsuite.cleanup import WorkCleaner
+from run_testsuite.history import HISTORY_FILE, History, HistoryView, KeyRecord
 from run_testsuite.index import ReportIndex, describe_error, finish_rotation, rotate, run_metadata
 from run_testsuite.plan import Plan
 from run_testsuite.reporters import HtmlReport, Reporters
@@ -59,6 +61,7 @@ class RunOptions:
         max_failures: int = 0,
         fail_fast: bool = False,
         slot_cpus: dict[int, list[int]] | None = None,
+        cleanup: str = "passed",
     ):
         self.root = root
         self.output_dir = output_dir
@@ -74,6 +77,7 @@ class RunOptions:
         self.max_failures = max_failures
         self.fail_fast = fail_fast
         self.slot_cpus = slot_cpus or {}
+        self.cleanup = cleanup
 
 
 class RunSession:
@@ -91,9 +95,12 @@ class RunSession:
         new_dir = rotate(options.output_dir)
         if plan.spec_cache is not None:
             plan.spec_cache.save()
+        if plan.file_hashes is not None:
+            plan.file_hashes.save()
         os.makedirs(options.work_dir, exist_ok=True)
         html = HtmlReport(new_dir, os.path.join(options.output_dir, "old")) if options.html else None
         reporters = self._reporters(new_dir, html)
+        cleaner = reporters.cleaner
         scheduler = self._scheduler(new_dir, reporters, html)
         interrupts = Interrupts(scheduler)
         index = reporters.index
@@ -117,6 +124,8 @@ class RunSession:
         finally:
             scheduler.close()
             remove_spares(options.work_dir)  # of workers that died
+            if cleaner is not None:
+                cleaner.finish()
         reporters.text.summary(final["counts"], time.monotonic() - began, options.output_dir)
         if options.rewrite:
             rewrite_baselines(plan, reporters.results)
@@ -154,7 +163,20 @@ class RunSession:
             {planned.name: planned.safe_name for planned in plan.testcases},
             line,
             tee,
+            self._cleaner(),
         )
+
+    def _cleaner(self) -> WorkCleaner | None:
+        if self.options.cleanup == "none":
+            return None
+        plan = self.plan
+        work_dirs: dict[str, list[str]] = {}
+        for number, fragment in enumerate(plan.fragments):
+            dirs = work_dirs.setdefault(plan.testcases[plan.owner[number]].name, [])
+            if fragment.work_dir not in dirs:
+                dirs.append(fragment.work_dir)
+        setups = {planned.name for planned in plan.testcases if planned.kind == "setup"}
+        return WorkCleaner(self.options.cleanup, work_dirs, setups)
 
     def _scheduler(self, new_dir: str, reporters: Reporters, html: HtmlReport | None) -> MultiprocessScheduler:
         options, history = self.options, self.history
@@ -185,11 +207,33 @@ class RunSession:
         try:
             history = History(os.path.join(self.options.output_dir, HISTORY_FILE))
             try:
-                history.record(start, self.options.command_line, results, keys, scheduler.fragment_outcomes(), counts)
+                history.record(
+                    start,
+                    self.options.command_line,
+                    results,
+                    keys,
+                    scheduler.fragment_outcomes(),
+                    counts,
+                    key_record(self.plan),
+                )
             finally:
                 history.close()
         except Exception as exc:  # history is a help, never a reason to fail a run
             print(f"run-testsuite: warning: could not record history: {exc}", file=sys.stderr)
+
+
+def key_record(plan: Plan) -> KeyRecord | None:
+    """What history keeps of the plan's keys, for a later --explain."""
+    maker = plan.keys
+    if maker is None:
+        return None
+    by_name = {planned.name: planned for planned in plan.testcases}
+
+    def parts(name: str) -> str | None:
+        planned = by_name.get(name)
+        return planned.parts.to_json() if planned and planned.parts else None
+
+    return KeyRecord(parts, maker.shared_digest(), lambda: json.dumps(maker.shared_manifest(), sort_keys=True))
 
 
 def _say_unrecorded(errors: list[str]) -> None:

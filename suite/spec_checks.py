@@ -1,8 +1,10 @@
 """Checks of a spec against what only the run knows: a driver's options
-schema, the suite's resource pools. Each problem is a SpecError located at
-its key."""
+schema, the suite's resource pools, the variables its inputs name. Each
+problem is a SpecError located at its key."""
 
 from __future__ import annotations
+
+import re
 
 from run_testsuite import spec as specs
 from run_testsuite.drivers.base import Driver, Testcase
@@ -40,3 +42,22 @@ def check_resources(suite: SuiteConfig, asked: dict, spec_file: str, at: list | 
                 spec_file, [(line, col, f"asks for {count} of '{pool}' but the pool has only {size}")]
             )
     return dict(asked)
+
+
+_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def expand_inputs(patterns: list[str], env: dict[str, str], spec_file: str, at: list) -> list[str]:
+    """An ``inputs`` list with $VAR and ${VAR} taken from ``env``; a
+    variable that is not set is the spec's mistake (an input that silently
+    named nothing would leave the key blind to it)."""
+    expanded = []
+    for number, pattern in enumerate(patterns):
+        missing = [
+            m.group(1) or m.group(2) for m in _VARIABLE.finditer(pattern) if (m.group(1) or m.group(2)) not in env
+        ]
+        if missing:
+            line, col = specs.key_position(spec_file, [*at, number])
+            raise specs.SpecError(spec_file, [(line, col, f"inputs: ${missing[0]} is not set in '{pattern}'")])
+        expanded.append(_VARIABLE.sub(lambda m: env[m.group(1) or m.group(2)], pattern))
+    return expanded

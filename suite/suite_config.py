@@ -25,6 +25,7 @@ class SuiteConfig:
     cpus_per_slot: int | None = None
     params: dict = field(default_factory=dict)
     max_variants: int = 10_000
+    key_ignore: list = field(default_factory=list)  # globs of shared files in no key
 
     def pool(self, name: str) -> list[str]:
         """The members of a resource pool: its names, or numbered ones."""
@@ -56,4 +57,5 @@ def load_suite_config(root: str, cache: SpecCache | None = None) -> SuiteConfig:
         resources=data.get("resources", {}),
         cpus_per_slot=data.get("cpus_per_slot"),
         max_variants=data.get("max_variants", 10_000),
+        key_ignore=data.get("key_ignore", []),
     )

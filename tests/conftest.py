@@ -223,6 +223,14 @@ def wait_for(predicate, timeout: float, interval: float = 0.02) -> bool:
     return predicate()
 
 
+def children_of(pid: int) -> list[int]:
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as handle:
+            found.extend(int(p) for p in handle.read().split())
+    return found
+
+
 def process_alive(pid: int) -> bool:
     """Whether ``pid`` is a running process (a zombie counts as dead: in a
     container, PID 1 may never reap the orphans we check for)."""

@@ -157,7 +157,7 @@ def test_work_directories_are_fresh_and_no_spare_is_left(tmp_path):
     root, work = write_suite(tmp_path / "suite", files), tmp_path / "work"
     for attempt in (1, 2):  # the second run meets the first one's trees
         run = subprocess.run(
-            cli_argv(root, tmp_path / "out", "-j", "2", "--work-dir", str(work)),
+            cli_argv(root, tmp_path / "out", "-j", "2", "--work-dir", str(work), "--cleanup", "none"),
             env=cli_env(), capture_output=True, text=True, timeout=120,
         )
         index = read_json(tmp_path / "out" / "new" / "_index.json")

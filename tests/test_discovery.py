@@ -133,11 +133,11 @@ def test_output_directory_inside_the_suite_is_not_rediscovered(paths):
     # The command leaves a test.yaml in its work copy: a careless walk of
     # the suite would find it there as a testcase.
     write_suite(root, {"t/test.yaml": "cmd: |\n  echo 'cmd: \"true\"' > test.yaml\n", "u/v/test.yaml": PASS})
-    first = run_cli(root, out)
+    first = run_cli(root, out, "--cleanup", "none")
     assert first.returncode == 0
     assert sorted(statuses(first.index)) == ["t", "u/v"]
     assert (out / "new" / "work" / "t" / "test.yaml").is_file()
-    second = run_cli(root, out)
+    second = run_cli(root, out, "--cleanup", "none")
     assert second.returncode == 0
     assert sorted(statuses(second.index)) == ["t", "u/v"]
     assert (out / "old" / "work" / "t" / "test.yaml").is_file()
@@ -150,7 +150,7 @@ def test_work_directory_inside_the_suite_is_not_rediscovered(paths):
     work = root / "scratch"
     write_suite(root, {"t/test.yaml": "cmd: |\n  echo 'cmd: \"true\"' > test.yaml\n"})
     for _ in range(2):
-        run = run_cli(root, out, "--work-dir", work)
+        run = run_cli(root, out, "--work-dir", work, "--cleanup", "none")
         assert run.returncode == 0
         assert list(statuses(run.index)) == ["t"]
     assert (work / "t" / "test.yaml").is_file()

@@ -422,7 +422,7 @@ def test_a_spare_directory_replaced_by_a_link_is_never_followed(tmp_path):
     files.update({f"b-victim{n}/test.yaml": "cmd: 'touch made-here; test ! -L $TEST_WORK_DIR'\n" for n in range(3)})
     files.update({f"b-victim{n}/data.txt": "data\n" for n in range(3)})
     root = write_suite(tmp_path / "suite", files)
-    run = run_cli(root, tmp_path / "out", "-j", "1")
+    run = run_cli(root, tmp_path / "out", "-j", "1", "--cleanup", "none")
     assert run.returncode == 0, run.stdout + run.stderr
     assert list(elsewhere.iterdir()) == []
     for n in range(3):

@@ -26,9 +26,9 @@ from conftest import (
 def test_previous_run_moves_to_old(tmp_path):
     root, out = tmp_path / "suite", tmp_path / "out"
     write_suite(root, {"t/test.yaml": "cmd: echo run-$RUN_ID\n"})
-    first = run_cli(root, out, env={"RUN_ID": "1"})
+    first = run_cli(root, out, "--cleanup", "none", env={"RUN_ID": "1"})
     assert not (out / "old").exists()
-    second = run_cli(root, out, env={"RUN_ID": "2"})
+    second = run_cli(root, out, "--cleanup", "none", env={"RUN_ID": "2"})
     assert load_result(out, "t", second.index)["output"] == "run-2\n"
     old_index = validate_index(read_json(out / "old" / "_index.json"))
     assert old_index["start"] == first.index["start"] < second.index["start"]
@@ -36,7 +36,7 @@ def test_previous_run_moves_to_old(tmp_path):
     assert old_result["output"] == "run-1\n"
     assert (out / "old" / "work" / "t").is_dir()
     # A third run replaces old/ with the second run.
-    run_cli(root, out, env={"RUN_ID": "3"})
+    run_cli(root, out, "--cleanup", "none", env={"RUN_ID": "3"})
     assert validate_result(read_json(out / "old" / "results" / "t.json"))["output"] == "run-2\n"
     assert load_result(out, "t")["output"] == "run-3\n"
     # Only the two runs and the spec cache: no trash of older runs is left.

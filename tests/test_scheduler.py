@@ -3,16 +3,15 @@ the processes commands leave behind."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
 from types import SimpleNamespace
 
 import pytest
-
 from conftest import (
     PYTHON,
+    children_of,
     load_index,
     load_result,
     process_alive,
@@ -22,14 +21,6 @@ from conftest import (
     wait_for,
     write_suite,
 )
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as handle:
-            found.extend(int(p) for p in handle.read().split())
-    return found
 
 MIXED = {
     "pass/1/test.yaml": "cmd: echo one\n",
@@ -253,8 +244,10 @@ def test_background_child_ignoring_sigterm_is_killed(timeout_run, case):
 def test_killing_the_run_stops_its_workers_and_commands(tmp_path):
     root, out = tmp_path / "suite", tmp_path / "out"
     pid_file = tmp_path / "pid"
-    write_suite(root, {"a/test.yaml": f"cmd: echo $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file} && exec sleep 30\n"})
-    proc = start_cli(root, out, "-j", "1")
+    write_suite(
+        root, {"a/test.yaml": f"cmd: echo $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file} && exec sleep 30\n"}
+    )
+    proc = start_cli(root, out, "-j", "1", "--cleanup", "none")  # no cleanup helper among its children
     try:
         assert wait_for(pid_file.exists, 20), "the command never started"
         workers = children_of(proc.pid)
@@ -301,7 +294,11 @@ class Crash(Driver):
 def _crash_suite(root, files):
     return write_suite(
         root,
-        {"suite.yaml": "drivers:\n  crash: drivers_local/crash.py:Crash\n", "drivers_local/crash.py": CRASH_DRIVER, **files},
+        {
+            "suite.yaml": "drivers:\n  crash: drivers_local/crash.py:Crash\n",
+            "drivers_local/crash.py": CRASH_DRIVER,
+            **files,
+        },
     )
 
 

@@ -126,7 +126,7 @@ def setup_run(tmp_path_factory):
     root = write_suite(tmp / "suite", setup_suite_files())
     out = tmp / "out"
     env = marks_env(tmp, "MARKS")
-    run = run_cli(root, out, "-j", "2", env=env)
+    run = run_cli(root, out, "-j", "2", "--cleanup", "none", env=env)
     return root, out, Path(env["MARKS"]), env, run
 
 

@@ -111,7 +111,7 @@ def spec_run(tmp_path_factory):
     root, out = base / "suite", base / "out"
     write_suite(root, VALID)
     before = tree_snapshot(root)
-    run = run_cli(root, out, "-j", "2", env={"OUTER_VAR": "from-outside"})
+    run = run_cli(root, out, "-j", "2", "--cleanup", "none", env={"OUTER_VAR": "from-outside"})
     after = tree_snapshot(root)
     return SimpleNamespace(root=root, out=out, run=run, before=before, after=after)
 
@@ -251,7 +251,7 @@ def test_work_dir_is_recreated_on_each_run(paths):
     work = root.parent / "work"
     write_suite(root, {"t/test.yaml": "cmd: test ! -e leftover && touch leftover\n"})
     for _ in range(2):
-        run = run_cli(root, out, "--work-dir", work)
+        run = run_cli(root, out, "--work-dir", work, "--cleanup", "none")
         assert statuses(run.index) == {"t": ("PASS", None)}
     assert (work / "t" / "leftover").is_file()
 
@@ -447,7 +447,7 @@ def test_work_directory_holds_the_test_files_but_not_the_spec_or_baseline(tmp_pa
             "d/sub/more.txt": "more\n",
         },
     )
-    run = run_cli(root, out)
+    run = run_cli(root, out, "--cleanup", "none")
     assert run.returncode == 0, run.stdout
     work = out / "new" / "work" / "d"
     assert sorted(p.name for p in work.iterdir()) == ["input.txt", "sub"]

@@ -1,0 +1,144 @@
+"""Content hashes of files, remembered by what ``stat`` says of them.
+
+Keys for incremental runs hash every file a testcase may read: its own
+directory, the suite's shared files, declared inputs, the executables its
+commands run. Reading them all again on each run would make a re-run of a
+large suite cost as much as its first run; a file whose device, inode,
+size, modification and change times are what they were when it was last
+hashed is taken as unchanged, as git's index does. The change time cannot
+be set from user space, so a file restored with an old mtime (``touch
+-d``, ``cp -p``, an archive) is still read again.
+
+A file modified twice within one tick of the file system's clock keeps its
+times, so a hash taken in between could be stale: as git does with
+"racily clean" entries, a hash is remembered only for a file whose times
+are more than RACY_SECONDS older than the moment it was read.
+
+The cache is JSON in the output directory (``file-hashes.json``), never a
+pickle; entries not used by a run are dropped when it saves, so it holds
+what the suite has now, not all it ever had.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import time
+
+from run_testsuite.jsonio import write_atomic
+from run_testsuite.outputs import set_aside
+
+CACHE_FILE = "file-hashes.json"
+VERSION = 1
+# Coarse file systems keep times to the second (FAT to two): a file
+# changed less than this before it was hashed is hashed again next time.
+RACY_SECONDS = 2.0
+
+# device, inode, size, mtime ns, ctime ns
+Stat = tuple[int, int, int, int, int]
+
+
+def stat_of(info: os.stat_result) -> Stat:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def hash_contents(path: str) -> str:
+    """The blake2b hash of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class FileHashes:
+    """``digest(path)``: a regular file's content hash, read only when its
+    stat changed; other files get a stable description instead."""
+
+    def __init__(self, output_dir: str | None):
+        self.path = os.path.join(output_dir, CACHE_FILE) if output_dir else None
+        self.known: dict[str, tuple[Stat, str]] = {}
+        self.used: dict[str, tuple[Stat, str]] = {}  # this run's, saved
+        self.memo: dict[str, str] = {}  # this run's answers, racy ones too
+        self.read_count = 0  # files read this run (for tests and --explain)
+        if self.path:
+            self._load()
+
+    def _load(self) -> None:
+        assert self.path is not None
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            set_aside(self.path, f"the file hash cache cannot be read ({exc})")
+            return
+        try:
+            if data["version"] != VERSION:
+                return
+            self.known = {path: (tuple(entry[:5]), str(entry[5])) for path, entry in data["entries"].items()}
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError):
+            set_aside(self.path, "the file hash cache is not one this version wrote")
+            self.known = {}
+
+    def digest(self, path: str, info: os.stat_result | None = None) -> str:
+        """The hash of ``path`` (followed if a link), or ``missing``,
+        ``directory`` or ``unreadable:ERRNO``; ``info`` is its stat when
+        the caller has it already."""
+        known = self.memo.get(path)
+        if known is not None:
+            return known  # asked again in this run: the same answer
+        value = self.memo[path] = self._digest(path, info)
+        return value
+
+    def _digest(self, path: str, info: os.stat_result | None) -> str:
+        try:
+            info = info or os.stat(path)
+        except FileNotFoundError:
+            return "missing"
+        except OSError as exc:
+            return f"unreadable:{exc.errno}"
+        if not stat.S_ISREG(info.st_mode):
+            return _kind(info)
+        key = stat_of(info)
+        found = self.known.get(path)
+        if found is not None and found[0] == key:
+            self.used[path] = found
+            return found[1]
+        hashed_at = time.time()
+        try:
+            value = hash_contents(path)
+        except OSError as exc:
+            return f"unreadable:{exc.errno}"
+        self.read_count += 1
+        if max(info.st_mtime_ns, info.st_ctime_ns) < (hashed_at - RACY_SECONDS) * 1e9:
+            self.used[path] = (key, value)
+        return value
+
+    def save(self) -> None:
+        """Write what this run used, if anything is new; a cache that cannot
+        be written only costs time."""
+        if not self.path or self.used == self.known:
+            return
+        data = {"version": VERSION, "entries": {p: [*key, value] for p, (key, value) in self.used.items()}}
+        try:
+            write_atomic(self.path, data)
+        except OSError:
+            pass
+
+
+def _kind(info: os.stat_result) -> str:
+    """What a file that is not regular is, never its content: opening a
+    FIFO to read it waits for a writer, forever."""
+    mode = info.st_mode
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    kind = "char" if stat.S_ISCHR(mode) else "block" if stat.S_ISBLK(mode) else "other"
+    return f"{kind} {os.major(info.st_rdev)},{os.minor(info.st_rdev)}"
