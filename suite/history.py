@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from run_testsuite.results import Result
 
 HISTORY_FILE = "history.sqlite"
+# Reasons of results that say nothing of the testcase: it was not run, or
+# stopped, because of the run (Ctrl-C, --max-failures, -x).
+NOT_VERDICTS = frozenset({"INTERRUPTED", "MAX_FAILURES"})
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -55,6 +58,15 @@ CREATE TABLE IF NOT EXISTS latest (
     reason TEXT,
     duration REAL NOT NULL,
     key TEXT
+);
+-- The latest verdict on each testcase: its latest result that says
+-- something of it (not a skip because the run was interrupted or stopped
+-- at its failure limit, not a cached PASS). What changes are measured from.
+CREATE TABLE IF NOT EXISTS verdicts (
+    name TEXT PRIMARY KEY,
+    run INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT
 );
 CREATE TABLE IF NOT EXISTS fragment_durations (
     testcase TEXT NOT NULL,
@@ -99,6 +111,8 @@ class HistoryView:
     latest: dict[str, Latest] = field(default_factory=dict)
     durations: dict[tuple[str, str], float] = field(default_factory=dict)
     passed_keys: dict[str, int] = field(default_factory=dict)
+    # name -> (status, reason, run) of its latest verdict (see the verdicts table)
+    verdicts: dict[str, tuple[str, str | None, int]] = field(default_factory=dict)
 
     def failed_last_time(self, name: str) -> bool:
         found = self.latest.get(name)
@@ -123,7 +137,14 @@ class History:
         # 10,000 results takes a fraction of the time of full syncing.
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        fresh = not self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'verdicts'").fetchone()
         self.db.executescript(SCHEMA)
+        if fresh:  # a history from before verdicts were kept: start from its latest results
+            with self.db:
+                self.db.execute(
+                    "INSERT OR IGNORE INTO verdicts SELECT name, run, status, reason FROM latest "
+                    "WHERE reason IS NULL OR reason NOT IN ('INTERRUPTED', 'MAX_FAILURES')"
+                )
 
     def view(self) -> HistoryView:
         view = HistoryView()
@@ -136,6 +157,10 @@ class History:
         ):
             view.durations[(testcase, fragment)] = duration
         view.passed_keys = dict(self.db.execute("SELECT key, run FROM passed_keys"))
+        view.verdicts = {
+            name: (status, reason, run)
+            for name, run, status, reason in self.db.execute("SELECT name, run, status, reason FROM verdicts")
+        }
         return view
 
     def record(
@@ -177,6 +202,14 @@ class History:
             self.db.executemany(
                 "INSERT OR REPLACE INTO latest VALUES (?, ?, ?, ?, ?, ?)",
                 [(name, run, status, reason, duration, key) for run, name, status, reason, duration, _, key in rows],
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?)",
+                [
+                    (name, run, status, reason)
+                    for run, name, status, reason, _, _, _ in rows
+                    if reason not in NOT_VERDICTS
+                ],
             )
             self.db.executemany(
                 "INSERT OR REPLACE INTO passed_keys VALUES (?, ?, ?)",

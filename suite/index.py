@@ -23,7 +23,7 @@ from run_testsuite.results import Result, Status
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
 if TYPE_CHECKING:  # pragma: no cover
-    from run_testsuite.jsonio import Index, IndexEntry
+    from run_testsuite.jsonio import Index, IndexEntry, Previous
 
 
 FORMAT_VERSION = 1
@@ -119,10 +119,14 @@ class ReportIndex:
         self._writer = threading.Thread(target=self._write_loop, name="report-writer", daemon=True)
         self._writer.start()
 
-    def add(self, result: Result, safe_name: str) -> None:
-        """Record one result: its file is written at once, in the background."""
+    def add(self, result: Result, safe_name: str, previous: Previous | None = None) -> None:
+        """Record one result: its file is written at once, in the background.
+        ``previous``: the testcase's latest earlier verdict, from history."""
         rel = f"results/{safe_name}.json"
-        self._queue.put((rel, result.to_json(), index_entry(result, rel), result.status.value, bool(result.cached)))
+        entry = index_entry(result, rel)
+        if previous is not None:
+            entry["previous"] = previous
+        self._queue.put((rel, result.to_json(), entry, result.status.value, bool(result.cached)))
 
     def _write_loop(self) -> None:
         while (item := self._queue.get()) is not None:
@@ -220,8 +224,11 @@ def index_entry(result: Result, rel: str) -> IndexEntry:
     return entry
 
 
-def run_metadata(argv: list[str], root: str, suite_name: str, jobs: int) -> dict:
+def run_metadata(argv: list[str], root: str, suite_name: str, jobs: int, partial: bool = False) -> dict:
+    """``partial``: the selection was narrowed (names, -k, --tag, --failed),
+    so a testcase absent from this run was not removed from the suite."""
     return {
+        "partial": partial,
         "suite": suite_name,
         "root": os.path.abspath(root),
         "command_line": argv,

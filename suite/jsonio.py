@@ -66,6 +66,15 @@ if TYPE_CHECKING:  # pragma: no cover
         result: str
         cached: bool
         unwritten: str
+        previous: Previous
+
+    class Previous(TypedDict):
+        """A testcase's latest earlier verdict, from history: what the
+        run's changes are measured from."""
+
+        status: str
+        reason: str | None
+        run: int
 
     class Index(TypedDict, total=False):
         """``_index.json`` (``schemas/index.schema.json``)."""
@@ -86,6 +95,7 @@ if TYPE_CHECKING:  # pragma: no cover
         cached: int
         results: list[IndexEntry]
         write_errors: list[str]
+        partial: bool
 
 
 INDEX_FILE = "_index.json"

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from types import ModuleType
 
     from run_testsuite.cleanup import WorkCleaner
+    from run_testsuite.jsonio import Previous
     from run_testsuite.scheduler.dispatch import MultiprocessScheduler
 
 
@@ -38,6 +39,7 @@ class Reporters:
         line: StatusLine | None = None,
         tee: Tee | None = None,
         cleaner: WorkCleaner | None = None,
+        previous: dict[str, Previous] | None = None,
     ):
         self.index = index
         self.text = text
@@ -46,6 +48,7 @@ class Reporters:
         self.line = line
         self.tee = tee
         self.cleaner = cleaner  # --cleanup: passing testcases' work directories go
+        self.previous = previous or {}  # each testcase's latest earlier verdict
         self.results: list[Result] = []
         if line is not None:
             text.before_write = line.clear
@@ -53,7 +56,7 @@ class Reporters:
     def result(self, result: Result) -> None:
         """A testcase was decided."""
         self.results.append(result)
-        self.index.add(result, self.safe_names[result.name])
+        self.index.add(result, self.safe_names[result.name], self.previous.get(result.name))
         self.progress.result(result)
         if self.tee is not None:
             self.tee.flush(result.name)

@@ -32,6 +32,8 @@ TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
 if TYPE_CHECKING:  # pragma: no cover
     from types import FrameType
 
+    from run_testsuite.jsonio import Index
+
 EXIT_OK, EXIT_FAILED = 0, 1
 # Some result or index file could not be written (a full disk, say): the
 # verdicts were reported, but the record of the run is not whole.
@@ -62,6 +64,7 @@ class RunOptions:
         fail_fast: bool = False,
         slot_cpus: dict[int, list[int]] | None = None,
         cleanup: str = "passed",
+        partial: bool = False,
     ):
         self.root = root
         self.output_dir = output_dir
@@ -78,6 +81,7 @@ class RunOptions:
         self.fail_fast = fail_fast
         self.slot_cpus = slot_cpus or {}
         self.cleanup = cleanup
+        self.partial = partial
 
 
 class RunSession:
@@ -126,7 +130,7 @@ class RunSession:
             remove_spares(options.work_dir)  # of workers that died
             if cleaner is not None:
                 cleaner.finish()
-        reporters.text.summary(final["counts"], time.monotonic() - began, options.output_dir)
+        reporters.text.summary(final["counts"], time.monotonic() - began, options.output_dir, self._changes(final))
         if options.rewrite:
             rewrite_baselines(plan, reporters.results)
         finish_rotation()
@@ -139,11 +143,20 @@ class RunSession:
         failed = final["counts"]["FAIL"] + final["counts"]["ERROR"]
         return EXIT_FAILED if failed else EXIT_OK
 
+    def _changes(self, final: Index) -> str | None:
+        """The terminal's line of changes since each testcase's latest
+        earlier verdict in history (none on a first run)."""
+        if not self.history or not self.history.verdicts:
+            return None
+        from run_testsuite.reports.compare import changes_line, compare
+
+        return changes_line(compare({}, final))
+
     def _reporters(self, new_dir: str, html: HtmlReport | None) -> Reporters:
         options, plan, history = self.options, self.plan, self.history
         index = ReportIndex(
             new_dir,
-            run_metadata(options.command_line, options.root, plan.suite.name, options.jobs),
+            run_metadata(options.command_line, options.root, plan.suite.name, options.jobs, options.partial),
             on_written=html.result_written if html else None,
         )
         names = [planned.name for planned in plan.testcases]
@@ -164,6 +177,10 @@ class RunSession:
             line,
             tee,
             self._cleaner(),
+            {
+                name: {"status": status, "reason": reason, "run": run}
+                for name, (status, reason, run) in (history.verdicts.items() if history else ())
+            },
         )
 
     def _cleaner(self) -> WorkCleaner | None:

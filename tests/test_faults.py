@@ -577,8 +577,8 @@ import os, signal, sys
 import run_testsuite.index as index
 trigger, where = os.environ["INJECT_AT"], os.environ["INJECT_WHERE"]
 add, write_json = index.ReportIndex.add, index.write_new
-def patched_add(self, result, safe_name):
-    add(self, result, safe_name)
+def patched_add(self, result, safe_name, *rest):
+    add(self, result, safe_name, *rest)
     if where == "after-add" and result.name == trigger:
         os.kill(os.getpid(), signal.SIGINT)
 def patched_write_json(path, data):

@@ -346,11 +346,23 @@ def test_changes_since_the_previous_run(page):
     assert row.is_displayed() and row.find_element("css selector", "pre.diff").is_displayed()
 
 
-def test_no_changes_section_without_a_previous_index(report, tmp_path):
+def test_no_changes_section_without_a_previous_index_or_history(report, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(report["out"] / "new", run_dir)
+    index_path = run_dir / "_index.json"
+    index = json.loads(index_path.read_text())
+    assert any("previous" in entry for entry in index["results"])  # the fixture's second run had history
     path = tmp_path / "report.html"
-    write_html(str(report["out"] / "new"), str(path), str(tmp_path / "no-such-dir"))
+    write_html(str(run_dir), str(path))
+    assert 'id="changes"' in path.read_text(encoding="utf-8")  # history alone gives the changes
+    for entry in index["results"]:
+        entry.pop("previous", None)
+    index_path.write_text(json.dumps(index))
+    write_html(str(run_dir), str(path), str(tmp_path / "no-such-dir"))
     assert 'id="changes"' not in path.read_text(encoding="utf-8")
-    write_html(str(report["out"] / "new"), str(path))
+    write_html(str(run_dir), str(path))
     assert 'id="changes"' not in path.read_text(encoding="utf-8")
 
 

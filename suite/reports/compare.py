@@ -18,7 +18,18 @@ and a testcase present in both runs is classified by (old, new):
                    dependency broke (that dependency is the regression),
                    or SKIP -> FAIL (never known to pass, so no regression)
 
-Testcases in only one run are listed as new (with their status) or removed.
+Each testcase of the new run is compared with its latest earlier verdict:
+its result in the old run, or, where the old run has none that says
+anything (it was not selected, or only skipped because that run was
+interrupted or stopped at its failure limit), the ``previous`` verdict the
+new run's index carries from history. So a partial run (``-k``, a Ctrl-C)
+hides nothing of the full run before it.
+
+A new result that is itself such a skip, or a run's stop (reason
+INTERRUPTED or MAX_FAILURES), says nothing of the testcase: it is "not
+run", never a regression. Testcases with no earlier verdict are new;
+testcases of the old run absent from the new one are removed only when the
+new run's selection was the whole suite (its index is not ``partial``).
 Only regressions make ``run-testsuite report --compare`` exit 1: a new
 testcase that fails has no history to regress from, and is shown as new.
 """
@@ -27,7 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from run_testsuite.results import Status
+from run_testsuite.results import Reason, Status
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,6 +47,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 GOOD = frozenset({Status.PASS, Status.XFAIL})
 BAD = frozenset({Status.FAIL, Status.ERROR})
+# Results the run decided, not the testcase.
+NOT_RUN = frozenset({Reason.INTERRUPTED.value, Reason.MAX_FAILURES.value})
 
 
 @dataclass
@@ -57,7 +70,9 @@ class Comparison:
     changed: list[Change] = field(default_factory=list)
     new: list[Change] = field(default_factory=list)
     removed: list[Change] = field(default_factory=list)
+    not_run: list[Change] = field(default_factory=list)  # interrupted, or stopped
     unchanged: int = 0
+    unselected: int = 0  # in the old run, not in the new one's narrowed selection
 
 
 def classify(old: Status, new: Status) -> str | None:
@@ -75,27 +90,52 @@ def classify(old: Status, new: Status) -> str | None:
 
 
 def compare(old: Index, new: Index) -> Comparison:
-    """Compare two indexes (as ``jsonio.read_index`` returns them)."""
+    """Compare two indexes (as ``jsonio.read_index`` returns them); ``old``
+    may be empty, to compare with history alone."""
     before = _by_name(old)
     after = _by_name(new)
     result = Comparison()
     for name, entry in after.items():
         status = Status(entry["status"])
-        if name not in before:
+        if entry.get("reason") in NOT_RUN:
+            result.not_run.append(_change(name, earlier(before.get(name), entry), status, entry))
+            continue
+        previous = earlier(before.get(name), entry)
+        if previous is None:
             result.new.append(_change(name, None, status, entry))
             continue
-        previous = Status(before[name]["status"])
         kind = classify(previous, status)
         if kind is None:
             result.unchanged += 1
         else:
             getattr(result, kind).append(_change(name, previous, status, entry))
+    partial = bool(new.get("partial"))
     for name, entry in before.items():
         if name not in after:
-            result.removed.append(_change(name, Status(entry["status"]), None, entry))
-    for changes in (result.regressions, result.fixes, result.still_failing, result.changed, result.new, result.removed):
+            if partial:
+                result.unselected += 1
+            else:
+                result.removed.append(_change(name, Status(entry["status"]), None, entry))
+    for changes in (
+        result.regressions,
+        result.fixes,
+        result.still_failing,
+        result.changed,
+        result.new,
+        result.removed,
+        result.not_run,
+    ):
         changes.sort(key=lambda change: change.name)
     return result
+
+
+def earlier(old_entry: IndexEntry | None, entry: IndexEntry) -> Status | None:
+    """A testcase's latest earlier verdict: the old run's, if it is one,
+    else the one history gave the new run."""
+    if old_entry is not None and old_entry.get("reason") not in NOT_RUN:
+        return Status(old_entry["status"])
+    previous = entry.get("previous")
+    return Status(previous["status"]) if previous else None
 
 
 def _by_name(index: Index) -> dict[str, IndexEntry]:
@@ -114,6 +154,7 @@ SECTIONS = (
     ("changed", "Other changes"),
     ("new", "New testcases"),
     ("removed", "Removed testcases"),
+    ("not_run", "Not run (the run was interrupted or stopped)"),
 )
 
 
@@ -147,9 +188,34 @@ def summary_line(comparison: Comparison) -> str:
         (len(comparison.changed), "other change", "other changes"),
         (len(comparison.new), "new", "new"),
         (len(comparison.removed), "removed", "removed"),
+        (len(comparison.not_run), "not run", "not run"),
         (comparison.unchanged, "unchanged", "unchanged"),
     ]
-    return ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in counts)
+    text = ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in counts if n or one != "not run")
+    if comparison.unselected:
+        text += f" ({comparison.unselected} of the old run not selected in the new one)"
+    return text
+
+
+def changes_line(comparison: Comparison, limit: int = 5) -> str | None:
+    """One line for the terminal's summary: what changed since each
+    testcase's latest earlier verdict, regressions named; None if nothing."""
+    parts = []
+    if comparison.regressions:
+        named = ", ".join(c.name for c in comparison.regressions[:limit])
+        more = f" and {len(comparison.regressions) - limit} more" if len(comparison.regressions) > limit else ""
+        count = len(comparison.regressions)
+        parts.append(f"{count} regression{'s' if count != 1 else ''} ({named}{more})")
+    if comparison.fixes:
+        parts.append(f"{len(comparison.fixes)} fixed")
+    if comparison.still_failing:
+        parts.append(f"{len(comparison.still_failing)} still failing")
+    failing_new = [c for c in comparison.new if c.new in BAD]
+    if failing_new:
+        parts.append(f"{len(failing_new)} new failing")
+    if not parts:
+        return None
+    return "since the previous results: " + ", ".join(parts)
 
 
 def _transition(change: Change) -> str:

@@ -99,7 +99,7 @@ def write_html(
         command_line=shlex.join(index.get("command_line", [])),
         counts=counts,
         total=sum(counts.values()),
-        changes=_changes(index, old) if old is not None else None,
+        changes=_changes(index, old) if old is not None or _has_history(index) else None,
         data_json=Markup(_script_json(data)),
         generated=time.strftime("%Y-%m-%d %H:%M:%S"),
     )
@@ -229,13 +229,25 @@ def _head(text: str | None, limit: int) -> list | None:
     return [text[:limit], max(0, len(text) - limit)]
 
 
-def _changes(new: Index, old: Index) -> dict:
-    """Names whose failing state differs from (or stays as in) the old run."""
-    before = {entry["name"]: entry["status"] for entry in old.get("results", [])}
+def _has_history(index: Index) -> bool:
+    return any("previous" in entry for entry in index.get("results", []))
+
+
+def _changes(new: Index, old: Index | None) -> dict:
+    """Names whose failing state differs from (or stays as in) each one's
+    latest earlier verdict: the old run's result, or history's where the
+    old run has none (see ``compare``); a result of an interrupted or
+    stopped run is neither a new failure nor a fix."""
+    from run_testsuite.reports.compare import NOT_RUN, earlier
+
+    before = {entry["name"]: entry for entry in (old or {}).get("results", [])}
     changes: dict[str, list[dict]] = {"new_failures": [], "fixed": [], "still_failing": []}
     for entry in new["results"]:
         name, status = entry["name"], entry["status"]
-        was = before.get(name)
+        if entry.get("reason") in NOT_RUN:
+            continue
+        earlier_status = earlier(before.get(name), entry)
+        was = earlier_status.value if earlier_status else None
         if status in FAILING:
             key = "still_failing" if was in FAILING else "new_failures"
         elif was in FAILING:

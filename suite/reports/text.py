@@ -75,7 +75,9 @@ class TextReport:
         self.stream.write(line + "\n")
         self.stream.flush()
 
-    def summary(self, counts: dict[str, int], wall: float, output_dir: str) -> None:
+    def summary(self, counts: dict[str, int], wall: float, output_dir: str, changes: str | None = None) -> None:
+        """Details of failures, the counts, and ``changes``: what changed
+        since each testcase's latest earlier verdict."""
         write = self.stream.write
         shown_tracebacks: dict[str, str] = {}
         for result in [] if self.quiet else self.notable[:DETAILS_MAX]:
@@ -110,6 +112,8 @@ class TextReport:
         total = sum(counts.values())
         cached = f" ({self.cached} from cache)" if self.cached else ""
         write(f"\n{total} testcases: {', '.join(parts)}{cached} in {wall:.2f} s\n")
+        if changes:
+            write(changes + "\n")
         write(f"report index: {os.path.join(output_dir, 'new', '_index.json')}\n")
         self.stream.flush()
 

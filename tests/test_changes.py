@@ -1,0 +1,148 @@
+"""Changes since the previous run, measured from each testcase's latest
+earlier verdict in history: partial runs (-k, names, Ctrl-C) hide nothing
+of the full run before them, unselected testcases are not "removed", and a
+run's stop (INTERRUPTED, MAX_FAILURES) is never a regression."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+
+from conftest import PYTHON, cli_env, run_cli, start_cli, statuses, wait_for, write_suite
+
+
+def suite(tmp_path, fail: set[str] = frozenset()):
+    """Testcases a, b, c, d; those named in ``fail`` exit 1 (by a flag file
+    the specs read, so that their keys and specs stay put)."""
+    flags = tmp_path / "flags"
+    flags.mkdir(exist_ok=True)
+    for name in "abcd":
+        flag = flags / name
+        if name in fail:
+            flag.touch()
+        elif flag.exists():
+            flag.unlink()
+    return write_suite(tmp_path / "suite", {f"{n}/test.yaml": f"cmd: test ! -e {flags}/{n}\n" for n in "abcd"})
+
+
+def report(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [PYTHON, "-m", "run_testsuite", "report", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=120,
+    )
+
+
+def test_a_partial_run_is_compared_with_the_full_run_before_it(tmp_path):
+    out = tmp_path / "out"
+    root = suite(tmp_path, fail={"c"})
+    full = run_cli(root, out)
+    assert full.returncode == 1
+    assert "since the previous results" not in full.stdout  # a first run has none
+
+    root = suite(tmp_path, fail={"a", "c"})
+    partial = run_cli(root, out, names=["a"])
+    assert statuses(partial.index) == {"a": ("FAIL", "EXIT_CODE")}
+    assert "since the previous results: 1 regression (a)" in partial.stdout
+    compared = report("--compare", out / "old", out / "new")
+    assert compared.returncode == 1, compared.stdout
+    assert "Regressions (1):" in compared.stdout and "PASS -> FAIL  a" in compared.stdout
+    assert "Removed" not in compared.stdout
+    assert "(3 of the old run not selected in the new one)" in compared.stdout
+
+    # The next full run: old/ holds only `a`; b, c and d are measured from history.
+    root = suite(tmp_path, fail={"c"})
+    again = run_cli(root, out)
+    assert "since the previous results: 1 fixed, 1 still failing" in again.stdout
+    compared = report("--compare", out / "old", out / "new")
+    assert compared.returncode == 0
+    assert "New testcases" not in compared.stdout
+    assert "FAIL -> PASS  a" in compared.stdout
+    assert "FAIL -> FAIL  c" in compared.stdout
+    index = json.loads((out / "new" / "_index.json").read_text())
+    previous = {e["name"]: e.get("previous") for e in index["results"]}
+    assert previous["b"] == {"status": "PASS", "reason": None, "run": 1}
+    assert previous["a"]["status"] == "FAIL" and previous["a"]["run"] == 2
+
+
+def test_a_removed_testcase_is_removed_only_from_a_whole_run(tmp_path):
+    out = tmp_path / "out"
+    root = suite(tmp_path)
+    run_cli(root, out)
+    (root / "d" / "test.yaml").unlink()
+    run_cli(root, out)
+    compared = report("--compare", out / "old", out / "new")
+    assert "Removed testcases (1):" in compared.stdout and "PASS  d" in compared.stdout
+
+
+def test_failure_limit_skips_are_not_regressions(tmp_path):
+    out = tmp_path / "out"
+    root = suite(tmp_path)
+    run_cli(root, out, "-j", "1")
+    root = suite(tmp_path, fail={"a"})
+    stopped = run_cli(root, out, "-j", "1", "--max-failures", "1")
+    results = statuses(stopped.index)
+    assert results["a"] == ("FAIL", "EXIT_CODE")
+    skipped = sorted(n for n in "bcd" if results[n] == ("SKIP", "MAX_FAILURES"))
+    assert skipped and all(results[n] == ("PASS", None) for n in "bcd" if n not in skipped)
+    assert "1 regression (a)" in stopped.stdout
+    compared = report("--compare", out / "old", out / "new")
+    assert "Regressions (1):" in compared.stdout
+    assert f"Not run (the run was interrupted or stopped) ({len(skipped)}):" in compared.stdout
+    # The next run measures what was skipped from its last verdict (PASS), not from the skip.
+    root = suite(tmp_path, fail={skipped[0]})
+    after = run_cli(root, out, "-j", "1")
+    assert f"1 regression ({skipped[0]}), 1 fixed" in after.stdout
+    with sqlite3.connect(out / "history.sqlite") as db:
+        verdicts = dict(db.execute("SELECT name, status FROM verdicts"))
+    assert verdicts == {n: "FAIL" if n == skipped[0] else "PASS" for n in "abcd"}
+
+
+def test_an_interrupted_testcase_is_not_a_regression(tmp_path):
+    out = tmp_path / "out"
+    marker = tmp_path / "started"
+    root = write_suite(
+        tmp_path / "suite",
+        {"slow/test.yaml": f"cmd: touch {marker}; sleep ${{SLOW:-0}}\n", "quick/test.yaml": "cmd: 'true'\n"},
+    )
+    run_cli(root, out)
+    marker.unlink()
+    proc = start_cli(root, out, "-j", "2", env={"SLOW": "30"})
+    assert wait_for(marker.exists, 20)
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGINT
+    index = json.loads((out / "new" / "_index.json").read_text())
+    assert {e["name"]: e["reason"] for e in index["results"]}["slow"] == "INTERRUPTED"
+    assert "regression" not in stdout
+    compared = report("--compare", out / "old", out / "new")
+    assert compared.returncode == 0 and "Regressions" not in compared.stdout
+
+
+def test_history_from_before_verdicts_were_kept_is_used(tmp_path):
+    out = tmp_path / "out"
+    root = suite(tmp_path)
+    run_cli(root, out)
+    with sqlite3.connect(out / "history.sqlite") as db:
+        db.execute("DROP TABLE verdicts")  # as an older version left it
+    root = suite(tmp_path, fail={"d"})
+    run = run_cli(root, out, names=["d"])
+    assert "1 regression (d)" in run.stdout
+
+
+def test_the_html_report_of_a_partial_run_names_only_real_changes(tmp_path):
+    out = tmp_path / "out"
+    root = suite(tmp_path, fail={"b"})
+    run_cli(root, out)
+    root = suite(tmp_path, fail={"a", "b"})
+    run_cli(root, out, names=["a"])
+    page = (out / "new" / "report.html").read_text(encoding="utf-8")
+    # The changes section is rendered server-side: a is a new failure (was PASS).
+    section = page[page.index('id="changes"') :]
+    section = section[: section.index("</section>")] if "</section>" in section else section[:4000]
+    assert 'data-name="a"' in section and "was PASS" in section
+    assert 'data-name="b"' not in section  # not selected: neither fixed nor removed
