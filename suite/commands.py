@@ -79,6 +79,8 @@ def run_command(command: Command, cwd: str, env: dict, capture: OutputCapture) -
         capture.write(f"run-testsuite: cannot run {argv[0]!r}: {exc.strerror or exc}\n".encode())
         return CommandRecord(command.step, command.cmd, 127, time.monotonic() - start)
     STATE.active.add(proc)
+    if STATE.watch is not None:
+        STATE.watch.started(proc.pid)  # it leads its own group
     if STATE.sole_runner:
         make_spare(os.path.dirname(cwd))
     try:
@@ -95,6 +97,8 @@ def run_command(command: Command, cwd: str, env: dict, capture: OutputCapture) -
         raise
     finally:
         STATE.active.discard(proc)
+        if STATE.watch is not None:
+            STATE.watch.ended(proc.pid)
         if proc.stdout is not None:
             proc.stdout.close()
     return CommandRecord(command.step, command.cmd, proc.returncode, time.monotonic() - start, timed_out)

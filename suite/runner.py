@@ -38,6 +38,9 @@ class RunnerState:
         self.spare: str | None = None
         # Commands running now, so a signal handler can stop them.
         self.active: set[Any] = set()
+        # Told of each command's process group as it starts and ends: on a
+        # Dask worker, the guard that kills them if the worker dies.
+        self.watch: Any = None
         self._base_env: dict[str, str] | None = None
 
     def base_environment(self) -> dict[str, str]:

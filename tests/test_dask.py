@@ -492,3 +492,81 @@ def test_suite_drivers_load_on_dask_workers(tmp_path, cluster):
     run = run_cli(root, tmp_path / "out", "--dask", address, "-j", "4", timeout=180)
     assert run.returncode == 0, run.stdout + run.stderr
     assert all_passed(run.index), run.stdout
+
+
+@needs_dask
+def test_a_killed_workers_commands_die_with_it_and_the_retry_runs_alone(tmp_path):
+    """kill -9 of the Dask worker running a command: its guard kills the
+    command's group (a background child too), and Dask's second attempt,
+    in the same work directory, sees nothing the orphans would have written."""
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    script = (
+        f'if [ -e {flags}/started ]; then echo second > "$TEST_WORK_DIR/attempt"; exit 0; fi; '
+        f"touch {flags}/started; echo $$ > {flags}/pid; "
+        f'(sleep 4; echo orphan > "$TEST_WORK_DIR/orphan-wrote"; touch {flags}/orphan-lived) & '
+        f"echo $! > {flags}/child; wait"
+    )
+    root = write_suite(tmp_path / "suite", {"victim/test.yaml": f"cmd: {json.dumps(script)}\n"})
+    local, client = _local_cluster()
+    try:
+        out = tmp_path / "out"
+        proc = start_cli(root, out, "-j", "2", "--cleanup", "none", "--dask", local.scheduler_address)
+        try:
+            assert wait_for(lambda: (flags / "child").exists() and (flags / "child").read_text().strip(), 30)
+            command = int((flags / "pid").read_text())
+            child = int((flags / "child").read_text())
+            worker = int(Path(f"/proc/{command}/stat").read_text().rsplit(")", 1)[1].split()[1])  # its parent
+            assert worker in client.run(os.getpid).values()
+            os.kill(worker, signal.SIGKILL)
+            assert wait_for(lambda: not process_alive(command) and not process_alive(child), 10), (
+                "the killed worker's command outlived it"
+            )
+            stdout, stderr = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        index = load_index(out)
+        assert statuses(index) == {"victim": ("PASS", None)}, stdout + stderr
+        work = out / "new" / "work"
+        assert (work / "victim" / "attempt").read_text() == "second\n"
+        time.sleep(4.5)  # past the moment the orphan would have written
+        assert not (flags / "orphan-lived").exists()
+        assert not (work / "victim" / "orphan-wrote").exists()
+        assert not [p.name for p in work.iterdir() if p.name.startswith(".lease-")]
+    finally:
+        client.close()
+        local.close()
+
+
+def test_a_lease_waits_for_its_holder_and_is_taken_over_from_the_dead(tmp_path, monkeypatch):
+    from run_testsuite.workers import dask_guard
+
+    monkeypatch.setattr(dask_guard, "tell", lambda message: None)  # no guard for this test process
+
+    work = tmp_path / "work" / "t"
+    path = dask_guard.take_lease(str(work))
+    assert Path(path).read_text().split()[1] == str(os.getpid())
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        _take_within(str(work), 0.5)  # held by a live process: it waits
+    assert time.monotonic() - started >= 0.5
+    dask_guard.release_lease(path)
+    assert wait_for(lambda: Path(path).exists(), 5)  # the waiting thread took it: release it as it would
+    Path(path).unlink()
+    dead = subprocess.run([PYTHON, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    Path(path).write_text(f"{os.uname().nodename} {int(dead.stdout)}\n")  # a holder that died, guard and all
+    assert dask_guard.take_lease(str(work), wait=5) == path  # taken over at once
+    dask_guard.release_lease(path)
+
+
+def _take_within(work: str, seconds: float) -> None:
+    import threading
+
+    from run_testsuite.workers import dask_guard
+
+    done = threading.Event()
+    threading.Thread(target=lambda: (dask_guard.take_lease(work, wait=60), done.set()), daemon=True).start()
+    if not done.wait(seconds):
+        raise TimeoutError

@@ -15,6 +15,8 @@ from run_testsuite.commands import kill_active
 from run_testsuite.execution import execute
 from run_testsuite.fragment import Fragment
 from run_testsuite.results import Outcome, Reason, Status
+from run_testsuite.runner import STATE
+from run_testsuite.workers.dask_guard import CommandWatch, release_lease, take_lease
 
 TYPE_CHECKING = False  # not typing's: this runs on every Dask worker
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,7 +38,14 @@ def run_fragment(payload: bytes, slot: int) -> Outcome:
         problem = _invisible(fragment, worker.address)
         if problem:
             return Outcome(Status.ERROR, Reason.CRASH, problem, slot=slot)
-        return execute(fragment, slot)
+        if STATE.watch is None:
+            STATE.watch = CommandWatch()
+        # Not while a dead worker's commands may still write there (see dask_guard).
+        lease = take_lease(fragment.work_dir)
+        try:
+            return execute(fragment, slot)
+        finally:
+            release_lease(lease)
     except Exception as exc:  # execute never raises; unpickling might
         return Outcome(
             Status.ERROR,

@@ -1,0 +1,212 @@
+"""What a Dask worker leaves behind when it is killed: nothing.
+
+A Dask worker process killed in the middle of a fragment (``kill -9``, the
+OOM killer, a nanny restarting it) cannot stop the commands it started:
+they lead sessions of their own, so they live on, orphans still writing
+into the testcase's work directory, while Dask runs the task again on
+another worker, in that same directory.
+
+Two things close that:
+
+- a **guard**: each Dask worker process that runs fragments starts one
+  small helper process and tells it, through a pipe, the process group of
+  each command as it starts and ends. When the worker dies, the kernel
+  closes the pipe; the guard SIGKILLs every group still registered, waits
+  until they are gone, then releases the worker's leases;
+- a **lease** per work directory (``WORK/.lease-NAME``, holding the host
+  and process that runs a fragment there): a fragment starts only once it
+  holds its directory's lease. One left by a dead worker is released by
+  its guard once the orphans are dead; the next attempt waits for that
+  (LEASE_WAIT at most), and if no guard released it (a whole host lost),
+  it takes the lease over once its holder is known dead or the wait is
+  over: the commands of a lost host do not write any more.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+# Longest a fragment waits for a lease left by a worker that died.
+LEASE_WAIT = 30.0
+# Longest the guard waits for killed groups to be gone before releasing.
+KILL_WAIT = 10.0
+LEASE_PREFIX = ".lease-"
+
+_lock = threading.Lock()
+_guard: subprocess.Popen | None = None
+
+
+def guard_fd() -> int | None:
+    """The pipe to this process's guard, started at the first call."""
+    global _guard
+    with _lock:
+        if _guard is None or _guard.poll() is not None:
+            try:
+                _guard = subprocess.Popen(
+                    # The worker's pid in the command line: see _guard_of_alive.
+                    [
+                        sys.executable,
+                        "-c",
+                        "from run_testsuite.workers.dask_guard import serve; serve()",
+                        str(os.getpid()),
+                    ],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    close_fds=True,
+                    start_new_session=True,  # not in the worker's group: it must outlive it
+                )
+            except OSError:
+                return None
+        assert _guard.stdin is not None
+        return _guard.stdin.fileno()
+
+
+def tell(message: str) -> None:
+    """One line to the guard: ``+PGID``/``-PGID`` as a command starts and
+    ends, ``L PATH``/``U PATH`` as a lease is taken and released. One
+    write, under PIPE_BUF bytes: lines of concurrent tasks never mix."""
+    fd = guard_fd()
+    if fd is not None:
+        try:
+            os.write(fd, (message + "\n").encode("utf-8", "surrogateescape"))
+        except OSError:
+            pass
+
+
+class CommandWatch:
+    """What commands.run_command tells of each command it starts."""
+
+    def started(self, pgid: int) -> None:
+        tell(f"+{pgid}")
+
+    def ended(self, pgid: int) -> None:
+        tell(f"-{pgid}")
+
+
+def lease_path(work_dir: str) -> str:
+    return os.path.join(os.path.dirname(work_dir), LEASE_PREFIX + os.path.basename(work_dir))
+
+
+def take_lease(work_dir: str, wait: float = LEASE_WAIT) -> str:
+    """Hold ``work_dir``'s lease, waiting while another worker's (alive, or
+    dead and not yet cleaned up by its guard) holds it. Returns its path."""
+    path = lease_path(work_dir)
+    me = f"{socket.gethostname()} {os.getpid()}\n"
+    deadline = time.monotonic() + wait
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if _holder_gone(path) or time.monotonic() >= deadline:
+                _unlink(path)  # taken over: its holder and its guard are gone
+                continue
+            time.sleep(0.05)
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(me)
+        tell(f"L {path}")
+        return path
+
+
+def release_lease(path: str) -> None:
+    _unlink(path)
+    tell(f"U {path}")
+
+
+def _holder_gone(path: str) -> bool:
+    """Whether the lease's holder is a dead process of this host whose
+    guard is gone too (a guard alive releases it itself, orphans first)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            host, pid = handle.read().split()
+        if host != socket.gethostname():
+            return False  # another host's: only its guard, or the wait, frees it
+        os.kill(int(pid), 0)
+        return False
+    except ProcessLookupError:
+        return not _guard_of_alive(int(pid))
+    except (OSError, ValueError):
+        return False  # being written, or unreadable: wait
+
+
+def _guard_of_alive(pid: int) -> bool:
+    """Whether a guard started by process ``pid`` still runs (it releases
+    that process's leases once its orphans are dead)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                words = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if any(b"run_testsuite.workers.dask_guard" in w for w in words) and str(pid).encode() in words:
+            return True
+    return False
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def serve() -> None:
+    """The guard: follow the worker's commands and leases; when its pipe
+    closes (the worker is gone), kill what still runs, then release."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    groups: set[int] = set()
+    leases: set[str] = set()
+    buffered = b""
+    while chunk := os.read(0, 1 << 16):
+        *lines, buffered = (buffered + chunk).split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", "surrogateescape")
+            if line.startswith("+"):
+                groups.add(int(line[1:]))
+            elif line.startswith("-"):
+                groups.discard(int(line[1:]))
+            elif line.startswith("L "):
+                leases.add(line[2:])
+            elif line.startswith("U "):
+                leases.discard(line[2:])
+    for pgid in groups:
+        _kill_group(pgid)
+    deadline = time.monotonic() + KILL_WAIT
+    while groups and time.monotonic() < deadline:
+        groups = {pgid for pgid in groups if _group_alive(pgid)}
+        time.sleep(0.01)
+    for path in leases:
+        _unlink(path)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies aside: the
+    worker's death handed them to a reaper that waits for them)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
