@@ -62,7 +62,10 @@ class Explainer:
         before = KeyParts.from_json(parts_json)
         if before is None:
             return f"{verb}: its key changed since it passed in run {run}"
-        changes = self.changes(before, planned.parts, shared)
+        now = KeyParts.from_json(planned.parts)
+        if now is None:  # never: the plan wrote it
+            return f"{verb}: its key changed since it passed in run {run}"
+        changes = self.changes(before, now, shared)
         return f"{verb}: since it passed in run {run}, " + "; ".join(changes or ["its key changed"])
 
     def changes(self, before: KeyParts, now: KeyParts, shared_before: str) -> list[str]:

@@ -31,17 +31,18 @@ from run_testsuite.jsonio import write_atomic
 from run_testsuite.outputs import set_aside
 
 CACHE_FILE = "file-hashes.json"
-VERSION = 1
+# Each entry one string, "DEV:INO:SIZE:MTIME:CTIME:HASH": as JSON's decoder
+# gives it, kept as it is. Lists of numbers cost 10,000 testcases 10 MB of
+# the process that workers are forked from.
+VERSION = 2
 # Coarse file systems keep times to the second (FAT to two): a file
 # changed less than this before it was hashed is hashed again next time.
 RACY_SECONDS = 2.0
 
-# device, inode, size, mtime ns, ctime ns
-Stat = tuple[int, int, int, int, int]
 
-
-def stat_of(info: os.stat_result) -> Stat:
-    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+def stamp_of(info: os.stat_result) -> str:
+    """The prefix of a cache entry: device, inode, size, mtime, ctime."""
+    return f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}:"
 
 
 def hash_contents(path: str) -> str:
@@ -59,10 +60,11 @@ class FileHashes:
 
     def __init__(self, output_dir: str | None):
         self.path = os.path.join(output_dir, CACHE_FILE) if output_dir else None
-        self.known: dict[str, tuple[Stat, str]] = {}
-        self.used: dict[str, tuple[Stat, str]] = {}  # this run's, saved
+        self.known: dict[str, str] = {}  # path -> "STAMP:HASH" (see VERSION)
+        self.used: dict[str, str] = {}  # this run's, saved
         self.memo: dict[str, str] = {}  # this run's answers, racy ones too
-        self.read_count = 0  # files read this run (for tests and --explain)
+        self.read_count = 0  # files read this run (for tests)
+        self.dirty = False
         if self.path:
             self._load()
 
@@ -79,7 +81,10 @@ class FileHashes:
         try:
             if data["version"] != VERSION:
                 return
-            self.known = {path: (tuple(entry[:5]), str(entry[5])) for path, entry in data["entries"].items()}
+            entries = data["entries"]
+            if not all(isinstance(v, str) for v in entries.values()):
+                raise TypeError("entries are not strings")
+            self.known = entries
         except (TypeError, ValueError, KeyError, IndexError, AttributeError):
             set_aside(self.path, "the file hash cache is not one this version wrote")
             self.known = {}
@@ -103,11 +108,11 @@ class FileHashes:
             return f"unreadable:{exc.errno}"
         if not stat.S_ISREG(info.st_mode):
             return _kind(info)
-        key = stat_of(info)
+        stamp = stamp_of(info)
         found = self.known.get(path)
-        if found is not None and found[0] == key:
+        if found is not None and found.startswith(stamp):
             self.used[path] = found
-            return found[1]
+            return found[len(stamp) :]
         hashed_at = time.time()
         try:
             value = hash_contents(path)
@@ -115,19 +120,26 @@ class FileHashes:
             return f"unreadable:{exc.errno}"
         self.read_count += 1
         if max(info.st_mtime_ns, info.st_ctime_ns) < (hashed_at - RACY_SECONDS) * 1e9:
-            self.used[path] = (key, value)
+            self.used[path] = stamp + value
         return value
 
+    def done_hashing(self) -> None:
+        """Planning is over: keep only what ``save`` writes. Workers are
+        forked from this process, and each would hold what it holds."""
+        self.dirty = self.used != self.known
+        self.known, self.memo = {}, {}
+
     def save(self) -> None:
-        """Write what this run used, if anything is new; a cache that cannot
-        be written only costs time."""
-        if not self.path or self.used == self.known:
-            return
-        data = {"version": VERSION, "entries": {p: [*key, value] for p, (key, value) in self.used.items()}}
-        try:
-            write_atomic(self.path, data)
-        except OSError:
-            pass
+        """Write what this run used, if anything is new, and forget it. A
+        cache that cannot be written only costs time."""
+        if self.known or self.memo:
+            self.done_hashing()
+        if self.path and self.dirty:
+            try:
+                write_atomic(self.path, {"version": VERSION, "entries": self.used})
+            except OSError:
+                pass
+        self.used, self.dirty = {}, False
 
 
 def _kind(info: os.stat_result) -> str:

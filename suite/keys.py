@@ -173,7 +173,7 @@ class KeyMaker:
             self._shared = (_manifest_digest(manifest), manifest)
         return self._shared
 
-    def inputs(self, patterns: list[str]) -> dict[str, str]:
+    def inputs(self, patterns: tuple[str, ...] | list[str]) -> dict[str, str]:
         """Each file an ``inputs`` entry names (expanded already), hashed;
         a directory by its files; a pattern that matches nothing as such."""
         found: dict[str, str] = {}
@@ -284,7 +284,7 @@ class KeyMaker:
         )
 
 
-def environment(names: list[str]) -> dict[str, str]:
+def environment(names: tuple[str, ...] | list[str]) -> dict[str, str]:
     """The outer variables ``names``, by a hash of their values."""
     return {name: _hash(os.environ[name]) if name in os.environ else "unset" for name in sorted(set(names))}
 
@@ -332,8 +332,8 @@ def compute_keys(
                     done[number] = None
                     return None
                 upstream[testcases[other].name] = key
-        planned.parts = maker.testcase(planned, [fragments[i] for i in planned.fragments], upstream)
-        done[number] = planned.key = planned.parts.key()
+        planned.parts = maker.testcase(planned, [fragments[i] for i in planned.fragments], upstream).to_json()
+        done[number] = planned.key = _hash(planned.parts)
         return planned.key
 
     for number in range(len(testcases)):

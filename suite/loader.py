@@ -91,6 +91,7 @@ def build_plan(
         builder.setup_inputs,
         lambda dep, planned: builder.resolve(dep, planned, index),
     )
+    maker.hashes.done_hashing()
     if selection.incremental and history is not None:
         use_cache(builder.testcases, history)
     builder.add_setups(index, maker)
@@ -258,19 +259,19 @@ class _Builder:
         planned.needs = list(merged.get("needs", []))
         planned.spec = merged
         planned.retries = int(merged.get("retries", 0))
-        planned.key_env = list(merged.get("key_env", []))
+        planned.key_env = tuple(merged.get("key_env", ()))
         return merged
 
-    def _inputs(self, item: Found, env: dict[str, str]) -> list[str]:
+    def _inputs(self, item: Found, env: dict[str, str]) -> tuple[str, ...]:
         """The testcase's ``inputs``, suite.yaml's defaults first, with
         variables from the environment its commands will see."""
         defaults = self.suite.defaults.get("inputs", [])
         own = self.raw_spec(item).get("inputs", [])
         if not defaults and not own:
-            return []  # the common case: no copy of the environment made
+            return ()  # the common case: no copy of the environment made
         seen = {**os.environ, **env}
         expanded = expand_inputs(defaults, seen, self.suite.path or "", ["defaults", "inputs"]) if defaults else []
-        return expanded + expand_inputs(own, seen, item.spec_file, ["inputs"])
+        return (*expanded, *expand_inputs(own, seen, item.spec_file, ["inputs"]))
 
     def setup_inputs(self, name: str) -> list[str]:
         """A set-up's ``inputs``, after the defaults', with variables from
@@ -402,8 +403,8 @@ class _Builder:
         work_dir = os.path.join(self.work_dir, safe)
         env = self._setup_env(name)
         try:
-            planned.parts = maker.setup(name, self.setup_inputs)
-            planned.key = planned.parts.key()
+            parts = maker.setup(name, self.setup_inputs)
+            planned.parts, planned.key = parts.to_json(), parts.key()
             resources = check_resources(self.suite, spec.get("resources", {}), planned.spec_file, ["setup", name])
         except specs.SpecError as exc:
             planned.result = self._early(planned, Status.ERROR, Reason.SPEC, exc.render())

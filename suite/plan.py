@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing import Any
 
     from run_testsuite.file_hashes import FileHashes
-    from run_testsuite.keys import KeyMaker, KeyParts
+    from run_testsuite.keys import KeyMaker
     from run_testsuite.spec_cache import SpecCache
 
 # Set-up fragments appear in results under this prefix: "setup:build".
@@ -62,9 +62,12 @@ class Planned:
     repeat_suffix: str = ""
     spec: dict = field(default_factory=dict)  # merged, for the key
     timeout: float | None = None
-    inputs: list[str] = field(default_factory=list)  # `inputs`, $VARS expanded
-    key_env: list[str] = field(default_factory=list)
-    parts: KeyParts | None = None  # what the key is made of, for --explain
+    inputs: tuple[str, ...] = ()  # `inputs`, $VARS expanded
+    key_env: tuple[str, ...] = ()
+    # What the key is made of (KeyParts as JSON: one string, where the
+    # parts' dicts cost 10,000 testcases 20 MB and the garbage collector
+    # their scans), for history and --explain.
+    parts: str | None = None
     key: str | None = None  # for history and --incremental
 
     def verdict(self, status: Status, reason: Reason | None, message: str, **fields: Any) -> Result:

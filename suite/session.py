@@ -248,7 +248,7 @@ def key_record(plan: Plan) -> KeyRecord | None:
 
     def parts(name: str) -> str | None:
         planned = by_name.get(name)
-        return planned.parts.to_json() if planned and planned.parts else None
+        return planned.parts if planned else None
 
     return KeyRecord(parts, maker.shared_digest(), lambda: json.dumps(maker.shared_manifest(), sort_keys=True))
 

@@ -339,7 +339,7 @@ def test_hash_cache_never_opens_special_files_and_survives_damage(tmp_path):
     (tmp_path / CACHE_FILE).write_text("{not json")
     FileHashes(str(tmp_path))  # set aside, no exception
     assert not (tmp_path / CACHE_FILE).exists()
-    (tmp_path / CACHE_FILE).write_text('{"version": 1, "entries": {"x": 5}}')
+    (tmp_path / CACHE_FILE).write_text('{"version": 2, "entries": {"x": 5}}')
     FileHashes(str(tmp_path))
     assert not (tmp_path / CACHE_FILE).exists()
 
