@@ -15,7 +15,7 @@ import traceback
 from run_testsuite.context import RunContext
 from run_testsuite.fragment import Fragment
 from run_testsuite.results import Outcome, Reason, Status
-from run_testsuite.workdir import prepare_work_dir
+from run_testsuite.workdir import discard, prepare_work_dir
 
 # Errors of the machine rather than of a driver or a test.
 SYSTEM_ERRNOS = frozenset(
@@ -33,6 +33,8 @@ def execute(fragment: Fragment, slot: int, on_output=None) -> Outcome:
     began = time.monotonic()
     ctx = None
     try:
+        if fragment.discard:
+            discard(fragment.discard)
         if fragment.prepare:
             if not fragment.source_dir:  # a set-up: a fresh, empty directory
                 prepare_work_dir(None, fragment.work_dir)

@@ -60,6 +60,9 @@ class Fragment:
     # suite root for a suite's ``package.module:Class`` driver, so that a
     # worker anywhere (a Dask node too) finds it as the main process did.
     driver_path: tuple[str, ...] = ()
+    # Work directories of testcases that passed (--cleanup), for the worker
+    # that runs this fragment to remove; set by the scheduler as it sends it.
+    discard: tuple[str, ...] = ()
 
     @property
     def log_path(self) -> str:

@@ -41,6 +41,8 @@ class RunnerState:
         # Told of each command's process group as it starts and ends: on a
         # Dask worker, the guard that kills them if the worker dies.
         self.watch: Any = None
+        # Work directories of passed testcases to remove (see workdir.discard).
+        self.discard: list[str] = []
         self._base_env: dict[str, str] | None = None
 
     def base_environment(self) -> dict[str, str]:

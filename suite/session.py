@@ -215,6 +215,7 @@ class RunSession:
             slot_cpus=options.slot_cpus,
             on_started=html.prepare_in_background if html else None,
             defer_close=True,  # workers wind down while the reports are written
+            discards=reporters.cleaner.take if reporters.cleaner is not None else None,
         )
 
     def _record_history(

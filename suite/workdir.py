@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import sys
 
 from run_testsuite.discovery import SPEC_FILE
 from run_testsuite.runner import STATE
@@ -21,14 +22,48 @@ SPARE_PREFIX = ".spare-"
 
 
 def make_spare(root: str) -> None:
-    """Have an empty directory ready in ``root`` (see SPARE_PREFIX)."""
+    """Have an empty directory ready in ``root`` (see SPARE_PREFIX), and
+    remove the work directories handed over to be discarded: an empty one
+    becomes the spare by a rename, in place of a mkdir."""
+    path = os.path.join(root, f"{SPARE_PREFIX}{os.getpid()}")
+    while STATE.discard:
+        old = STATE.discard.pop()
+        if STATE.spare is None and os.path.dirname(old) == root and _is_empty_directory(old):
+            try:
+                os.rename(old, path)
+            except OSError:
+                pass
+            else:
+                STATE.spare = path
+                continue
+        remove_tree(old)
     if STATE.spare is None:
-        path = os.path.join(root, f"{SPARE_PREFIX}{os.getpid()}")
         try:
             os.mkdir(path)
         except OSError:  # taken (say, left by a dead worker with our pid)
             return
         STATE.spare = path
+
+
+def discard(paths: tuple[str, ...]) -> None:
+    """Work directories of testcases that passed (``--cleanup``): a sole
+    runner removes them while its next command runs (``make_spare``);
+    any other removes them now."""
+    STATE.discard.extend(paths)
+    if not STATE.sole_runner:
+        while STATE.discard:
+            remove_tree(STATE.discard.pop())
+
+
+def _is_empty_directory(path: str) -> bool:
+    """A real directory (not a link to one) with nothing in it."""
+    if not _is_real_directory(path):
+        return False
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False
 
 
 def _take_spare(target: str) -> bool:
@@ -156,3 +191,36 @@ def _link_target(link: str, top: str) -> str:
     if resolved == top or resolved.startswith(top.rstrip(os.sep) + os.sep):
         return target  # stays inside the testcase: valid in the copy too
     return resolved
+
+
+def remove_tree(path: str) -> str | None:
+    """Remove a work directory; None, or what kept it. A read-only
+    directory inside is made writable first; a link is not followed."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None  # never made (a SKIP), or a test removed it
+    except OSError as exc:
+        return exc.strerror
+    if not stat.S_ISDIR(info.st_mode):
+        return "not a directory any more (a test replaced it); left as it is"
+
+    def writable_and_again(function, failed: str, error: BaseException) -> None:
+        try:
+            os.chmod(os.path.dirname(failed), 0o700)
+            if function is os.rmdir or function is os.unlink:
+                function(failed)
+            elif os.path.isdir(failed) and not os.path.islink(failed):
+                os.chmod(failed, 0o700)
+                shutil.rmtree(failed)
+        except OSError:
+            raise error from None
+
+    try:
+        if sys.version_info >= (3, 12):
+            shutil.rmtree(path, onexc=writable_and_again)
+        else:
+            shutil.rmtree(path, onerror=lambda f, p, info: writable_and_again(f, p, info[1]))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import children_of, process_alive, run_cli, start_cli, statuses, wait_for, write_suite
+from conftest import run_cli, start_cli, statuses, wait_for, write_suite
 
 SUITE = {
     "suite.yaml": "setup:\n  build:\n    cmd: echo built > product\n",
@@ -86,25 +86,41 @@ def test_cached_and_skipped_testcases_have_nothing_to_remove(tmp_path):
     assert run.returncode == 0 and not run.stderr.strip()
 
 
-def test_the_cleanup_helper_ends_with_a_killed_run(tmp_path):
-    root = write_suite(
-        tmp_path / "suite", {"a/test.yaml": "cmd: 'true'\n", "b/test.yaml": "cmd: touch started; sleep 30\n"}
-    )
+def test_passed_directories_go_while_the_run_goes_on(tmp_path):
+    """Workers remove passed testcases' directories as they take new work,
+    not only at the end."""
+    quick = {f"q{n}/test.yaml": "cmd: 'true'\n" for n in range(12)}
+    root = write_suite(tmp_path / "suite", {**quick, "slow/test.yaml": "cmd: touch started; sleep 5\n"})
     out = tmp_path / "out"
     proc = start_cli(root, out, "-j", "2")
+    work = out / "new" / "work"
     try:
-        assert wait_for(lambda: (out / "new" / "work" / "b" / "started").exists(), 20)
-        helpers = [
-            pid
-            for pid in children_of(proc.pid)
-            if b"run_testsuite.cleanup" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        ]
-        assert len(helpers) == 1
-        assert wait_for(lambda: not (out / "new" / "work" / "a").exists(), 10)  # removed while b runs
-        proc.kill()
+        assert wait_for(lambda: (work / "slow" / "started").exists(), 20)
+        # The quick ones pass on the other slot; most are removed while slow sleeps.
+        assert wait_for(lambda: len(left(work) & {f"q{n}" for n in range(12)}) <= 2 and proc.poll() is None, 4)
         proc.communicate(timeout=30)
-        assert wait_for(lambda: not process_alive(helpers[0]), 10), "the cleanup helper outlived the run"
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+    assert proc.returncode == 0
+    assert left(work) == set()
+
+
+def test_an_empty_passed_directory_becomes_the_next_spare(tmp_path):
+    from run_testsuite import workdir
+    from run_testsuite.runner import STATE
+
+    root = tmp_path / "work"
+    (root / "passed-empty").mkdir(parents=True)
+    (root / "passed-full" / "sub").mkdir(parents=True)
+    (root / "passed-full" / "sub" / "f").write_text("x")
+    inode = (root / "passed-empty").stat().st_ino
+    spare, discard = STATE.spare, list(STATE.discard)
+    STATE.spare, STATE.discard = None, [str(root / "passed-full"), str(root / "passed-empty")]
+    try:
+        workdir.make_spare(str(root))
+        assert STATE.spare is not None and os.stat(STATE.spare).st_ino == inode  # renamed, not made
+        assert not (root / "passed-full").exists() and not (root / "passed-empty").exists()
+    finally:
+        STATE.spare, STATE.discard = spare, discard

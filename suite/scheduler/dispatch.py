@@ -49,10 +49,13 @@ class MultiprocessScheduler:
         slot_cpus: dict[int, list[int]] | None = None,
         on_started: Callable[[], None] | None = None,
         defer_close: bool = False,
+        discards: Callable[[], tuple[str, ...]] | None = None,
     ):
         """``on_started`` is called once the workers exist and the first
         fragments are handed out: the place to start threads of this
-        process, which forking workers should not copy."""
+        process, which forking workers should not copy. ``discards()``
+        gives the work directories the worker of each fragment sent is to
+        remove (``--cleanup``)."""
         if worker_class is None:
             from run_testsuite.workers.local import ProcessWorker
 
@@ -60,6 +63,7 @@ class MultiprocessScheduler:
         self.plan = plan
         self.on_started = on_started
         self.defer_close = defer_close
+        self.discards = discards
         self._subreaper = False
         self.slots = 0
         self.jobs = max(1, jobs)
@@ -188,6 +192,8 @@ class MultiprocessScheduler:
         if spec is None:
             self.resources.wait(fragment)
             return None
+        if self.discards is not None:
+            spec.discard = self.discards()
         return fragment, spec
 
     def _send_ahead(self) -> int:
