@@ -34,8 +34,6 @@ import sys
 from run_testsuite.results import Result, Status
 from run_testsuite.workdir import remove_tree
 
-POLICIES = ("passed", "all", "none")
-
 
 class WorkCleaner:
     def __init__(self, policy: str, work_dirs: dict[str, list[str]], setups: set[str]):

@@ -156,7 +156,8 @@ def _prepare(args, argv: list[str], with_dask: bool):
         repeat=args.repeat,
         params=dict(args.define or []),
     )
-    plan = build_plan(args.root, args.names, output_dir, work_dir, args.timeout, history, selection)
+    written = tuple(p for p in (args.junit_xml, args.list_json) if p and p != "-")
+    plan = build_plan(args.root, args.names, output_dir, work_dir, args.timeout, history, selection, written)
     # Planning made nothing on disk; from here on, the run's outputs are its own.
     _claim_outputs(args, output_dir, work_dir)
     slot_cpus = {} if with_dask else slot_cpu_sets(args.jobs, args.cpus_per_slot or plan.suite.cpus_per_slot)
@@ -198,7 +199,7 @@ def _run_options(args, argv: list[str], output_dir: str, work_dir: str, slot_cpu
         fail_fast=args.fail_fast,
         slot_cpus=slot_cpus,
         cleanup=args.cleanup,
-        partial=bool(args.names or args.keyword or args.tag or args.failed),
+        partial=bool(args.names or args.keyword or args.tag or args.failed or args.repeat > 1),
     )
 
 

@@ -79,6 +79,9 @@ def discover(root: str, exclude: tuple[str, ...] = (), shared: list[tuple[str, s
                     subdirs.append(entry)
                 elif shared is not None:
                     files.append(entry)
+        if shared is not None and not owned and any(e.name == "new" for e in subdirs):
+            # Another run's output directory in the suite: its files are no input.
+            owned = os.path.exists(os.path.join(directory, "new", "_index.json"))
         if shared is not None and not owned:
             shared.extend((f"{rel}/{e.name}" if rel else e.name, e.path) for e in files)
         for entry in sorted(subdirs, key=lambda e: e.name, reverse=True):

@@ -75,7 +75,7 @@ class FileHashes:
                 data = json.load(handle)
         except FileNotFoundError:
             return
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # a hostile file: nested 200,000 deep
             set_aside(self.path, f"the file hash cache cannot be read ({exc})")
             return
         try:

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from run_testsuite.results import Result
 
 HISTORY_FILE = "history.sqlite"
-# Reasons of results that say nothing of the testcase: it was not run, or
-# stopped, because of the run (Ctrl-C, --max-failures, -x).
-NOT_VERDICTS = frozenset({"INTERRUPTED", "MAX_FAILURES"})
+# Reasons of results that say nothing of the testcase itself: it was not
+# run, or stopped, because of the run (Ctrl-C, --max-failures, -x), a
+# dependency that did not pass, or a control entry's skip.
+NOT_VERDICTS = frozenset({"INTERRUPTED", "MAX_FAILURES", "DEPENDENCY", "CONTROL"})
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -143,7 +144,7 @@ class History:
             with self.db:
                 self.db.execute(
                     "INSERT OR IGNORE INTO verdicts SELECT name, run, status, reason FROM latest "
-                    "WHERE reason IS NULL OR reason NOT IN ('INTERRUPTED', 'MAX_FAILURES')"
+                    "WHERE reason IS NULL OR reason NOT IN ('INTERRUPTED', 'MAX_FAILURES', 'DEPENDENCY', 'CONTROL')"
                 )
 
     def view(self) -> HistoryView:

@@ -37,6 +37,7 @@ from run_testsuite.discovery import SPEC_FILE
 from run_testsuite.file_hashes import FileHashes
 from run_testsuite.fragment import Fragment
 from run_testsuite.history import HistoryView
+from run_testsuite.jsonio import INDEX_FILE
 from run_testsuite.plan import SETUP_PREFIX, Planned
 from run_testsuite.results import Reason, Status
 from run_testsuite.spec import SpecError
@@ -47,6 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from run_testsuite.suite_config import SuiteConfig
 
+SALT_FILE = "key-salt"
 PARTS = ("spec", "files", "shared", "inputs", "executables", "environment", "upstream")
 
 # First words of a shell string that are the shell's own, not a program.
@@ -93,20 +95,35 @@ def _hash(text: str | bytes) -> str:
     return hashlib.blake2b(data, digest_size=20).hexdigest()
 
 
-def tree_manifest(directory: str, hashes: FileHashes, skip_nested: bool = True) -> dict[str, str]:
+def tree_manifest(
+    directory: str,
+    hashes: FileHashes,
+    skip_nested: bool = True,
+    excluded: frozenset[str] = frozenset(),
+    seen: set[tuple[int, int]] | None = None,
+) -> dict[str, str]:
     """Each file of ``directory`` (relative name -> hash), as the work copy
-    sees it: hidden entries skipped, and nested testcases too."""
+    sees it: hidden entries skipped, nested testcases too, and any output
+    of a run (a directory in ``excluded``, or holding ``new/_index.json``).
+    A link is its target, and what it reaches when that is a file, or a
+    directory not walked already (``seen``, by device and inode: a link
+    to ``.`` is not a way round forever)."""
     manifest: dict[str, str] = {}
+    seen = set() if seen is None else seen
     stack = [("", directory)]
     while stack:
         rel, path = stack.pop()
         try:
+            info = os.stat(path)
+            if (info.st_dev, info.st_ino) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino))
             entries = sorted(os.scandir(path), key=lambda e: e.name)
         except OSError:
             continue
         subdirs = []
         for entry in entries:
-            if entry.name.startswith(".") or entry.name == "__pycache__":
+            if entry.name.startswith(".") or entry.name == "__pycache__" or entry.path in excluded:
                 continue
             name = f"{rel}/{entry.name}" if rel else entry.name
             if entry.is_symlink():
@@ -116,11 +133,15 @@ def tree_manifest(directory: str, hashes: FileHashes, skip_nested: bool = True) 
                     target = "?"
                 inside = hashes.digest(entry.path)
                 if inside == "directory":
-                    inside = _manifest_digest(tree_manifest(entry.path, hashes, skip_nested))
+                    reached = tree_manifest(entry.path, hashes, skip_nested, excluded, seen)
+                    inside = "directory " + _manifest_digest(reached) if reached else "directory walked already"
                 manifest[name] = f"link to {target}: {inside}"
             elif entry.is_dir():
-                if not (skip_nested and os.path.exists(os.path.join(entry.path, SPEC_FILE))):
-                    subdirs.append((name, entry.path))
+                if skip_nested and os.path.exists(os.path.join(entry.path, SPEC_FILE)):
+                    continue
+                if os.path.exists(os.path.join(entry.path, "new", INDEX_FILE)):
+                    continue  # a run's output directory
+                subdirs.append((name, entry.path))
             else:
                 manifest[name] = hashes.digest(entry.path, entry.stat(follow_symlinks=False))
         stack.extend(reversed(subdirs))
@@ -145,10 +166,23 @@ def command_word(cmd: str | list[str]) -> str | None:
 class KeyMaker:
     """Makes the parts of each testcase's and set-up's key for one plan."""
 
-    def __init__(self, suite: SuiteConfig, hashes: FileHashes, shared_files: list[tuple[str, str]]):
+    def __init__(
+        self,
+        suite: SuiteConfig,
+        hashes: FileHashes,
+        shared_files: list[tuple[str, str]],
+        excluded: frozenset[str] = frozenset(),
+        salt_dir: str | None = None,
+    ):
+        """``excluded``: what the run itself writes (its output and work
+        directories, report files), never part of a key; ``salt_dir``:
+        where the salt of key_env's hashes is kept (the output directory)."""
         self.suite = suite
         self.hashes = hashes
-        self.shared_files = shared_files
+        self.excluded = excluded
+        self.salt_dir = salt_dir
+        self._salt: bytes | None = None
+        self.shared_files = [(rel, path) for rel, path in shared_files if not _within(path, excluded)]
         self._shared: tuple[str, dict[str, str]] | None = None
         self._inputs: dict[str, dict[str, str]] = {}
         self._programs: dict[tuple[str, str, str], str] = {}
@@ -198,7 +232,7 @@ class KeyMaker:
     def _path_digest(self, path: str) -> str:
         value = self.hashes.digest(path)
         if value == "directory":
-            return "directory " + _manifest_digest(tree_manifest(path, self.hashes, skip_nested=False))
+            return "directory " + _manifest_digest(tree_manifest(path, self.hashes, False, self.excluded))
         return value
 
     def executables(self, fragments: list[Fragment], source_dir: str) -> dict[str, str]:
@@ -222,8 +256,47 @@ class KeyMaker:
             self._programs[(word, search, base)] = known
         return known
 
+    def environment(self, names: tuple[str, ...] | list[str]) -> dict[str, str]:
+        """The outer variables ``names``, by a hash of their values keyed
+        with this output directory's salt: history, often kept as a CI
+        artifact, must not let a short secret be found by trying values."""
+        if not names:
+            return {}
+        salt = self.salt()
+        return {
+            name: hashlib.blake2b(
+                os.environ[name].encode("utf-8", "surrogateescape"), key=salt, digest_size=20
+            ).hexdigest()
+            if name in os.environ
+            else "unset"
+            for name in sorted(set(names))
+        }
+
+    def salt(self) -> bytes:
+        """32 random bytes kept in OUTPUT/key-salt, made when first needed."""
+        if self._salt is None:
+            path = os.path.join(self.salt_dir, SALT_FILE) if self.salt_dir else None
+            try:
+                assert path is not None
+                with open(path, "rb") as handle:
+                    salt = handle.read()
+                if len(salt) != 32:
+                    raise ValueError("not a salt")
+            except (AssertionError, OSError, ValueError):
+                salt = os.urandom(32)
+                if path is not None:
+                    try:
+                        os.makedirs(os.path.dirname(path), exist_ok=True)
+                        with open(path, "wb") as handle:
+                            handle.write(salt)
+                    except OSError:
+                        pass  # kept for this run only: the next one runs these again
+            self._salt = salt
+        return self._salt
+
     def testcase(self, planned: Planned, fragments: list[Fragment], upstream: dict[str, str]) -> KeyParts:
         spec = {
+            "name": planned.name,  # a copy of a testcase is not its original
             "spec": planned.spec,
             "driver": planned.driver,
             "xfail": planned.xfail,
@@ -233,11 +306,11 @@ class KeyMaker:
         }
         return KeyParts(
             spec=_hash(json.dumps(spec, sort_keys=True, default=str)),
-            files=tree_manifest(planned.source_dir, self.hashes),
+            files=tree_manifest(planned.source_dir, self.hashes, excluded=self.excluded),
             shared=self.shared_digest(),
             inputs=self.inputs(planned.inputs),
             executables=self.executables(fragments, planned.source_dir),
-            environment=environment(planned.key_env),
+            environment=self.environment(planned.key_env),
             upstream=upstream,
         )
 
@@ -279,14 +352,13 @@ class KeyMaker:
             shared=self.shared_digest(),
             inputs=self.inputs(inputs(name)),
             executables={word: self._program(word, search, self.suite.root)} if word else {},
-            environment=environment(list(defaults.get("key_env", []))),
+            environment=self.environment(list(defaults.get("key_env", []))),
             upstream=upstream,
         )
 
 
-def environment(names: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """The outer variables ``names``, by a hash of their values."""
-    return {name: _hash(os.environ[name]) if name in os.environ else "unset" for name in sorted(set(names))}
+def _within(path: str, excluded: frozenset[str]) -> bool:
+    return any(path == top or path.startswith(top + os.sep) for top in excluded)
 
 
 def _under(path: str, root: str) -> bool:

@@ -41,7 +41,10 @@ def build_plan(
     default_timeout: float | None = None,
     history: HistoryView | None = None,
     selection: Selection | None = None,
+    written: tuple[str, ...] = (),
 ) -> Plan:
+    """``written``: files the run writes besides its output directory (a
+    --junit-xml report), which are never part of a key."""
     selection = selection or Selection()
     selection.patterns = list(patterns)
     root = os.path.abspath(root)
@@ -61,7 +64,8 @@ def build_plan(
     found = discover(root, exclude=(output_dir, work_dir), shared=shared)
     by_name = {item.name: item for item in found}
     builder = _Builder(suite, output_dir, work_dir, default_timeout or DEFAULT_TIMEOUT, selection, cache)
-    maker = KeyMaker(suite, FileHashes(output_dir), shared)
+    excluded = frozenset(os.path.abspath(p) for p in (output_dir, work_dir, *written))
+    maker = KeyMaker(suite, FileHashes(output_dir), shared, excluded, salt_dir=output_dir)
     maker.params = builder.params
 
     # The selection first, then whatever it depends on, transitively.

@@ -58,7 +58,7 @@ class SpecCache:
                 data = json.load(handle)
         except FileNotFoundError:
             return
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # a hostile file: nested 200,000 deep
             set_aside(self.path, f"the spec cache cannot be read ({exc})")
             return
         if isinstance(data, dict) and data.get("key") == self.key and isinstance(data.get("entries"), dict):

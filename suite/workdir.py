@@ -49,10 +49,11 @@ def discard(paths: tuple[str, ...]) -> None:
     """Work directories of testcases that passed (``--cleanup``): a sole
     runner removes them while its next command runs (``make_spare``);
     any other removes them now."""
-    STATE.discard.extend(paths)
-    if not STATE.sole_runner:
-        while STATE.discard:
-            remove_tree(STATE.discard.pop())
+    if STATE.sole_runner:
+        STATE.discard.extend(paths)
+        return
+    for path in paths:  # a Dask worker's threads each remove their own
+        remove_tree(path)
 
 
 def _is_empty_directory(path: str) -> bool:

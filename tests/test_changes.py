@@ -91,7 +91,7 @@ def test_failure_limit_skips_are_not_regressions(tmp_path):
     assert "regression" not in stopped.stdout and "1 still failing" in stopped.stdout
     compared = report("--compare", out / "old", out / "new")
     assert compared.returncode == 0 and "Regressions" not in compared.stdout, compared.stdout
-    assert "Not run (the run was interrupted or stopped) (3):" in compared.stdout
+    assert "Not run (the run was interrupted or stopped, or a dependency did not pass) (3):" in compared.stdout
     # The next run measures b, c, d from their last verdict (PASS), not from the skip.
     root = suite(tmp_path, fail={"b"})
     after = run_cli(root, out, "-j", "1")
@@ -145,3 +145,24 @@ def test_the_html_report_of_a_partial_run_names_only_real_changes(tmp_path):
     section = section[: section.index("</section>")] if "</section>" in section else section[:4000]
     assert 'data-name="a"' in section and "was PASS" in section
     assert 'data-name="b"' not in section  # not selected: neither fixed nor removed
+
+
+def test_a_dependency_skip_does_not_hide_a_later_regression(tmp_path):
+    out = tmp_path / "out"
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    root = write_suite(
+        tmp_path / "suite",
+        {"dep/test.yaml": f"cmd: test ! -e {flags}/dep\n", "t/test.yaml": f"depends: [dep]\ncmd: test ! -e {flags}/t\n"},
+    )
+    run_cli(root, out)  # both pass
+    (flags / "dep").touch()
+    skipped = run_cli(root, out)
+    assert statuses(skipped.index)["t"] == ("SKIP", "DEPENDENCY")
+    (flags / "dep").unlink()
+    (flags / "t").touch()
+    broken = run_cli(root, out)
+    assert statuses(broken.index)["t"] == ("FAIL", "EXIT_CODE")
+    assert "1 regression (t)" in broken.stdout
+    compared = report("--compare", out / "old", out / "new")
+    assert compared.returncode == 1 and "PASS -> FAIL  t" in compared.stdout, compared.stdout

@@ -570,3 +570,20 @@ def _take_within(work: str, seconds: float) -> None:
     threading.Thread(target=lambda: (dask_guard.take_lease(work, wait=60), done.set()), daemon=True).start()
     if not done.wait(seconds):
         raise TimeoutError
+
+
+def test_a_guard_releases_only_the_leases_that_still_name_its_worker(tmp_path):
+    import socket
+
+    mine, taken = tmp_path / ".lease-a", tmp_path / ".lease-b"
+    worker = 424242
+    mine.write_text(f"{socket.gethostname()} {worker}\n")
+    taken.write_text(f"{socket.gethostname()} {os.getpid()}\n")  # taken over since by another worker
+    guard = subprocess.run(
+        [PYTHON, "-c", "from run_testsuite.workers.dask_guard import serve; serve()", str(worker)],
+        input=f"L {mine}\nL {taken}\n",
+        text=True,
+        timeout=30,
+    )
+    assert guard.returncode == 0
+    assert not mine.exists() and taken.exists()

@@ -354,3 +354,59 @@ def test_history_keeps_key_parts_only_when_a_key_is_new(tmp_path):
         manifests = db.execute("SELECT count(*) FROM manifests").fetchone()[0]
     assert runs == {1}  # the second run's keys were the same: nothing rewritten
     assert manifests == 1
+
+
+# -- found in review: loops, copies, a run's own output, secrets ---------------------
+def test_links_to_directories_never_loop(tmp_path):
+    root = write_suite(tmp_path / "suite", {"a/test.yaml": "cmd: 'true'\n", "a/data/x.txt": "1\n"})
+    os.symlink(".", root / "a" / "self1")
+    os.symlink(".", root / "a" / "self2")
+    os.symlink("data", root / "a" / "alias")
+    out = tmp_path / "out"
+    first = run_cli(root, out, "--incremental", timeout=60)
+    assert statuses(first.index) == {"a": ("PASS", None)}
+    assert cached(incremental(root, out)) == {"a"}
+    (root / "a" / "data" / "x.txt").write_text("2\n")
+    assert cached(incremental(root, out)) == set()
+
+
+def test_a_copy_of_a_testcase_is_not_its_original(tmp_path):
+    root = write_suite(tmp_path / "suite", {"ok/test.yaml": 'cmd: test "$TEST_NAME" = ok\n'})
+    out = tmp_path / "out"
+    incremental(root, out)
+    shutil.copytree(root / "ok", root / "copy")
+    run = incremental(root, out)
+    assert statuses(run.index) == {"ok": ("PASS", "CACHED"), "copy": ("FAIL", "EXIT_CODE")}
+
+
+def test_the_runs_own_output_is_never_an_input(tmp_path):
+    root = write_suite(tmp_path / "one", {"test.yaml": "cmd: 'true'\n", "data.txt": "1\n"})  # the root is the testcase
+    out = root / "out"
+    junit = root / "junit.xml"
+    for _ in range(2):
+        run_cli(root, out, "--incremental", "--junit-xml", junit, cwd=root)
+    other = write_suite(tmp_path / "suite", {"a/test.yaml": "cmd: 'true'\n"})
+    run_cli(other, other / "elsewhere-out")  # another run's output directory inside the suite
+    incremental(other, tmp_path / "out2")
+    run_cli(other, other / "elsewhere-out")
+    assert cached(incremental(other, tmp_path / "out2")) == {"a"}
+    again = run_cli(root, out, "--incremental", "--junit-xml", junit, "--explain", cwd=root)
+    assert cached(again) == {"one"}, again.stdout
+
+
+def test_key_env_hashes_are_salted_per_output_directory(tmp_path):
+    import hashlib
+
+    root = write_suite(tmp_path / "suite", {"a/test.yaml": "cmd: 'true'\nkey_env: [PIN]\n"})
+    out = tmp_path / "out"
+    incremental(root, out, env={"PIN": "1234"})
+    plain = hashlib.blake2b(b"1234", digest_size=20).hexdigest()
+    assert plain.encode() not in (out / "history.sqlite").read_bytes()
+    assert len((out / "key-salt").read_bytes()) == 32
+    assert cached(incremental(root, out, env={"PIN": "1234"})) == {"a"}
+
+
+def test_a_hash_cache_nested_too_deep_is_set_aside(tmp_path):
+    (tmp_path / CACHE_FILE).write_text("[" * 200_000)
+    FileHashes(str(tmp_path))
+    assert not (tmp_path / CACHE_FILE).exists()

@@ -47,8 +47,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 GOOD = frozenset({Status.PASS, Status.XFAIL})
 BAD = frozenset({Status.FAIL, Status.ERROR})
-# Results the run decided, not the testcase.
-NOT_RUN = frozenset({Reason.INTERRUPTED.value, Reason.MAX_FAILURES.value})
+# Results the run, or a dependency, decided, not the testcase: neither a
+# regression nor what the next run is measured from.
+NOT_RUN = frozenset({Reason.INTERRUPTED.value, Reason.MAX_FAILURES.value, Reason.DEPENDENCY.value})
 
 
 @dataclass
@@ -132,7 +133,7 @@ def compare(old: Index, new: Index) -> Comparison:
 def earlier(old_entry: IndexEntry | None, entry: IndexEntry) -> Status | None:
     """A testcase's latest earlier verdict: the old run's, if it is one,
     else the one history gave the new run."""
-    if old_entry is not None and old_entry.get("reason") not in NOT_RUN:
+    if old_entry is not None and old_entry.get("reason") not in NOT_RUN and old_entry.get("reason") != "CONTROL":
         return Status(old_entry["status"])
     previous = entry.get("previous")
     return Status(previous["status"]) if previous else None
@@ -154,7 +155,7 @@ SECTIONS = (
     ("changed", "Other changes"),
     ("new", "New testcases"),
     ("removed", "Removed testcases"),
-    ("not_run", "Not run (the run was interrupted or stopped)"),
+    ("not_run", "Not run (the run was interrupted or stopped, or a dependency did not pass)"),
 )
 
 

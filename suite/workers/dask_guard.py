@@ -16,10 +16,13 @@ Two things close that:
 - a **lease** per work directory (``WORK/.lease-NAME``, holding the host
   and process that runs a fragment there): a fragment starts only once it
   holds its directory's lease. One left by a dead worker is released by
-  its guard once the orphans are dead; the next attempt waits for that
-  (LEASE_WAIT at most), and if no guard released it (a whole host lost),
-  it takes the lease over once its holder is known dead or the wait is
-  over: the commands of a lost host do not write any more.
+  its guard once the orphans are dead (only if it still names that
+  worker); the next attempt waits for that. A holder alive on this host is
+  waited for as long as it lives (the run's watchdog bounds that); one
+  whose process and guard are both gone is taken over at once; one of
+  another host, which cannot be asked, after LEASE_WAIT (the commands of a
+  lost host do not write any more). A lease is taken over by renaming it
+  away first, so that of two waiters only one can.
 """
 
 from __future__ import annotations
@@ -105,8 +108,9 @@ def take_lease(work_dir: str, wait: float = LEASE_WAIT) -> str:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
-            if _holder_gone(path) or time.monotonic() >= deadline:
-                _unlink(path)  # taken over: its holder and its guard are gone
+            holder = _holder(path)
+            if holder == "gone" or (holder == "elsewhere" and time.monotonic() >= deadline):
+                _take_over(path)
                 continue
             time.sleep(0.05)
             continue
@@ -121,26 +125,47 @@ def release_lease(path: str) -> None:
     tell(f"U {path}")
 
 
-def _holder_gone(path: str) -> bool:
-    """Whether the lease's holder is a dead process of this host whose
-    guard is gone too (a guard alive releases it itself, orphans first)."""
+def _holder(path: str) -> str:
+    """Who holds a lease: ``alive`` (a process of this host, or its guard,
+    still at work), ``gone`` (both dead), ``elsewhere`` (another host's,
+    which cannot be asked), or ``unknown`` (being written: wait)."""
     try:
         with open(path, encoding="utf-8") as handle:
-            host, pid = handle.read().split()
-        if host != socket.gethostname():
-            return False  # another host's: only its guard, or the wait, frees it
-        os.kill(int(pid), 0)
-        return False
-    except ProcessLookupError:
-        return not _guard_of_alive(int(pid))
+            host, pid_text = handle.read().split()
+        pid = int(pid_text)
     except (OSError, ValueError):
-        return False  # being written, or unreadable: wait
+        return "unknown"
+    if host != socket.gethostname():
+        return "elsewhere"
+    try:
+        os.kill(pid, 0)
+        return "alive"
+    except ProcessLookupError:
+        pass
+    except OSError:  # another user's process: alive
+        return "alive"
+    return "alive" if _guard_of_alive(pid) else "gone"
+
+
+def _take_over(path: str) -> None:
+    """Remove a stale lease so that only one waiter can: renamed away
+    first (only one rename of it succeeds), then deleted."""
+    tombstone = f"{path}.stale-{os.getpid()}-{threading.get_ident()}"
+    try:
+        os.rename(path, tombstone)
+    except OSError:
+        return  # another waiter took it over first
+    _unlink(tombstone)
 
 
 def _guard_of_alive(pid: int) -> bool:
     """Whether a guard started by process ``pid`` still runs (it releases
     that process's leases once its orphans are dead)."""
-    for entry in os.listdir("/proc"):
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # no /proc to look in: only the wait frees it
+        return True
+    for entry in entries:
         if not entry.isdigit():
             continue
         try:
@@ -162,7 +187,9 @@ def _unlink(path: str) -> None:
 
 def serve() -> None:
     """The guard: follow the worker's commands and leases; when its pipe
-    closes (the worker is gone), kill what still runs, then release."""
+    closes (the worker is gone), kill what still runs, then release the
+    leases that still name the worker (argv[1] is its pid)."""
+    worker = f"{socket.gethostname()} {sys.argv[1] if len(sys.argv) > 1 else ''}"
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     groups: set[int] = set()
     leases: set[str] = set()
@@ -186,7 +213,13 @@ def serve() -> None:
         groups = {pgid for pgid in groups if _group_alive(pgid)}
         time.sleep(0.01)
     for path in leases:
-        _unlink(path)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                mine = handle.read().strip() == worker
+        except OSError:
+            continue
+        if mine:  # another worker may hold it by now
+            _unlink(path)
 
 
 def _kill_group(pgid: int) -> None:
