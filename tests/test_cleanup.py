@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -90,15 +91,21 @@ def test_passed_directories_go_while_the_run_goes_on(tmp_path):
     """Workers remove passed testcases' directories as they take new work,
     not only at the end."""
     quick = {f"q{n}/test.yaml": "cmd: 'true'\n" for n in range(12)}
-    root = write_suite(tmp_path / "suite", {**quick, "slow/test.yaml": "cmd: touch started; sleep 5\n"})
+    go = tmp_path / "go"
+    slow = f"touch started; n=0; while [ ! -e {go} ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done\n"
+    root = write_suite(tmp_path / "suite", {**quick, "slow/test.yaml": f"cmd: {json.dumps(slow)}\n"})
     out = tmp_path / "out"
     proc = start_cli(root, out, "-j", "2")
     work = out / "new" / "work"
     try:
-        assert wait_for(lambda: (work / "slow" / "started").exists(), 20)
-        # The quick ones pass on the other slot; most are removed while slow sleeps.
-        assert wait_for(lambda: len(left(work) & {f"q{n}" for n in range(12)}) <= 2 and proc.poll() is None, 4)
-        proc.communicate(timeout=30)
+        assert wait_for(lambda: (work / "slow" / "started").exists(), 30)
+        # The quick ones pass on the other slot; most are removed while slow waits.
+        results = out / "new" / "results"
+        assert wait_for(lambda: len(list(results.glob("q*.json"))) == 12, 25)
+        assert wait_for(lambda: len(left(work) & {f"q{n}" for n in range(12)}) <= 2, 10), left(work)
+        assert proc.poll() is None
+        go.touch()
+        proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
