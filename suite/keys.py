@@ -118,7 +118,7 @@ def tree_manifest(
             if (info.st_dev, info.st_ino) in seen:
                 continue
             seen.add((info.st_dev, info.st_ino))
-            entries = sorted(os.scandir(path), key=lambda e: e.name)
+            entries = list(os.scandir(path))  # unsorted: the manifest's JSON sorts its keys
         except OSError:
             continue
         subdirs = []
@@ -144,7 +144,7 @@ def tree_manifest(
                 subdirs.append((name, entry.path))
             else:
                 manifest[name] = hashes.digest(entry.path, entry.stat(follow_symlinks=False))
-        stack.extend(reversed(subdirs))
+        stack.extend(subdirs)
     return manifest
 
 
