@@ -22,13 +22,12 @@ what the suite has now, not all it ever had.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
 import time
 
 from run_testsuite.jsonio import write_atomic
-from run_testsuite.outputs import set_aside
+from run_testsuite.outputs import read_cache, set_aside
 
 CACHE_FILE = "file-hashes.json"
 # Each entry one string, "DEV:INO:SIZE:MTIME:CTIME:HASH": as JSON's decoder
@@ -77,13 +76,8 @@ class FileHashes:
 
     def _load(self) -> None:
         assert self.path is not None
-        try:
-            with open(self.path, encoding="utf-8") as handle:
-                data = json.load(handle)
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, RecursionError) as exc:  # a hostile file: nested 200,000 deep
-            set_aside(self.path, f"the file hash cache cannot be read ({exc})")
+        data = read_cache(self.path, "file hash cache")
+        if data is None:
             return
         try:
             if data["version"] != VERSION:

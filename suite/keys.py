@@ -48,6 +48,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from run_testsuite.suite_config import SuiteConfig
 
+    # A set-up's name -> its expanded inputs and the environment it sets.
+    SetupReads = Callable[[str], tuple[list[str], dict[str, str]]]
+
 SALT_FILE = "key-salt"
 PARTS = ("spec", "files", "shared", "inputs", "executables", "environment", "upstream")
 
@@ -314,15 +317,15 @@ class KeyMaker:
             upstream=upstream,
         )
 
-    def setup(self, name: str, inputs: Callable[[str], list[str]], seen: frozenset[str] = frozenset()) -> KeyParts:
+    def setup(self, name: str, reads: SetupReads, seen: frozenset[str] = frozenset()) -> KeyParts:
         """A set-up's parts: its spec, the shared files, its inputs, its
         program, the outer variables named in the defaults, and the keys
-        of the set-ups it needs. ``inputs(name)`` expands its inputs
+        of the set-ups it needs. ``reads(name)`` gives its expanded inputs and environment
         (a SpecError, raised again each time it is asked for)."""
         known = self._setups.get(name)
         if known is None:
             try:
-                known = self._setup(name, inputs, seen)
+                known = self._setup(name, reads, seen)
             except SpecError as exc:
                 known = exc
             self._setups[name] = known
@@ -330,27 +333,26 @@ class KeyMaker:
             raise known.with_traceback(None)
         return known
 
-    def _setup(self, name: str, inputs: Callable[[str], list[str]], seen: frozenset[str]) -> KeyParts:
+    def _setup(self, name: str, reads: SetupReads, seen: frozenset[str]) -> KeyParts:
         setups = self.suite.setup
         spec = setups[name]
         upstream = {}
         for needed in spec.get("needs", []):
             if needed in setups and needed not in seen:
                 try:
-                    upstream[SETUP_PREFIX + needed] = self.setup(needed, inputs, seen | {name}).key()
+                    upstream[SETUP_PREFIX + needed] = self.setup(needed, reads, seen | {name}).key()
                 except SpecError:
                     upstream[SETUP_PREFIX + needed] = ""  # it is an ERROR of its own
         cmd = spec["cmd"] if isinstance(spec["cmd"], str) else [str(p) for p in spec["cmd"]]
         defaults = self.suite.defaults
         word = command_word(cmd)
-        search = os.environ.get("PATH", os.defpath)
-        path_env = spec.get("env", {}).get("PATH", defaults.get("env", {}).get("PATH"))
-        search = str(path_env) if path_env is not None else search
+        inputs, env = reads(name)
+        search = env.get("PATH", os.environ.get("PATH", os.defpath))  # looked up where it will run
         described = {"spec": spec, "defaults": {k: defaults.get(k) for k in ("env", "timeout")}, "version": __version__}
         return KeyParts(
             spec=_hash(json.dumps(described, sort_keys=True, default=str)),
             shared=self.shared_digest(),
-            inputs=self.inputs(inputs(name)),
+            inputs=self.inputs(inputs),
             executables={word: self._program(word, search, self.suite.root)} if word else {},
             environment=self.environment(list(defaults.get("key_env", []))),
             upstream=upstream,
@@ -376,7 +378,7 @@ def compute_keys(
     testcases: list[Planned],
     fragments: list[Fragment],
     maker: KeyMaker,
-    setup_inputs: Callable[[str], list[str]],
+    setup_reads: SetupReads,
     resolve: Callable[[str, Planned], list[int]],
 ) -> None:
     """Each testcase's key parts and key; ``resolve(dependency, testcase)``
@@ -394,7 +396,7 @@ def compute_keys(
         for name in planned.needs:
             if name in maker.suite.setup:
                 try:
-                    upstream[SETUP_PREFIX + name] = maker.setup(name, setup_inputs).key()
+                    upstream[SETUP_PREFIX + name] = maker.setup(name, setup_reads).key()
                 except SpecError:
                     upstream[SETUP_PREFIX + name] = ""  # the set-up is an ERROR of its own
         for dep in planned.depends:

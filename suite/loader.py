@@ -92,7 +92,7 @@ def build_plan(
         builder.testcases,
         builder.fragments,
         maker,
-        builder.setup_inputs,
+        builder.setup_reads,
         lambda dep, planned: builder.resolve(dep, planned, index),
     )
     maker.hashes.done_hashing()
@@ -277,16 +277,19 @@ class _Builder:
         expanded = expand_inputs(defaults, seen, self.suite.path or "", ["defaults", "inputs"]) if defaults else []
         return (*expanded, *expand_inputs(own, seen, item.spec_file, ["inputs"]))
 
-    def setup_inputs(self, name: str) -> list[str]:
+    def setup_reads(self, name: str) -> tuple[list[str], dict[str, str]]:
         """A set-up's ``inputs``, after the defaults', with variables from
-        its environment (a SpecError if one is not set)."""
+        its environment (a SpecError if one is not set), and that
+        environment (besides the outer one), for its key."""
         spec = self.suite.setup[name]
-        env = {**os.environ, **self._setup_env(name)}
+        own = self._setup_env(name)
+        env = {**os.environ, **own}
         path = self.suite.path or ""
         defaults = self.suite.defaults.get("inputs", [])
-        return expand_inputs(defaults, env, path, ["defaults", "inputs"]) + expand_inputs(
+        inputs = expand_inputs(defaults, env, path, ["defaults", "inputs"]) + expand_inputs(
             spec.get("inputs", []), env, path, ["setup", name, "inputs"]
         )
+        return inputs, own
 
     def _merge(self, raw: dict) -> dict:
         merged = dict(self.suite.defaults)
@@ -407,7 +410,7 @@ class _Builder:
         work_dir = os.path.join(self.work_dir, safe)
         env = self._setup_env(name)
         try:
-            parts = maker.setup(name, self.setup_inputs)
+            parts = maker.setup(name, self.setup_reads)
             planned.parts, planned.key = parts.to_json(), parts.key()
             resources = check_resources(self.suite, spec.get("resources", {}), planned.spec_file, ["setup", name])
         except specs.SpecError as exc:

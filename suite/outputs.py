@@ -22,6 +22,10 @@ import os
 import sys
 import time
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
+
 LOCK_FILE = ".lock"
 
 # The lock of this process's run: open for as long as the process lives.
@@ -119,6 +123,23 @@ def claim_outputs(output_dir: str, work_dir: str, report_files: dict[str, str | 
             _probe(work_dir, "work")
         except OSError as exc:
             raise OSError(f"work directory {work_dir} cannot be written: {exc.strerror or exc}") from None
+
+
+def read_cache(path: str, what: str) -> Any:
+    """The JSON of a cache the run keeps in its output directory, or None:
+    missing, or unreadable (set aside, with a warning, for a look). A test
+    can write there, so anything may be in it, a file nested too deep for
+    the decoder too."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, RecursionError) as exc:
+        set_aside(path, f"the {what} cannot be read ({exc})")
+        return None
 
 
 def set_aside(path: str, why: str) -> None:

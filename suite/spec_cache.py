@@ -17,12 +17,11 @@ not cached. A cache that cannot be read is set aside with a warning.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 
 from run_testsuite import __version__, schemas
 from run_testsuite.jsonio import write_atomic
-from run_testsuite.outputs import set_aside
+from run_testsuite.outputs import read_cache, set_aside
 
 CACHE_FILE = "spec-cache.json"
 # Earlier versions' cache, never read: a pickle a test could have written.
@@ -53,14 +52,7 @@ class SpecCache:
         self.key = _key()
         self.entries: dict[str, tuple[Stamp, dict]] = {}
         self.dirty = False
-        try:
-            with open(self.path, encoding="utf-8") as handle:
-                data = json.load(handle)
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, RecursionError) as exc:  # a hostile file: nested 200,000 deep
-            set_aside(self.path, f"the spec cache cannot be read ({exc})")
-            return
+        data = read_cache(self.path, "spec cache")
         if isinstance(data, dict) and data.get("key") == self.key and isinstance(data.get("entries"), dict):
             try:
                 self.entries = {
