@@ -33,9 +33,10 @@ class RunnerState:
         # With --cpus-per-slot: the CPUs this process is pinned to, as
         # commands see them in SLOT_CPUS.
         self.slot_cpus: str | None = None
-        # An empty directory made while a command runs: the next testcase's
-        # work directory (see workdir.SPARE_PREFIX).
-        self.spare: str | None = None
+        # Empty directories made or kept while a command runs: the next
+        # testcases' work directories (see workdir.SPARE_PREFIX).
+        self.spares: list[str] = []
+        self.spares_made = 0
         # Commands running now, so a signal handler can stop them.
         self.active: set[Any] = set()
         # Told of each command's process group as it starts and ends: on a

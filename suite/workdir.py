@@ -1,11 +1,18 @@
 """Work directories: a fresh copy of the testcase directory per run of it,
 and a spare empty directory kept ready so that making one costs a rename.
 
-A sole runner (see ``runner``) keeps one empty directory ready beside the
+A sole runner (see ``runner``) keeps empty directories ready beside the
 work directories, made while a command runs: a testcase's fresh work
 directory is then a rename (0.02 ms here) instead of a mkdir (0.1-0.35 ms),
 at the moment when fragments end together and every slot wants the CPUs at
 once.
+
+With ``--cleanup passed``, the empty work directories of passed testcases
+are those spares, up to SPARE_POOL of them per worker: each one kept is an
+rmdir and a mkdir not made. Both free or take an inode, which on ext4 goes
+through the file system's orphan list under one lock for all processes:
+removing them instead cost 2,000 trivial testcases at -j 16 0.3 s of wall
+time and 0.5 s of system time, in 3,500 more waits.
 """
 
 from __future__ import annotations
@@ -19,30 +26,42 @@ from run_testsuite.discovery import SPEC_FILE
 from run_testsuite.runner import STATE
 
 SPARE_PREFIX = ".spare-"
+# Passes are handed one per fragment sent (see ``cleanup``), which is what a
+# fragment takes: a worker's spares rarely grow past one or two, and a pool
+# this deep absorbs the rest while costing at most this many rmdirs at the
+# end.
+SPARE_POOL = 8
 
 
 def make_spare(root: str) -> None:
     """Have an empty directory ready in ``root`` (see SPARE_PREFIX), and
     remove the work directories handed over to be discarded: an empty one
-    becomes the spare by a rename, in place of a mkdir."""
-    path = os.path.join(root, f"{SPARE_PREFIX}{os.getpid()}")
+    joins the spares by a rename, in place of an rmdir now and a mkdir
+    later."""
     while STATE.discard:
         old = STATE.discard.pop()
-        if STATE.spare is None and os.path.dirname(old) == root and _is_empty_directory(old):
+        if len(STATE.spares) < SPARE_POOL and os.path.dirname(old) == root and _is_empty_directory(old):
+            path = _spare_name(root)
             try:
                 os.rename(old, path)
             except OSError:
                 pass
             else:
-                STATE.spare = path
+                STATE.spares.append(path)
                 continue
         remove_tree(old)
-    if STATE.spare is None:
+    if not STATE.spares:
+        path = _spare_name(root)
         try:
             os.mkdir(path)
         except OSError:  # taken (say, left by a dead worker with our pid)
             return
-        STATE.spare = path
+        STATE.spares.append(path)
+
+
+def _spare_name(root: str) -> str:
+    STATE.spares_made += 1
+    return os.path.join(root, f"{SPARE_PREFIX}{os.getpid()}-{STATE.spares_made}")
 
 
 def discard(paths: tuple[str, ...]) -> None:
@@ -68,11 +87,11 @@ def _is_empty_directory(path: str) -> bool:
 
 
 def _take_spare(target: str) -> bool:
-    """Make ``target`` a fresh empty directory from the spare, if one is
+    """Make ``target`` a fresh empty directory from a spare, if one is
     ready beside it (False: do it the usual way)."""
-    spare, STATE.spare = STATE.spare, None
-    if spare is None:
+    if not STATE.spares:
         return False
+    spare = STATE.spares.pop()
     if os.path.dirname(spare) == os.path.dirname(target):
         try:
             os.rename(spare, target)  # also replaces an empty directory there
@@ -98,9 +117,9 @@ def _is_real_directory(path: str) -> bool:
 
 
 def discard_spare() -> None:
-    """Remove this process's spare directory (a worker's, when it stops)."""
-    spare, STATE.spare = STATE.spare, None
-    if spare is not None:
+    """Remove this process's spare directories (a worker's, when it stops)."""
+    spares, STATE.spares = STATE.spares, []
+    for spare in spares:
         _remove_empty(spare)
 
 

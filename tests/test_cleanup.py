@@ -99,10 +99,12 @@ def test_passed_directories_go_while_the_run_goes_on(tmp_path):
     work = out / "new" / "work"
     try:
         assert wait_for(lambda: (work / "slow" / "started").exists(), 30)
-        # The quick ones pass on the other slot; most are removed while slow waits.
+        # The quick ones pass on the other slot; most are removed while slow
+        # waits. Each fragment sent carries one, so the last few passes wait
+        # (for fragments sent before they were known) until the end.
         results = out / "new" / "results"
         assert wait_for(lambda: len(list(results.glob("q*.json"))) == 12, 25)
-        assert wait_for(lambda: len(left(work) & {f"q{n}" for n in range(12)}) <= 2, 10), left(work)
+        assert wait_for(lambda: len(left(work) & {f"q{n}" for n in range(12)}) <= 4, 10), left(work)
         assert proc.poll() is None
         go.touch()
         proc.communicate(timeout=60)
@@ -114,20 +116,32 @@ def test_passed_directories_go_while_the_run_goes_on(tmp_path):
     assert left(work) == set()
 
 
-def test_an_empty_passed_directory_becomes_the_next_spare(tmp_path):
+def test_empty_passed_directories_become_spares_up_to_the_pool(tmp_path, monkeypatch):
+    """An empty passed directory is renamed to be a spare (no rmdir now, no
+    mkdir later), up to SPARE_POOL of them; the rest, and any directory
+    with something in it, are removed."""
     from run_testsuite import workdir
     from run_testsuite.runner import STATE
 
     root = tmp_path / "work"
-    (root / "passed-empty").mkdir(parents=True)
     (root / "passed-full" / "sub").mkdir(parents=True)
     (root / "passed-full" / "sub" / "f").write_text("x")
-    inode = (root / "passed-empty").stat().st_ino
-    spare, discard = STATE.spare, list(STATE.discard)
-    STATE.spare, STATE.discard = None, [str(root / "passed-full"), str(root / "passed-empty")]
-    try:
-        workdir.make_spare(str(root))
-        assert STATE.spare is not None and os.stat(STATE.spare).st_ino == inode  # renamed, not made
-        assert not (root / "passed-full").exists() and not (root / "passed-empty").exists()
-    finally:
-        STATE.spare, STATE.discard = spare, discard
+    empties = [root / f"passed-empty-{n}" for n in range(workdir.SPARE_POOL + 2)]
+    for path in empties:
+        path.mkdir()
+    inodes = {path.stat().st_ino for path in empties}
+    monkeypatch.setattr(STATE, "spares", [])
+    monkeypatch.setattr(STATE, "discard", [str(root / "passed-full")] + [str(path) for path in empties])
+    workdir.make_spare(str(root))
+    assert len(STATE.spares) == workdir.SPARE_POOL
+    assert {os.stat(spare).st_ino for spare in STATE.spares} <= inodes  # renamed, not made
+    assert sorted(os.listdir(root)) == sorted(os.path.basename(spare) for spare in STATE.spares)
+    # Each is taken in turn as a work directory; then one is made anew.
+    for n in range(workdir.SPARE_POOL):
+        workdir.prepare_work_dir(None, str(root / f"t{n}"))
+        assert (root / f"t{n}").stat().st_ino in inodes
+    assert STATE.spares == []
+    workdir.make_spare(str(root))
+    assert len(STATE.spares) == 1 and os.stat(STATE.spares[0]).st_ino not in inodes
+    workdir.discard_spare()
+    assert STATE.spares == [] and not any(name.startswith(".spare-") for name in os.listdir(root))

@@ -172,7 +172,7 @@ def test_spare_directory_becomes_the_work_directory(tmp_path, monkeypatch):
     from run_testsuite import workdir
     from run_testsuite.runner import STATE
 
-    monkeypatch.setattr(STATE, "spare", None)
+    monkeypatch.setattr(STATE, "spares", [])
     root = tmp_path / "work"
     root.mkdir()
     workdir.make_spare(str(root))

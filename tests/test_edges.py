@@ -408,15 +408,15 @@ def test_tee_stays_linear_and_bounded_on_a_line_without_end():
 
 # -- links a test plants ---------------------------------------------------------------
 def test_a_spare_directory_replaced_by_a_link_is_never_followed(tmp_path):
-    """The worker keeps an empty directory (`../.spare-PID`) ready for the
+    """The worker keeps empty directories (`../.spare-PID-N`) ready for the
     next testcase's work directory; a test replaces it with a link to a
     directory of its choosing. The next testcase must not be copied into,
     nor run in, what the link points to."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     attack = (
-        "while [ ! -d ../.spare-$PPID ]; do sleep 0.01; done; "
-        f"rmdir ../.spare-$PPID && ln -s {elsewhere} ../.spare-$PPID"
+        "while :; do for s in ../.spare-$PPID-*; do [ -d $s ] && break 2; done; sleep 0.01; done; "
+        f"rmdir $s && ln -s {elsewhere} $s"
     )
     files = {"a-attacker/test.yaml": f"cmd: '{attack}'\n"}
     files.update({f"b-victim{n}/test.yaml": "cmd: 'touch made-here; test ! -L $TEST_WORK_DIR'\n" for n in range(3)})
