@@ -155,13 +155,29 @@ def _prepare(args, argv: list[str], with_dask: bool):
         incremental=args.incremental,
         repeat=args.repeat,
         params=dict(args.define or []),
+        sandbox=args.sandbox,
     )
     written = tuple(p for p in (args.junit_xml, args.list_json) if p and p != "-")
     plan = build_plan(args.root, args.names, output_dir, work_dir, args.timeout, history, selection, written)
+    if not (args.list or args.list_json):
+        _check_sandbox(plan)
     # Planning made nothing on disk; from here on, the run's outputs are its own.
     _claim_outputs(args, output_dir, work_dir)
     slot_cpus = {} if with_dask else slot_cpu_sets(args.jobs, args.cpus_per_slot or plan.suite.cpus_per_slot)
     return plan, history, _run_options(args, argv, output_dir, work_dir, slot_cpus)
+
+
+def _check_sandbox(plan) -> None:
+    """Sandboxed testcases to run and no working bubblewrap: a usage error
+    before anything runs (on a Dask cluster, each node needs it too)."""
+    from run_testsuite.plan import UsageError
+    from run_testsuite.sandbox import SandboxUnavailable, check_available
+
+    if any(fragment.sandbox is not None for fragment in plan.fragments):
+        try:
+            check_available()
+        except SandboxUnavailable as exc:
+            raise UsageError(str(exc)) from None
 
 
 def _claim_outputs(args, output_dir: str, work_dir: str) -> None:

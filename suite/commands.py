@@ -29,6 +29,8 @@ TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Protocol
 
+    from run_testsuite.sandbox import Sandbox
+
     class Child(Protocol):
         """A started command: a ``subprocess.Popen`` or a ``_Spawned``."""
 
@@ -47,13 +49,16 @@ KILL_GRACE = 2.0
 CHUNK = 64 * 1024
 
 
-def run_command(command: Command, cwd: str, env: dict, capture: OutputCapture) -> CommandRecord:
+def run_command(
+    command: Command, cwd: str, env: dict, capture: OutputCapture, sandbox: Sandbox | None = None
+) -> CommandRecord:
     """Run one command with its timeout; stdout and stderr go to ``capture``.
 
     The command leads a new session, so on timeout its whole process group
     is signalled: SIGTERM first, SIGKILL after ``KILL_GRACE``. Processes it
     left behind in its group, or that escaped it with setsid (see
     run_testsuite.processes), are killed when it ends, so none outlives its fragment.
+    With a ``sandbox``, bubblewrap runs it (see run_testsuite.sandbox).
     """
     argv = to_argv(command.cmd)
     timeout = command.timeout if 0 < command.timeout <= MAX_TIMEOUT else MAX_TIMEOUT  # inf, NaN
@@ -63,11 +68,12 @@ def run_command(command: Command, cwd: str, env: dict, capture: OutputCapture) -
     before = frozenset(children()) if STATE.sweep_orphans else frozenset()
     proc: Child
     try:
+        spawned = argv if sandbox is None else sandbox.wrap(argv, cwd, env)
         if STATE.sole_runner:
-            proc = _spawn(argv, cwd, env)
+            proc = _spawn(spawned, cwd, env)
         else:
             proc = subprocess.Popen(
-                argv,
+                spawned,
                 cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,

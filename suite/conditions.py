@@ -43,7 +43,7 @@ from typing import Any
 MAX_LENGTH = 1000
 MAX_DEPTH = 50
 # Names whose values are namespaces: only these take `.KEY` and `['KEY']`.
-NAMESPACES = frozenset({"env", "params"})
+NAMESPACES = frozenset({"env", "params", "which"})
 
 
 class ExpressionError(Exception):
@@ -308,8 +308,8 @@ class _Compiler:
         if name not in NAMESPACES:
             raise self.refuse(
                 node,
-                f"attribute and subscript access is only allowed on env and"
-                f" params (env.NAME, params['NAME']), not on '{name}'",
+                f"attribute and subscript access is only allowed on env, params and"
+                f" which (env.NAME, params['NAME'], which['g++']), not on '{name}'",
             )
         if key.startswith("__"):
             raise self.refuse(node, f"names starting with '__' are not allowed in conditions ('{key}')")

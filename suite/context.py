@@ -26,7 +26,7 @@ class RunContext:
 
     def run(self, command: Command) -> CommandRecord:
         """Run ``command`` in the work directory, capturing its output."""
-        record = run_command(command, self.work_dir, self.env, self.capture)
+        record = run_command(command, self.work_dir, self.env, self.capture, self.fragment.sandbox)
         self.records.append(record)
         return record
 

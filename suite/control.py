@@ -14,6 +14,7 @@ Names (what ``condition_names`` provides):
 | `env` | the environment: `env.CI`, `env['CI']` (a string, or `None` when unset), `'CI' in env` |
 | `params` | the suite parameters (`params` in suite.yaml, `-D name=value`): `params.opt`, `'opt' in params`; an unknown one is an error |
 | `tags` | the testcase's tags, a tuple: `'slow' in tags` |
+| `which` | programs on PATH: `which.bwrap`, `which['g++']` (its path, or `None` when it is not found), `'gcc' in which` |
 | *parameter* | each suite parameter by its bare name: `opt == 'O2'` |
 | *matrix key* | each matrix value of this variant by its key: `compiler == 'clang'` |
 
@@ -23,7 +24,7 @@ describe ``Env().build`` (the machine running the suite), ``platform`` is
 ``python`` is ``sys.version_info[:3]``. They are computed once per process.
 
 When names collide the more specific wins: a matrix value over a suite
-parameter over a host fact; ``env``, ``params`` and ``tags`` always mean the
+parameter over a host fact; ``env``, ``params``, ``which`` and ``tags`` always mean the
 namespaces. Environment values are strings: compare ``env.JOBS == '4'``, not
 ``env.JOBS == 4``.
 """
@@ -33,6 +34,7 @@ from __future__ import annotations
 import functools
 import os
 import platform as _platform
+import shutil
 import socket
 import sys
 from collections.abc import Mapping, Sequence
@@ -99,7 +101,38 @@ def condition_names(
     names["env"] = Namespace("env", env, missing_ok=True)
     names["params"] = Namespace("params", params, missing_ok=False)
     names["tags"] = tuple(tags)
+    names["which"] = Programs(env.get("PATH", os.defpath))
     return names
+
+
+class Programs(Mapping):
+    """``which``: a program's path on PATH, looked up when a condition asks
+    (once per process and PATH), or missing (``None`` in a condition)."""
+
+    missing_ok = True
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __getitem__(self, name: str) -> str:
+        found = _which(name, self.path)
+        if found is None:
+            raise KeyError(name)
+        return found
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and _which(name, self.path) is not None
+
+    def __iter__(self):
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+@functools.lru_cache(maxsize=256)
+def _which(name: str, path: str) -> str | None:
+    return shutil.which(name, path=path) if os.sep not in name else None
 
 
 # -- decisions -------------------------------------------------------------------

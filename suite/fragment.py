@@ -16,6 +16,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any
 
+    from run_testsuite.sandbox import Sandbox
+
 
 # The longest timeout a command may have: a year. The schemas refuse more
 # (and NaN); a Command a driver makes with more, or with inf or NaN, runs
@@ -63,6 +65,8 @@ class Fragment:
     # Work directories of testcases that passed (--cleanup), for the worker
     # that runs this fragment to remove; set by the scheduler as it sends it.
     discard: tuple[str, ...] = ()
+    # ``sandbox: true``: its commands run under bubblewrap (see sandbox).
+    sandbox: Sandbox | None = None
 
     @property
     def log_path(self) -> str:

@@ -22,6 +22,7 @@ from run_testsuite.keys import KeyMaker, compute_keys, use_cache
 from run_testsuite.links import link
 from run_testsuite.plan import SETUP_PREFIX, Plan, Planned, UsageError, env_value, setup_env_name
 from run_testsuite.results import Reason, Result, Status
+from run_testsuite.sandbox import Sandbox, sandbox_for
 from run_testsuite.selection import Selection, keeper, nothing_selected, select
 from run_testsuite.spec_cache import SpecCache, stamp
 from run_testsuite.spec_checks import check_options, check_resources, expand_inputs
@@ -217,10 +218,13 @@ class _Builder:
             fragments = driver.fragments(test)
             if not fragments or not all(isinstance(f, Fragment) for f in fragments):
                 raise TypeError(f"{type(driver).__name__}.fragments() must return a non-empty list of Fragment")
+            sandboxed = self._sandboxed(merged, planned.spec_file)
             for fragment in fragments:
                 for pool, count in resources.items():
                     fragment.resources.setdefault(pool, count)
                 fragment.driver_path = fragment.driver_path or driver_path
+                if sandboxed is not None:
+                    fragment.sandbox = self._sandbox(fragment, sandboxed)
         except specs.SpecError as exc:
             planned.result = self._early(planned, Status.ERROR, Reason.SPEC, exc.render())
             return planned
@@ -265,6 +269,22 @@ class _Builder:
         planned.retries = int(merged.get("retries", 0))
         planned.key_env = tuple(merged.get("key_env", ()))
         return merged
+
+    def _sandboxed(self, spec: dict, spec_file: str, where: tuple = ()) -> bool | None:
+        """None: no sandbox; else whether it has the network. ``sandbox``
+        defaults to --sandbox; ``network: false`` asks for the sandbox."""
+        network = spec.get("network", True)
+        sandbox = spec.get("sandbox", self.selection.sandbox or not network)
+        if not sandbox and not network:
+            line, col = specs.key_position(spec_file, [*where, "network"])
+            raise specs.SpecError(spec_file, [(line, col, "network: false needs the sandbox, and sandbox is false")])
+        if sandbox and "sandbox" not in spec:
+            spec["sandbox"] = True  # part of the key: a sandbox can change the outcome
+        return network if sandbox else None
+
+    def _sandbox(self, fragment: Fragment, network: bool) -> Sandbox:
+        also = (self.suite.root, self.output_dir, self.work_dir)
+        return sandbox_for(fragment.work_dir, network, fragment.env, also)
 
     def _inputs(self, item: Found, env: dict[str, str]) -> tuple[str, ...]:
         """The testcase's ``inputs``, suite.yaml's defaults first, with
@@ -431,6 +451,14 @@ class _Builder:
             final=True,
             resources=resources,
         )
+        try:
+            inherited = {key: self.suite.defaults[key] for key in ("sandbox", "network") if key in self.suite.defaults}
+            sandboxed = self._sandboxed({**inherited, **spec}, planned.spec_file, ("setup", name))
+        except specs.SpecError as exc:
+            planned.result = self._early(planned, Status.ERROR, Reason.SPEC, exc.render())
+            return planned
+        if sandboxed is not None:
+            fragment.sandbox = self._sandbox(fragment, sandboxed)
         planned.fragments.append(len(self.fragments))
         self.fragments.append(fragment)
         self.owner.append(len(self.testcases) - 1)

@@ -83,6 +83,12 @@ def _execution(group: argparse._ArgumentGroup) -> None:
         "-t", "--timeout", type=_positive_float, help="default timeout in seconds for each command (default: 300)"
     )
     group.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="run every testcase's commands under bubblewrap (bwrap), unless its spec says sandbox: false:"
+        " nothing writable but its work directory and a private /tmp",
+    )
+    group.add_argument(
         "--no-multiprocessing",
         action="store_true",
         help="run fragments one at a time in this process, so a debugger can follow them",

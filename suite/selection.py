@@ -50,6 +50,7 @@ class Selection:
     incremental: bool = False  # --incremental
     repeat: int = 1  # --repeat
     params: dict[str, str] = field(default_factory=dict)  # -D name=value
+    sandbox: bool = False  # --sandbox: what `sandbox:` is where a spec does not say
 
 
 def keeper(selection: Selection, history: HistoryView | None) -> Callable[[str, list[str]], bool]:

@@ -408,12 +408,28 @@ def test_host_facts_in_conditions():
 def test_condition_names_documented_set():
     scope = condition_names(["slow"], {"CI": "1"}, {"opt": "O2"}, {"compiler": "gcc"})
     assert set(scope) == {"os", "arch", "platform", "cpus", "python", "hostname",
-                          "env", "params", "tags", "opt", "compiler"}
+                          "env", "params", "tags", "which", "opt", "compiler"}
     assert scope["tags"] == ("slow",)
     assert isinstance(scope["env"], Namespace) and isinstance(scope["params"], Namespace)
     for text in ["'slow' in tags", "env.CI == '1'", "not env.HOME", "'CI' in env",
                  "opt == 'O2' and params.opt == 'O2'", "compiler == 'gcc'"]:
         assert compile_condition(text).evaluate(scope), text
+
+
+def test_which_finds_programs_on_the_conditions_path(tmp_path):
+    tool = tmp_path / "g++"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    (tmp_path / "not-executable").write_text("")
+    scope = condition_names((), {"PATH": str(tmp_path)}, {}, {})
+    assert compile_condition("which['g++']").evaluate(scope)
+    assert compile_condition("'g++' in which and 'gcc' not in which").evaluate(scope)
+    assert compile_condition("not which.nosuchprogram and not which['not-executable']").evaluate(scope)
+    assert scope["which"]["g++"] == str(tool)
+    # The path of a program, not a path: which['/bin/sh'] is None.
+    assert compile_condition("not which['/bin/sh']").evaluate(scope)
+    skip = decide([{"skip": "not which.bwrap", "reason": "no bubblewrap"}], scope)
+    assert skip == Decision("skip", "no bubblewrap", "not which.bwrap")
 
 
 def test_condition_names_env_defaults_to_the_process_environment(monkeypatch):

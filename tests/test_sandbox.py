@@ -1,0 +1,236 @@
+"""sandbox: true / --sandbox: commands under bubblewrap, writing nothing
+but their own work directory and a private /tmp.
+
+Real bwrap (Debian's bubblewrap, which .ci/run installs), real processes:
+each test plants what a hostile or careless test would do and checks the
+host afterwards, not only what the testcase said.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import socket
+import threading
+import uuid
+
+import pytest
+
+from conftest import PYTHON, REPO, load_result, run_cli, statuses, wait_for, write_suite
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap: apt-get install bubblewrap")
+
+
+def output(out, name: str, run) -> str:
+    return load_result(out, name, run.index).get("output", "")
+
+
+def processes_with(marker: str) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as handle:
+                    if marker.encode() in handle.read().replace(b"\0", b" "):
+                        found.append(int(name))
+            except OSError:
+                pass
+    return found
+
+
+def test_a_sandboxed_testcase_writes_only_its_work_directory_and_a_private_tmp(tmp_path):
+    home, out = tmp_path / "home", tmp_path / "out"
+    home.mkdir()
+    scratch = f"/tmp/sandbox-scratch-{uuid.uuid4().hex}"
+    attack = f"""
+        for target in "$TEST_SOURCE_DIR/test.out" "$TEST_SUITE_ROOT/planted" "$OUT_DIR/planted" \\
+                      "$OUT_DIR/new/_index.json" "$HOME/planted" "$TEST_WORK_DIR/../planted"; do
+          if echo tampered >> "$target" 2>/dev/null; then echo "WROTE $target"; else echo "refused $target"; fi
+        done
+        echo mine > own.txt && echo scratch > {scratch} && cat own.txt {scratch}
+    """
+    root = write_suite(
+        tmp_path / "suite",
+        {
+            "attacker/test.yaml": f"sandbox: true\ncmd: {json.dumps(attack)}\n",
+            "attacker/test.out": "expected\n",
+            "neighbour/test.yaml": "cmd: echo free > \"$TEST_SUITE_ROOT/neighbour-wrote\"\n",
+        },
+    )
+    run = run_cli(root, out, "--cleanup", "none", env={"HOME": str(home), "OUT_DIR": str(out)})
+    assert statuses(run.index) == {"attacker": ("PASS", None), "neighbour": ("PASS", None)}, run.stdout
+    said = output(out, "attacker", run)
+    assert "WROTE" not in said and said.count("refused") == 6, said
+    assert "mine\nscratch\n" in said
+    # The host after the run: nothing planted, the baseline intact.
+    assert (root / "attacker" / "test.out").read_text() == "expected\n"
+    assert not (root / "planted").exists() and not (out / "planted").exists() and not (home / "planted").exists()
+    assert not (out / "new" / "work" / "planted").exists()
+    assert (out / "new" / "work" / "attacker" / "own.txt").read_text() == "mine\n"
+    assert not os.path.exists(scratch)  # its /tmp was its own
+    # Sandboxing is per testcase: the neighbour wrote where it liked.
+    assert (root / "neighbour-wrote").read_text() == "free\n"
+
+
+def test_network_false_cannot_reach_a_server_outside_the_sandbox(tmp_path):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    accepted = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+
+    threading.Thread(target=serve, daemon=True).start()
+    connect = f"{PYTHON} -c \"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=5); print('connected')\""
+    root = write_suite(
+        tmp_path / "suite",
+        {
+            "offline/test.yaml": f"network: false\ncmd: {json.dumps(connect)}\n",
+            "online/test.yaml": f"sandbox: true\ncmd: {json.dumps(connect)}\n",
+        },
+    )
+    try:
+        run = run_cli(root, tmp_path / "out")
+    finally:
+        server.close()
+    assert statuses(run.index) == {"offline": ("FAIL", "EXIT_CODE"), "online": ("PASS", None)}, run.stdout
+    assert "ConnectionRefusedError" in output(tmp_path / "out", "offline", run)
+    assert "connected" in output(tmp_path / "out", "online", run)
+    assert len(accepted) == 1  # the sandboxed one with its network, not the other
+
+
+def test_timeouts_and_leftover_processes_are_killed_as_without_a_sandbox(tmp_path):
+    number = random.randint(100, 999)  # in the sleeps' seconds, to find them after
+    root = write_suite(
+        tmp_path / "suite",
+        {
+            # Its time is up: the whole group goes, the background sleep too.
+            "hangs/test.yaml": f"sandbox: true\ntimeout: 1\ncmd: 'sleep 300{number}1 & sleep 600{number}2'\n",
+            # Passes, leaving one process in its group and one escaped with setsid.
+            "leaves/test.yaml": f"sandbox: true\ncmd: 'sleep 300{number}3 & setsid sleep 300{number}4 & echo done'\n",
+        },
+    )
+    run = run_cli(root, tmp_path / "out", "-j", "2")
+    assert statuses(run.index) == {"hangs": ("FAIL", "TIMEOUT"), "leaves": ("PASS", None)}, run.stdout
+    assert entry_duration(run.index, "hangs") < 15
+    assert wait_for(lambda: not any(processes_with(f"sleep 300{number}{n}") for n in "134"), 10)
+    assert not processes_with(f"sleep 600{number}2")
+
+
+def entry_duration(index: dict, name: str) -> float:
+    return next(e["duration"] for e in index["results"] if e["name"] == name)
+
+
+def test_resources_cpu_pinning_and_tee_are_as_without_a_sandbox(tmp_path):
+    show = (
+        'echo "board=$RESOURCE_BOARDS slot_cpus=$SLOT_CPUS"; '
+        "echo \"allowed=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status)\""
+    )
+    root = write_suite(
+        tmp_path / "suite",
+        {
+            "suite.yaml": "resources:\n  boards: [board-a]\n",
+            "pinned/test.yaml": f"sandbox: true\nresources: {{boards: 1}}\ncmd: {json.dumps(show)}\n",
+        },
+    )
+    run = run_cli(root, tmp_path / "out", "-j", "1", "--cpus-per-slot", "1", "--tee")
+    assert statuses(run.index) == {"pinned": ("PASS", None)}, run.stdout
+    said = output(tmp_path / "out", "pinned", run)
+    slot_cpus = said.split("slot_cpus=")[1].split()[0]
+    assert "board=board-a" in said and f"allowed={slot_cpus}\n" in said, said
+    assert "[pinned] board=board-a" in run.stdout  # --tee streamed it
+
+
+def test_a_set_up_writes_its_own_directory_which_its_users_only_read(tmp_path):
+    root = write_suite(
+        tmp_path / "suite",
+        {
+            "suite.yaml": (
+                "defaults:\n  sandbox: true\n"
+                "setup:\n  gen:\n"
+                "    cmd: echo data > \"$SETUP_DIR/data\" && ! touch \"$TEST_SUITE_ROOT/from-setup\" 2>/dev/null\n"
+            ),
+            "user/test.yaml": (
+                "needs: [gen]\n"
+                "cmd: cat \"$SETUP_GEN_DIR/data\" && ! echo more >> \"$SETUP_GEN_DIR/data\" 2>/dev/null\n"
+            ),
+        },
+    )
+    out = tmp_path / "out"
+    run = run_cli(root, out, "--cleanup", "none")
+    assert statuses(run.index) == {"setup:gen": ("PASS", None), "user": ("PASS", None)}, run.stdout
+    said = output(out, "user", run)
+    assert said.startswith("data\n") and "setup_gen/data: Read-only file system" in said, said
+    assert (out / "new" / "work" / "setup_gen" / "data").read_text() == "data\n"
+    assert not (root / "from-setup").exists()
+
+
+def test_sandbox_option_spec_opt_out_and_spec_errors(tmp_path):
+    root = write_suite(
+        tmp_path / "suite",
+        {
+            "confined/test.yaml": "cmd: touch \"$TEST_SOURCE_DIR/x\"\n",
+            "opted-out/test.yaml": "sandbox: false\ncmd: touch \"$TEST_SOURCE_DIR/x\"\n",
+            "contradicts/test.yaml": "sandbox: false\nnetwork: false\ncmd: 'true'\n",
+            "no-program/test.yaml": "sandbox: true\ncmd: [no-such-program-here, arg]\n",
+        },
+    )
+    run = run_cli(root, tmp_path / "out", "--sandbox")
+    found = statuses(run.index)
+    assert found["confined"] == ("FAIL", "EXIT_CODE") and found["opted-out"] == ("PASS", None), run.stdout
+    assert found["contradicts"] == ("ERROR", "SPEC")
+    message = load_result(tmp_path / "out", "contradicts", run.index)["message"]
+    assert f"{root}/contradicts/test.yaml:2:10: network: false needs the sandbox" in message
+    # A missing program fails as it does without a sandbox: status 127, named.
+    missing = load_result(tmp_path / "out", "no-program", run.index)
+    assert "exited with 127" in missing["message"] and "no-such-program-here" in missing.get("output", "")
+    assert not (root / "confined" / "x").exists() and (root / "opted-out" / "x").exists()
+
+
+def test_without_bubblewrap_a_sandboxed_run_is_a_usage_error_before_anything_runs(tmp_path):
+    marker = tmp_path / "ran"
+    root = write_suite(tmp_path / "suite", {"t/test.yaml": f"sandbox: true\ncmd: [/bin/touch, {marker}]\n"})
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    run = run_cli(root, tmp_path / "out", env={"PATH": str(empty)})
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "install the 'bubblewrap' package" in run.stderr and run.index is None
+    assert not marker.exists()
+    # --list needs no sandbox.
+    assert run_cli(root, tmp_path / "out", "--list", env={"PATH": str(empty)}).returncode == 0
+
+
+def test_the_example_suite_runs_green_in_the_sandbox(tmp_path):
+    out = tmp_path / "out"
+    run = run_cli(REPO / "testcases", out, "--sandbox", "-j", "4")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert statuses(run.index)["sandbox/isolated"] == ("PASS", None)
+
+
+def test_a_sandboxed_test_that_kills_everything_it_sees_kills_only_its_own(tmp_path):
+    """`kill -KILL -1` from a test run as root would take the runner (and
+    the machine's other processes) down; in the sandbox's PID namespace it
+    reaches the test's own processes only, and the run goes on. The guard
+    first makes sure that few processes are visible, so that a broken
+    sandbox fails this test instead of killing the machine."""
+    attack = (
+        'visible=$(ls /proc | grep -c "^[0-9]"); echo "visible $visible"; '
+        'test "$visible" -lt 10 && kill -KILL -1; echo "after kill"'
+    )
+    files = {"a-attacker/test.yaml": f"sandbox: true\ncmd: {json.dumps(attack)}\n"}
+    files.update({f"b-bystander{n}/test.yaml": "cmd: 'sleep 0.3'\n" for n in range(4)})
+    root = write_suite(tmp_path / "suite", files)
+    run = run_cli(root, tmp_path / "out", "-j", "3")
+    found = statuses(run.index)
+    assert found.pop("a-attacker") == ("PASS", None), run.stdout
+    assert set(found.values()) == {("PASS", None)}, run.stdout
+    assert "after kill" in output(tmp_path / "out", "a-attacker", run)
