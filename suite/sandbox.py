@@ -16,7 +16,8 @@ What the command gets, and why:
   read-only; ``$TMPDIR`` under /tmp is made, empty and writable, in the
   private one.
 - ``--dev /dev``, ``--proc /proc``, a private /dev/shm: what a normal test
-  needs of them.
+  needs of them; /proc/sys read-only and no capabilities, even for root
+  (see _PROC_COVERED).
 - ``--unshare-pid`` (and IPC): the test sees only its own processes, so it
   cannot signal its runner; when the command ends, the kernel kills
   whatever it left in the namespace.
@@ -64,10 +65,10 @@ class Sandbox:
             found = shutil.which(program, path=env.get("PATH", os.defpath))
             if found is None:
                 raise FileNotFoundError(2, "No such file or directory", program)
-        bwrap = [_bwrap_path(), "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
+        bwrap = [_bwrap_path(), "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--cap-drop", "ALL"]
         if not self.network:
             bwrap.append("--unshare-net")
-        bwrap += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/dev/shm"]
+        bwrap += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *_PROC_COVERED, "--tmpfs", "/dev/shm"]
         bwrap += ["--tmpfs", PRIVATE_TMP]
         for path in self.readable:
             bwrap += ["--ro-bind-try", path, path]
@@ -103,6 +104,13 @@ def _outermost(paths) -> tuple[str, ...]:
             kept.append(path)
     return tuple(kept)
 
+
+# Run by root, bwrap keeps every capability and a fresh /proc's sysctls
+# writable (it covers /proc/sys only where the caller could not write it):
+# a test could remount / read-write, or set the host's name through
+# /proc/sys/kernel/hostname, as it did here before these. Dropping every
+# capability and covering these makes root's sandbox an unprivileged one.
+_PROC_COVERED = ("--ro-bind-try", "/proc/sys", "/proc/sys", "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger")
 
 _FOUND: list[str] = []
 

@@ -234,3 +234,22 @@ def test_a_sandboxed_test_that_kills_everything_it_sees_kills_only_its_own(tmp_p
     assert found.pop("a-attacker") == ("PASS", None), run.stdout
     assert set(found.values()) == {("PASS", None)}, run.stdout
     assert "after kill" in output(tmp_path / "out", "a-attacker", run)
+
+
+def test_root_in_the_sandbox_has_no_capabilities_and_cannot_change_the_kernel(tmp_path):
+    """Run as root, bwrap would keep every capability: a test could remount
+    / read-write and write anywhere, or set sysctls through /proc/sys. The
+    writes below put back what is there, so a broken sandbox changes
+    nothing on the machine while this test fails."""
+    attack = (
+        'grep "^CapEff" /proc/self/status; '
+        "if mount -o remount,rw / 2>/dev/null; then echo REMOUNTED; fi; "
+        "if (cat /proc/sys/kernel/hostname > /proc/sys/kernel/hostname) 2>/dev/null; then echo SYSCTL-WRITTEN; fi; "
+        'if echo x > "$TEST_SOURCE_DIR/planted" 2>/dev/null; then echo PLANTED; fi; echo tried'
+    )
+    root = write_suite(tmp_path / "suite", {"root/test.yaml": f"sandbox: true\ncmd: {json.dumps(attack)}\n"})
+    run = run_cli(root, tmp_path / "out")
+    said = output(tmp_path / "out", "root", run)
+    assert "tried" in said and "CapEff:\t0000000000000000" in said, said
+    assert not {"REMOUNTED", "SYSCTL-WRITTEN", "PLANTED"} & set(said.split()), said
+    assert not (root / "root" / "planted").exists()
