@@ -110,7 +110,14 @@ def _outermost(paths) -> tuple[str, ...]:
 # a test could remount / read-write, or set the host's name through
 # /proc/sys/kernel/hostname, as it did here before these. Dropping every
 # capability and covering these makes root's sandbox an unprivileged one.
-_PROC_COVERED = ("--ro-bind-try", "/proc/sys", "/proc/sys", "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger")
+_PROC_COVERED = (
+    "--ro-bind-try",
+    "/proc/sys",
+    "/proc/sys",
+    "--ro-bind-try",
+    "/proc/sysrq-trigger",
+    "/proc/sysrq-trigger",
+)
 
 _FOUND: list[str] = []
 
