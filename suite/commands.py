@@ -107,7 +107,7 @@ def run_command(
             STATE.watch.ended(proc.pid)
         if proc.stdout is not None:
             proc.stdout.close()
-    return CommandRecord(command.step, command.cmd, proc.returncode, time.monotonic() - start, timed_out)
+    return CommandRecord(command.step, command.cmd, proc.returncode, time.monotonic() - start, timed_out, timeout)
 
 
 class _Spawned:

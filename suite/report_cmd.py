@@ -25,7 +25,8 @@ from typing import TextIO
 from run_testsuite.jsonio import INDEX_FILE, checked_index, read_json, write_atomic
 from run_testsuite.outputs import running_in
 from run_testsuite.rebuild import rebuild_index
-from run_testsuite.reports.text import WORDS, TextReport
+from run_testsuite.plan import SETUP_PREFIX
+from run_testsuite.reports.text import TextReport
 from run_testsuite.results import Reason, Result, Status
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
@@ -197,16 +198,12 @@ def print_summary(index: Index, index_dir: str, out: TextIO) -> None:
         out.write("\n")
     for entry in entries:
         text.result(_as_result(entry))
+    text.write_not_run()
     counts = {status.value: 0 for status in Status}
     for entry in index["results"]:
         counts[entry["status"]] += 1
-    parts = []
-    for status in Status:
-        count = counts[status.value]
-        if count or status in (Status.PASS, Status.FAIL):
-            words = f"{count} {WORDS[status]}"
-            parts.append(text.paint(status, words) if count else words)
-    out.write(f"\n{sum(counts.values())} testcases: {', '.join(parts)} in {duration:.2f} s\n")
+    setups = sum(1 for entry in index["results"] if entry["name"].startswith(SETUP_PREFIX))
+    out.write("\n" + text.counts_line(counts, setups, duration) + "\n")
     out.write(f"report index: {os.path.join(index_dir, INDEX_FILE)}\n")
     out.flush()
 

@@ -55,6 +55,27 @@ class CommandRecord:
     exit_code: int | None
     duration: float
     timed_out: bool = False
+    timeout: float | None = None  # the seconds it was given
+
+
+def describe_exit(exit_code: int | None, timed_out: bool = False, timeout: float | None = None) -> str:
+    """How a command ended, as a reader wants it: ``exit 1``, ``killed by
+    SIGSEGV``, ``killed by SIGTERM after the 1 s timeout``."""
+    if exit_code is not None and exit_code < 0:
+        import signal
+
+        try:
+            ended = f"killed by {signal.Signals(-exit_code).name}"
+        except ValueError:
+            ended = f"killed by signal {-exit_code}"
+    elif exit_code is None:
+        ended = "no exit status"
+    else:
+        ended = f"exit {exit_code}"
+    if timed_out:
+        limit = f"the {timeout:g} s timeout" if timeout is not None else "its timeout"
+        return f"{ended} after {limit}"
+    return ended
 
 
 @dataclass

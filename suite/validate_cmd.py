@@ -13,6 +13,7 @@ import sys
 import tempfile
 
 from run_testsuite import spec as specs
+from run_testsuite.reports.text import counted
 from run_testsuite.results import Reason, Status
 
 
@@ -46,11 +47,11 @@ def main(argv: list[str]) -> int:
     checked = sum(1 for p in plan.testcases if p.kind == "testcase")
     if problems:
         print(
-            f"{len(set(problems))} problem{'s' if len(set(problems)) > 1 else ''} in {checked} testcases",
+            f"{len(set(problems))} problem{'s' if len(set(problems)) > 1 else ''} in {counted(checked)}",
             file=sys.stderr,
         )
         return 1
-    print(f"{checked} testcases: all valid", file=sys.stderr)
+    print(f"{counted(checked)}: all valid", file=sys.stderr)
     return 0
 
 

@@ -22,7 +22,7 @@ from conftest import (
     write_suite,
 )
 
-SUMMARY = re.compile(r"^(\d+) testcases: (.*) in \d+\.\d\d s$")
+SUMMARY = re.compile(r"^(\d+) testcases?(, \d+ set-ups?)?: (.*) in \d+\.\d\d s$")
 
 
 def summary_of(stdout: str) -> str:
@@ -42,6 +42,31 @@ def test_all_pass_exits_0_with_only_a_summary(paths):
     assert SUMMARY.match(lines[1]) and lines[1].startswith("2 testcases: 2 passed, 0 failed in ")
     assert lines[2] == f"report index: {out / 'new' / '_index.json'}"
     assert len(lines) == 3
+
+
+def test_counts_speak_plainly(paths):
+    """Set-ups are counted apart, singular and plural agree, a timeout says
+    which signal ended the command and after what, and the testcases that
+    -x kept from running are one line, not one each."""
+    root, out = paths
+    files = {
+        "suite.yaml": "setup:\n  prep:\n    cmd: 'true'\n",
+        "a-slow/test.yaml": "timeout: 1\ncmd: sleep 30\n",
+        "b-crash/test.yaml": "cmd: ['sh', '-c', 'kill -SEGV $$']\n",
+        "c-broken/test.yaml": "cmd: [\n",
+    }
+    files.update({f"later{n}/test.yaml": "needs: [prep]\ncmd: 'true'\n" for n in range(5)})
+    write_suite(root, files)
+    run = run_cli(root, out, "-j", "1")
+    assert summary_of(run.stdout).startswith("8 testcases, 1 set-up: 6 passed, 2 failed, 1 error")
+    assert "  $ sleep 30    # killed by SIGTERM after the 1 s timeout\n" in run.stdout
+    assert "    # killed by SIGSEGV\n" in run.stdout
+    stopped = run_cli(root, out, "-j", "1", "-x", names=["a-slow", "later"])
+    skips = [line for line in stopped.stdout.splitlines() if line.startswith("SKIP")]
+    assert skips == ["SKIP  5 testcases, 1 set-up not run: 1 failure reached --max-failures 1"], stopped.stdout
+    assert summary_of(stopped.stdout) == "6 testcases, 1 set-up: 0 passed, 1 failed, 6 skipped"
+    single = run_cli(root, out, names=["later0"])
+    assert summary_of(single.stdout) == "1 testcase, 1 set-up: 2 passed, 0 failed"
 
 
 def test_a_line_per_non_passing_result_and_exit_1(paths):
@@ -66,7 +91,7 @@ def test_a_line_per_non_passing_result_and_exit_1(paths):
             "SKIP  skipped [DEPENDENCY]: not run: dependency 'failing' did not pass (FAIL)",
         ]
     )
-    assert summary_of(run.stdout) == "4 testcases: 1 passed, 1 failed, 1 skipped, 1 errors"
+    assert summary_of(run.stdout) == "4 testcases: 1 passed, 1 failed, 1 skipped, 1 error"
     details = run.stdout.split("---- FAIL failing\n", 1)[1]
     assert details.startswith("step 'run' exited with 1, expected 0\n  $ echo some output; exit 1    # exit 1\n  | some output\n")
     assert "---- ERROR invalid\n" in run.stdout

@@ -370,7 +370,7 @@ def test_rebuild_skips_result_files_with_wrong_field_types(tmp_path, field, valu
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr
     assert "skipped results/a.json: unreadable" in run.stderr
-    assert "1 testcases: 1 passed" in run.stdout
+    assert "1 testcase: 1 passed" in run.stdout
 
 
 def test_tee_stays_linear_and_bounded_on_a_line_without_end():

@@ -70,7 +70,7 @@ def test_summary_of_a_run(mixed):
     ]
     assert "FAIL  bad [EXIT_CODE]: step 'run' exited with 2, expected 0" in lines
     assert not any(" ok" in line and line.startswith("PASS") for line in lines)
-    assert f"5 testcases: 2 passed, 1 failed, 1 skipped, 1 errors in {index['duration']:.2f} s" in lines
+    assert f"5 testcases: 2 passed, 1 failed, 1 skipped, 1 error in {index['duration']:.2f} s" in lines
     assert lines[-1] == f"report index: {out / 'new' / '_index.json'}"
 
 
@@ -342,5 +342,5 @@ def test_a_corrupt_index_is_rebuilt_from_the_results(tmp_path):
     proc = report(out)
     assert proc.returncode == 0
     assert "the index is unreadable" in proc.stderr
-    assert "1 testcases: 1 passed, 0 failed" in proc.stdout
+    assert "1 testcase: 1 passed, 0 failed" in proc.stdout
     assert load_index(out)["results"] == run.index["results"]

@@ -24,7 +24,7 @@ from datetime import datetime
 from urllib.parse import quote
 
 from run_testsuite.jsonio import INDEX_FILE, read_index, read_result
-from run_testsuite.results import Status
+from run_testsuite.results import Status, describe_exit
 
 TYPE_CHECKING = False  # not typing's: this module is imported while tests run
 if TYPE_CHECKING:  # pragma: no cover
@@ -146,6 +146,7 @@ def details(result: ResultData) -> dict:
                 c.get("exit_code"),
                 c.get("duration", 0.0),
                 bool(c.get("timed_out")),
+                describe_exit(c.get("exit_code"), bool(c.get("timed_out")), c.get("timeout")),
             ]
             for c in result.get("commands", [])
         ],

@@ -40,7 +40,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from run_testsuite.jsonio import read_result
-from run_testsuite.results import Status
+from run_testsuite.results import Status, describe_exit
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
 if TYPE_CHECKING:  # pragma: no cover
@@ -211,7 +211,8 @@ def _details(result: dict, evidence: str) -> str:
     for command in result.get("commands") or []:
         cmd = command.get("cmd", "")
         cmd = cmd if isinstance(cmd, str) else " ".join(map(str, cmd))
-        parts.append(f"$ {cmd}    # exit {command.get('exit_code')}")
+        ended = describe_exit(command.get("exit_code"), bool(command.get("timed_out")), command.get("timeout"))
+        parts.append(f"$ {cmd}    # {ended}")
     if evidence:
         parts.append(evidence.rstrip("\n"))
     return "\n".join(parts) + "\n" if parts else ""

@@ -7,7 +7,8 @@ import os
 import sys
 from collections.abc import Callable
 
-from run_testsuite.results import Result, Status
+from run_testsuite.plan import SETUP_PREFIX
+from run_testsuite.results import Reason, Result, Status, describe_exit
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,12 +28,23 @@ WORDS = {
     Status.XFAIL: "xfailed",
     Status.XPASS: "xpassed",
     Status.SKIP: "skipped",
-    Status.ERROR: "errors",
+    Status.ERROR: "error",  # the one noun: "1 error", "2 errors"
 }
+# SKIPs that say nothing of the testcase but that the run stopped before it:
+# one line for them all (a -x on 10,000 testcases is not 9,999 lines).
+NOT_RUN = (Reason.MAX_FAILURES, Reason.INTERRUPTED)
 # Lines of output shown under a failure that has no diff.
 TAIL_LINES = 30
 # How many failures get their details printed at the end.
 DETAILS_MAX = 50
+
+
+def counted(testcases: int, noun: str = "testcase", setups: int = 0) -> str:
+    """``1 testcase``, ``20 testcases, 2 set-ups``: set-ups apart."""
+    text = f"{testcases} {noun}{'' if testcases == 1 else 's'}"
+    if setups:
+        text += f", {setups} set-up{'' if setups == 1 else 's'}"
+    return text
 
 
 def use_colour(stream: TextIO) -> bool:
@@ -52,12 +64,20 @@ class TextReport:
         self.colour = use_colour(stream)
         self.notable: list[Result] = []
         self.cached = 0
+        self.setups = 0
+        # Message -> [testcases, set-ups] not run for it (NOT_RUN).
+        self.not_run: dict[str, list[int]] = {}
 
     def paint(self, status: Status, text: str) -> str:
         return f"\033[{COLOURS[status]}m{text}\033[0m" if self.colour else text
 
     def result(self, result: Result) -> None:
         self.cached += bool(result.cached)
+        is_setup = result.name.startswith(SETUP_PREFIX)
+        self.setups += is_setup
+        if result.status is Status.SKIP and result.reason in NOT_RUN:
+            self.not_run.setdefault(result.message.removeprefix("not run: "), [0, 0])[is_setup] += 1
+            return
         flaky = result.status is Status.PASS and result.attempts > 1
         if result.status is Status.PASS and not self.verbose and not flaky:
             return
@@ -76,9 +96,11 @@ class TextReport:
         self.stream.flush()
 
     def summary(self, counts: dict[str, int], wall: float, output_dir: str, changes: str | None = None) -> None:
-        """Details of failures, the counts, and ``changes``: what changed
-        since each testcase's latest earlier verdict."""
+        """The testcases not run, details of failures, the counts, and
+        ``changes``: what changed since each testcase's latest earlier
+        verdict."""
         write = self.stream.write
+        self.write_not_run()
         shown_tracebacks: dict[str, str] = {}
         for result in [] if self.quiet else self.notable[:DETAILS_MAX]:
             write("\n" + self.paint(result.status, f"---- {result.status.value} {result.name}") + "\n")
@@ -87,7 +109,8 @@ class TextReport:
             if result.commands:
                 for command in result.commands:
                     cmd = command.cmd if isinstance(command.cmd, str) else " ".join(command.cmd)
-                    write(f"  $ {cmd}    # exit {command.exit_code}\n")
+                    ended = describe_exit(command.exit_code, command.timed_out, command.timeout)
+                    write(f"  $ {cmd}    # {ended}\n")
             if result.diff:
                 write(self._diff(result.diff))
             elif result.traceback:
@@ -103,19 +126,32 @@ class TextReport:
                     write(f"  | {line}\n")
         if len(self.notable) > DETAILS_MAX and not self.quiet:
             write(f"\n[{len(self.notable) - DETAILS_MAX} more failures: see {output_dir}]\n")
-        parts = []
-        for status in Status:
-            count = counts.get(status.value, 0)
-            if count or status in (Status.PASS, Status.FAIL):
-                text = f"{count} {WORDS[status]}"
-                parts.append(self.paint(status, text) if count else text)
-        total = sum(counts.values())
-        cached = f" ({self.cached} from cache)" if self.cached else ""
-        write(f"\n{total} testcases: {', '.join(parts)}{cached} in {wall:.2f} s\n")
+        write("\n" + self.counts_line(counts, self.setups, wall, self.cached) + "\n")
         if changes:
             write(changes + "\n")
         write(f"report index: {os.path.join(output_dir, 'new', '_index.json')}\n")
         self.stream.flush()
+
+    def write_not_run(self) -> None:
+        """One line per reason the run stopped before testcases (NOT_RUN)."""
+        if self.quiet:
+            return
+        for why, (testcases, setups) in self.not_run.items():
+            what = counted(testcases, "testcase", setups)
+            self.stream.write(f"{self.paint(Status.SKIP, 'SKIP ')} {what} not run: {why}\n")
+        self.not_run.clear()
+
+    def counts_line(self, counts: dict[str, int], setups: int, wall: float, cached: int = 0) -> str:
+        """``20 testcases, 2 set-ups: 21 passed, 1 failed in 0.61 s``."""
+        parts = []
+        for status in Status:
+            count = counts.get(status.value, 0)
+            if count or status in (Status.PASS, Status.FAIL):
+                text = f"{count} {WORDS[status]}{'s' if status is Status.ERROR and count != 1 else ''}"
+                parts.append(self.paint(status, text) if count else text)
+        from_cache = f" ({cached} from cache)" if cached else ""
+        what = counted(sum(counts.values()) - setups, "testcase", setups)
+        return f"{what}: {', '.join(parts)}{from_cache} in {wall:.2f} s"
 
     def _diff(self, diff: str) -> str:
         if not self.colour:

@@ -261,7 +261,7 @@
         var tr = el("tr");
         tr.appendChild(el("td", null, c[0]));
         tr.appendChild(el("td", "cmd", c[1]));
-        var exit = c[4] ? "timed out" : c[2] === null ? "–" : String(c[2]);
+        var exit = c[5] || (c[4] ? "timed out" : c[2] === null ? "–" : String(c[2]));
         tr.appendChild(el("td", "exit" + (c[4] || (c[2] !== 0 && c[2] !== null) ? " bad" : ""), exit));
         tr.appendChild(el("td", "d", seconds(c[3])));
         table.appendChild(tr);
