@@ -24,8 +24,8 @@ from typing import TextIO
 
 from run_testsuite.jsonio import INDEX_FILE, checked_index, read_json, write_atomic
 from run_testsuite.outputs import running_in
-from run_testsuite.rebuild import rebuild_index
 from run_testsuite.plan import SETUP_PREFIX
+from run_testsuite.rebuild import rebuild_index
 from run_testsuite.reports.text import TextReport
 from run_testsuite.results import Reason, Result, Status
 
