@@ -125,6 +125,10 @@ def _run_facts(index: Index) -> dict:
     }
 
 
+def _seconds(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 def details(result: ResultData) -> dict:
     """What the page shows of a result beyond its index entry, long texts
     cut to what is worth embedding: small enough to keep for every result
@@ -146,7 +150,7 @@ def details(result: ResultData) -> dict:
                 c.get("exit_code"),
                 c.get("duration", 0.0),
                 bool(c.get("timed_out")),
-                describe_exit(c.get("exit_code"), bool(c.get("timed_out")), c.get("timeout")),
+                describe_exit(c.get("exit_code"), bool(c.get("timed_out")), _seconds(c.get("timeout"))),
             ]
             for c in result.get("commands", [])
         ],
