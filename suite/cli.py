@@ -2,7 +2,7 @@
 
 It turns arguments into a plan and ``RunOptions``, hands them to a
 ``RunSession`` (``session``), and the outcome into an exit status. The
-subcommands (``report``, ``validate``, ``new``) are modules of their own.
+subcommands (``report``, ``validate``, ``new``, ``schema``) are modules of their own.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ SUBCOMMANDS = {
     "report": "run_testsuite.report_cmd",
     "validate": "run_testsuite.validate_cmd",
     "new": "run_testsuite.new_cmd",
+    "schema": "run_testsuite.schema_cmd",
 }
 
 
@@ -78,6 +79,10 @@ def _main(argv: list[str] | None) -> int:
         return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     # Intermixed: names may follow options (`ROOT -j 4 NAME`).
     p = parser()
+    if not argv:  # argparse would call the optional NAMES required too
+        p.print_usage(sys.stderr)
+        print("run-testsuite: error: the suite directory ROOT is missing (see run-testsuite --help)", file=sys.stderr)
+        return EXIT_USAGE
     args = p.parse_intermixed_args(argv)
     if args.dask and args.no_multiprocessing:
         p.error("--dask and --no-multiprocessing exclude each other")

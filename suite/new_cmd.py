@@ -1,4 +1,4 @@
-"""``run-testsuite new PATH``: scaffold a testcase directory."""
+"""run-testsuite new PATH: scaffold a testcase directory."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from run_testsuite import schemas
+from run_testsuite.schema_cmd import SCHEMA_DIR, suite_root_of, write_schemas
 
 TEMPLATES = {
     "shell": "description: {description}\ncmd: {cmd}\n",
@@ -22,26 +22,44 @@ TEMPLATES = {
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog="run-testsuite new", description="Create a testcase directory with a test.yaml."
+        prog="run-testsuite new",
+        description="Create a testcase directory with a test.yaml (and, with --driver diff, an empty test.out)."
+        " The test.yaml references the suite's copy of the schema (ROOT/.schemas/, written by"
+        " `run-testsuite schema` or here when missing), so an editor completes its keys in any checkout.",
     )
     parser.add_argument("path", help="the testcase directory to create")
-    parser.add_argument("--driver", default="shell", help="shell (default), diff, or a suite's own driver")
+    parser.add_argument(
+        "--driver", default="shell", help="shell (default), diff, or a driver of the suite's suite.yaml or installed"
+    )
     parser.add_argument("--cmd", default="echo hello", help="the command (default: echo hello)")
-    parser.add_argument("--description", default="TODO: what this testcase checks")
+    parser.add_argument(
+        "--description",
+        default="TODO: what this testcase checks",
+        help="what the testcase checks, shown in reports (default: a TODO)",
+    )
     args = parser.parse_args(argv)
     spec_path = os.path.join(args.path, "test.yaml")
     if os.path.exists(spec_path):
         print(f"run-testsuite: error: {spec_path} already exists", file=sys.stderr)
         return 2
+    root = suite_root_of(args.path)
+    problem = _unknown_driver(args.driver, root)
+    if problem:
+        print(f"run-testsuite new: error: {problem}", file=sys.stderr)
+        return 2
+    created = []
+    schema = os.path.join(root, SCHEMA_DIR, "testcase.schema.json")
+    if not os.path.exists(schema):
+        created += write_schemas(root)
     os.makedirs(args.path, exist_ok=True)
     template = TEMPLATES.get(args.driver, "description: {description}\ndriver: {driver}\ncmd: {cmd}\n")
-    schema = os.path.relpath(schemas.path("testcase"), os.path.abspath(args.path))
+    reference = os.path.relpath(schema, os.path.abspath(args.path))
     body = template.format(description=_quote(args.description), cmd=_quote(args.cmd), driver=args.driver)
     with open(spec_path, "w", encoding="utf-8") as handle:
         # The comment lets an editor with the YAML language server complete
         # and document every key.
-        handle.write(f"# yaml-language-server: $schema={schema}\n{body}")
-    created = [spec_path]
+        handle.write(f"# yaml-language-server: $schema={reference}\n{body}")
+    created.append(spec_path)
     if args.driver == "diff":
         baseline = os.path.join(args.path, "test.out")
         open(baseline, "a").close()
@@ -49,6 +67,25 @@ def main(argv: list[str]) -> int:
     for path in created:
         print(f"created {path}")
     return 0
+
+
+def _unknown_driver(name: str, root: str) -> str | None:
+    """Why ``name`` names no driver the suite at ``root`` can use, or None."""
+    from run_testsuite.drivers.registry import BUILTIN, DriverLoadError, DriverNotFound, resolve
+    from run_testsuite.spec import SpecError
+    from run_testsuite.suite_config import load_suite_config
+
+    if name in BUILTIN:
+        return None
+    try:
+        suite = load_suite_config(root)
+    except SpecError as exc:
+        return f"cannot read the suite's configuration:\n{exc.render()}"
+    try:
+        resolve(name, suite.drivers, suite.root)
+    except (DriverNotFound, DriverLoadError) as exc:
+        return str(exc)
+    return None
 
 
 def _quote(text: str) -> str:

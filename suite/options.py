@@ -7,11 +7,36 @@ import argparse
 from run_testsuite import __version__
 from run_testsuite.fragment import MAX_TIMEOUT
 
+USAGE = """run-testsuite ROOT [NAMES ...] [options]
+       run-testsuite report [OUTPUT] [--compare OLD NEW] [--html F] [--junit-xml F]
+       run-testsuite validate ROOT
+       run-testsuite new PATH [--driver NAME] [--cmd CMD]
+       run-testsuite schema [DIR]"""
+
+EPILOG = """subcommands (each has --help):
+  report    summarise, re-render or compare the results in an output directory
+  validate  check every spec of a suite without running anything
+  new       make a testcase directory with a test.yaml
+  schema    write the JSON Schemas of test.yaml and suite.yaml into a suite,
+            for editors; `new` references them
+
+exit status:
+  0    nothing FAILed or ERRORed (also: --list, --failed with nothing to do)
+  1    some testcase FAILed or ERRORed
+  2    bad usage: an unknown option, a suite that does not exist, an invalid
+       suite.yaml, an output that cannot be written, no bubblewrap for --sandbox
+  3    some result or index file could not be written
+  5    the selection holds no testcase
+  128+N  interrupted by signal N (130: Ctrl-C)"""
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="run-testsuite",
+        usage=USAGE,
         description="Run a declarative testsuite: every directory holding a test.yaml is a testcase.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("root", help="the suite directory (holding testcases and an optional suite.yaml)")
     p.add_argument(
@@ -127,8 +152,9 @@ def _output(group: argparse._ArgumentGroup) -> None:
         default="passed",
         help="which work directories to remove: those of testcases that PASSed, as they pass (default); all of them; none",
     )
-    group.add_argument("-v", "--verbose", action="store_true", help="print every result, passing ones too")
-    group.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    loudness = group.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", action="store_true", help="print every result, passing ones too")
+    loudness.add_argument("-q", "--quiet", action="store_true", help="print only the summary (not with -v)")
     group.add_argument(
         "--tee",
         action="store_true",

@@ -18,7 +18,12 @@ from run_testsuite.results import Reason, Status
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="run-testsuite validate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="run-testsuite validate",
+        description="Check every spec of a suite without running anything: schema, drivers and their options,"
+        " baselines, dependencies and cycles, set-ups, resources and control conditions. Each problem is"
+        " printed as file:line:col: message; the exit status is 1 if there is any.",
+    )
     parser.add_argument("root", help="the suite directory")
     args = parser.parse_args(argv)
     from run_testsuite.loader import build_plan

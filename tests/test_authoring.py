@@ -186,11 +186,61 @@ def test_new_scaffolds_a_testcase_that_validates_and_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr
     spec = (root / "greeting" / "test.yaml").read_text()
     assert spec.startswith("# yaml-language-server: $schema=")
+    # A reference into the suite's own copy (made now), relative: it works
+    # wherever the suite is checked out, not only on this machine.
     schema_ref = spec.splitlines()[0].split("=", 1)[1]
-    assert (root / "greeting" / schema_ref).resolve() == (REPO / "schemas" / "testcase.schema.json").resolve()
+    assert schema_ref == "../.schemas/testcase.schema.json"
+    copy = root / ".schemas" / "testcase.schema.json"
+    assert copy.read_text() == (REPO / "schemas" / "testcase.schema.json").read_text()
+    moved = tmp_path / "elsewhere"
+    root.rename(moved)
+    assert (moved / "greeting" / schema_ref).is_file()
+    moved.rename(root)
     assert (root / "greeting" / "test.out").read_text() == ""
     assert cli("validate", root).returncode == 0
     run = run_cli(root, tmp_path / "out", "--rewrite")
     assert (root / "greeting" / "test.out").read_text() == "hi: there\n"
     assert run_cli(root, tmp_path / "out2").returncode == 0
     assert cli("new", root / "greeting").returncode == 2  # never overwrites
+
+
+def test_new_refuses_an_unknown_driver_and_finds_the_suites_own(tmp_path):
+    root = write_suite(tmp_path / "s", {
+        "suite.yaml": "drivers:\n  mine: drivers_here/mine.py:Mine\n",
+        "drivers_here/mine.py": "from run_testsuite.api import Driver\nclass Mine(Driver):\n    pass\n",
+    })
+    proc = cli("new", root / "sub" / "t", "--driver", "nosuch")
+    assert proc.returncode == 2 and "unknown driver 'nosuch'" in proc.stderr and "mine" in proc.stderr
+    assert not (root / "sub").exists()
+    proc = cli("new", root / "sub" / "t", "--driver", "mine")
+    assert proc.returncode == 0, proc.stderr
+    spec = (root / "sub" / "t" / "test.yaml").read_text()
+    assert "driver: mine" in spec and spec.startswith("# yaml-language-server: $schema=../../.schemas/")
+
+
+def test_schema_writes_the_schemas_into_the_suite(tmp_path):
+    root = write_suite(tmp_path / "s", {"t/test.yaml": "cmd: 'true'\n"})
+    proc = cli("schema", root)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("testcase", "suite"):
+        assert (root / ".schemas" / f"{name}.schema.json").read_text() == (
+            REPO / "schemas" / f"{name}.schema.json"
+        ).read_text()
+    # Hidden: neither a testcase nor part of a key, and the suite still runs.
+    run = run_cli(root, tmp_path / "out")
+    assert statuses(run.index) == {"t": ("PASS", None)}
+
+
+def test_help_names_subcommands_and_exit_statuses_and_usage_errors(tmp_path):
+    shown = cli("--help")
+    assert shown.returncode == 0
+    for word in ("report", "validate", "new", "schema", "exit status", "128+N"):
+        assert word in shown.stdout, word
+    assert "``" not in cli("validate", "--help").stdout
+    new_help = cli("new", "--help").stdout
+    for option, said in (("--driver", "a driver of the suite"), ("--cmd", "the command"), ("--description", "shown in reports")):
+        assert option in new_help and said in new_help, option
+    bare = cli()
+    assert bare.returncode == 2 and "ROOT is missing" in bare.stderr and "names" not in bare.stderr
+    both = cli(tmp_path, "-v", "-q")
+    assert both.returncode == 2 and "not allowed with" in both.stderr
