@@ -12,7 +12,7 @@ fragment is not the one that runs it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from run_testsuite.fragment import Command, Fragment
 from run_testsuite.results import CommandRecord, Outcome, Reason, Status
@@ -38,6 +38,15 @@ class Testcase:
     env: dict[str, str]
     timeout: float
     suite_root: str
+    # The suite parameters (suite.yaml `params`, -D) and this variant's
+    # matrix values, by name: what `${name}` in a spec value may expand to.
+    params: dict[str, str] = field(default_factory=dict)
+    # The run was asked to --rewrite baselines: a missing one is made, not an error.
+    rewrite: bool = False
+
+    def values(self) -> dict[str, str]:
+        """Parameters and matrix values (a matrix value wins), as strings."""
+        return {**self.params, **{key: str(value) for key, value in self.spec.get("variant", {}).items()}}
 
     def error(self, message: str, at: list | None = None) -> NoReturn:
         """Reject the spec with a message located at key path ``at``."""

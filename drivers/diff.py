@@ -20,8 +20,10 @@ The final fragment carries the settings in ``fragment.data``:
 from __future__ import annotations
 
 import difflib
+import glob
 import os
 import re
+import shlex
 from collections.abc import Callable, Iterable
 
 from run_testsuite.drivers.base import Driver, Testcase
@@ -46,7 +48,7 @@ class DiffDriver(Driver):
 
     def fragments(self, test: Testcase) -> list[Fragment]:
         fragments = super().fragments(test)
-        baseline_name = test.spec.get("baseline", "test.out")
+        baseline_name = baseline_of(test)
         baseline = os.path.normpath(os.path.join(test.source_dir, baseline_name))
         # Lexical, not resolved: a testcase reached through a symlinked
         # directory is inside the suite, while '../../etc/passwd' is not.
@@ -57,16 +59,22 @@ class DiffDriver(Driver):
             test.error(
                 f"baseline '{baseline_name}' is a link out of the suite directory (to {linked_out})", ["baseline"]
             )
-        if not os.path.isfile(baseline):
-            test.error(f"baseline '{baseline_name}' does not exist (expected {baseline})", ["baseline"])
-        if not os.access(baseline, os.R_OK):
-            test.error(f"baseline '{baseline_name}' is not readable", ["baseline"])
         data = fragments[-1].data
+        if not os.path.lexists(baseline) and test.rewrite:
+            data["missing"] = baseline_name  # the run fails on it, and --rewrite makes it
+        elif not os.path.isfile(baseline):
+            test.error(
+                f"baseline '{baseline_name}'{_for_variant(test)} does not exist (expected {baseline});"
+                f" `run-testsuite ROOT {shlex.quote(test.name)} --rewrite` creates it from a run",
+                ["baseline"],
+            )
+        elif not os.access(baseline, os.R_OK):
+            test.error(f"baseline '{baseline_name}' is not readable", ["baseline"])
         data["baseline"] = baseline
         data["inside"] = (test.suite_root, test.source_dir)  # where --rewrite may write
         data["refine"] = settings(test)
         data["baseline_mode"] = test.spec.get("baseline_mode", "exact")
-        if data["baseline_mode"] == "regex":
+        if data["baseline_mode"] == "regex" and "missing" not in data:
             try:  # a bad pattern is the spec's error, found before anything runs
                 baseline_patterns(baseline, data["refine"]["line_endings"])
             except BaselineError as exc:
@@ -79,8 +87,18 @@ class DiffDriver(Driver):
         return fragments
 
     def private_files(self, test: Testcase) -> list[str]:
-        # Commands never see their own expected output.
-        return [*super().private_files(test), test.spec.get("baseline", "test.out")]
+        # Commands never see their own expected output, nor that of the
+        # testcase's other variants (``expected-${opt}.out``: every file
+        # that pattern can name).
+        own = [*super().private_files(test), baseline_of(test)]
+        pattern = test.spec.get("baseline", "test.out")
+        if "$" in pattern:
+            wildcard = glob.escape(_VALUE.sub("\0", pattern)).replace("\0", "*")
+            own += [
+                os.path.relpath(path, test.source_dir)
+                for path in glob.glob(os.path.join(glob.escape(test.source_dir), wildcard))
+            ]
+        return own
 
     def check(self, fragment: Fragment, ctx) -> Outcome:
         if not fragment.final:
@@ -88,6 +106,8 @@ class DiffDriver(Driver):
         data = fragment.data
         refiner = Refiner(data.get("refine", {}), fragment.work_dir, fragment.source_dir)
         compare_as = compare_regex if data.get("baseline_mode") == "regex" else compare
+        if data.get("missing"):
+            return _no_baseline_yet(data, ctx.output_sources(), refiner)
         try:
             outcome, actual = compare_as(data["baseline"], ctx.output_sources(), refiner)
         except BaselineError as exc:  # the baseline changed since the run was planned
@@ -107,6 +127,48 @@ class DiffDriver(Driver):
         if linked_out:
             raise ValueError(f"{baseline} is a link out of the suite (to {linked_out}): not written through")
         return baseline if rewrite_baseline(actual, baseline) else None
+
+
+def baseline_of(test: Testcase) -> str:
+    """The baseline's file name: ``baseline`` (default test.out) with
+    ``${name}`` replaced by the variant's matrix value or the suite
+    parameter of that name, so each variant may keep its own."""
+    name = test.spec.get("baseline", "test.out")
+    if "$" not in name:
+        return name
+    values = test.values()
+
+    def value(match: re.Match) -> str:
+        key = match.group(1) or match.group(2)
+        if key not in values:
+            known = ", ".join(sorted(values)) or "none"
+            test.error(f"baseline '{name}': no matrix value or parameter '{key}' (known: {known})", ["baseline"])
+        return values[key]
+
+    return _VALUE.sub(value, name)
+
+
+_VALUE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _for_variant(test: Testcase) -> str:
+    """`` (from 'expected-${opt}.out', for opt=O2)`` when it was expanded."""
+    spec_name = test.spec.get("baseline", "test.out")
+    if "$" not in spec_name:
+        return ""
+    variant = ", ".join(f"{k}={v}" for k, v in test.spec.get("variant", {}).items())
+    return f" (from '{spec_name}'{', for ' + variant if variant else ''})"
+
+
+def _no_baseline_yet(data: dict, sources: list[str | bytes], refiner: Refiner) -> Outcome:
+    """--rewrite and no baseline: the refined output is what it will hold."""
+    actual = data.get("actual_path")
+    if actual:
+        if refiner.needs_memory:
+            write_blocks(actual, [refiner.apply(b"".join(_blocks(sources)))])
+        else:
+            write_blocks(actual, refiner.stream(_blocks(sources)))
+    return Outcome(Status.FAIL, Reason.DIFF, f"baseline '{data['missing']}' does not exist yet: --rewrite creates it")
 
 
 def rewrite_baseline(actual_path: str, baseline_path: str) -> bool:

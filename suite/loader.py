@@ -360,6 +360,8 @@ class _Builder:
             env=env,
             timeout=float(merged.get("timeout", self.timeout)),
             suite_root=self.suite.root,
+            params=dict(self.params),
+            rewrite=self.selection.rewrite,
         )
 
     def _control(self, planned: Planned, merged: dict, matrix: dict) -> bool:

@@ -51,6 +51,7 @@ class Selection:
     repeat: int = 1  # --repeat
     params: dict[str, str] = field(default_factory=dict)  # -D name=value
     sandbox: bool = False  # --sandbox: what `sandbox:` is where a spec does not say
+    rewrite: bool = False  # --rewrite: a missing baseline is made, not an error
 
 
 def keeper(selection: Selection, history: HistoryView | None) -> Callable[[str, list[str]], bool]:

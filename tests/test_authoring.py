@@ -244,3 +244,44 @@ def test_help_names_subcommands_and_exit_statuses_and_usage_errors(tmp_path):
     assert bare.returncode == 2 and "ROOT is missing" in bare.stderr and "names" not in bare.stderr
     both = cli(tmp_path, "-v", "-q")
     assert both.returncode == 2 and "not allowed with" in both.stderr
+
+
+def test_rewrite_creates_a_missing_baseline_and_validate_suggests_it(tmp_path):
+    root = write_suite(tmp_path / "s", {"fresh/test.yaml": "driver: diff\ncmd: echo first output\n"})
+    validated = cli("validate", root)
+    assert validated.returncode == 1
+    assert "baseline 'test.out' does not exist" in validated.stdout
+    assert "`run-testsuite ROOT fresh --rewrite` creates it from a run" in validated.stdout
+    run = run_cli(root, tmp_path / "out", "--rewrite")
+    assert statuses(run.index) == {"fresh": ("FAIL", "DIFF")}
+    assert "baseline 'test.out' does not exist yet: --rewrite creates it" in run.stdout
+    assert "--rewrite: 1 baseline changed" in run.stdout
+    assert (root / "fresh" / "test.out").read_text() == "first output\n"
+    assert run_cli(root, tmp_path / "out").returncode == 0
+
+
+def test_a_matrix_testcase_keeps_one_baseline_per_variant(tmp_path):
+    root = write_suite(tmp_path / "s", {
+        "suite.yaml": "params:\n  target: x86\n",
+        "build/test.yaml": (
+            "driver: diff\nmatrix: {opt: [O0, O2]}\nbaseline: 'expected-${opt}-$target.out'\n"
+            "cmd: echo \"built $opt for $PARAM_TARGET\"\n"
+        ),
+        "build/expected-O0-x86.out": "built O0 for x86\n",
+        "build/expected-O2-x86.out": "built O2 for x86\n",
+        "typo/test.yaml": "driver: diff\nbaseline: 'expected-${nosuch}.out'\ncmd: 'true'\n",
+    })
+    run = run_cli(root, tmp_path / "out")
+    found = statuses(run.index)
+    assert found["build[opt=O0]"] == ("PASS", None) and found["build[opt=O2]"] == ("PASS", None), run.stdout
+    assert found["typo"] == ("ERROR", "SPEC")
+    assert "no matrix value or parameter 'nosuch' (known: opt, target)" not in run.stdout  # typo has no matrix
+    assert "no matrix value or parameter 'nosuch' (known: target)" in run.stdout
+    # Another parameter value: its baselines are missing, each named with its variant.
+    other = run_cli(root, tmp_path / "out", "-D", "target=arm", names=["build"])
+    message = load_result(tmp_path / "out", "build[opt=O2]", other.index)["message"]
+    assert "baseline 'expected-O2-arm.out' (from 'expected-${opt}-$target.out', for opt=O2) does not exist" in message
+    # The baselines stay private: commands never see them in their work directory.
+    listing = run_cli(root, tmp_path / "out3", "--cleanup", "none", names=["build"])
+    assert listing.returncode == 0
+    assert not list((tmp_path / "out3" / "new" / "work").glob("*/expected-*"))
