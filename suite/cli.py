@@ -165,6 +165,8 @@ def _prepare(args, argv: list[str], with_dask: bool):
     )
     written = tuple(p for p in (args.junit_xml, args.list_json) if p and p != "-")
     plan = build_plan(args.root, args.names, output_dir, work_dir, args.timeout, history, selection, written)
+    for warning in plan.warnings:
+        print(warning, file=sys.stderr)
     if not (args.list or args.list_json):
         _check_sandbox(plan)
     # Planning made nothing on disk; from here on, the run's outputs are its own.

@@ -105,6 +105,36 @@ def _unknown(kind: str, unknown: Iterable[str], known: Iterable[str], text: str)
     return ExpressionError(", ".join(parts), text)
 
 
+def compared_values(text: str, names: Iterable[str]) -> list[tuple[str, str]]:
+    """Each (name, string) a condition compares one of ``names`` with
+    (``os == 'linux'``, ``arch in ('x86', 'arm')``), for checks of values a
+    name can never take. A condition that does not parse compares nothing
+    (compiling it says why)."""
+    wanted = frozenset(names)
+    try:
+        tree = ast.parse(text.replace("\n", " ").strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        for left, right in zip(operands, operands[1:]):
+            for name_side, value_side in ((left, right), (right, left)):
+                if isinstance(name_side, ast.Name) and name_side.id in wanted:
+                    found += [(name_side.id, value) for value in _strings(value_side)]
+    return found
+
+
+def _strings(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+    return []
+
+
 # -- compiling -----------------------------------------------------------------
 Scope = Mapping[str, Any]
 Evaluator = Callable[[Scope], Any]

@@ -31,17 +31,18 @@ namespaces. Environment values are strings: compare ``env.JOBS == '4'``, not
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
 import platform as _platform
 import shutil
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from run_testsuite.conditions import ExpressionError, Namespace, compile_condition
+from run_testsuite.conditions import ExpressionError, Namespace, compared_values, compile_condition
 
 HOST_FACTS = ("os", "arch", "platform", "cpus", "python", "hostname")
 
@@ -133,6 +134,41 @@ class Programs(Mapping):
 @functools.lru_cache(maxsize=256)
 def _which(name: str, path: str) -> str | None:
     return shutil.which(name, path=path) if os.sep not in name else None
+
+
+# -- values a name never takes ---------------------------------------------------
+def never_true(text: str, shadowed: Iterable[str] = ()) -> list[str]:
+    """Why comparisons in ``text`` can never hold: ``os == 'Linux'`` (e3's
+    names are lower case), ``arch == 'amd64'``. One message each; empty when
+    all is well. Names in ``shadowed`` (a parameter or matrix key called
+    ``os``) are not the host's, and are not checked."""
+    known = _known_values()
+    problems = []
+    for name, value in compared_values(text, set(known) - set(shadowed)):
+        values = known[name]
+        if value in values:
+            continue
+        if value.lower() in values:
+            hint = f"; did you mean '{value.lower()}'? (e3's names are lower case)"
+        else:
+            close = difflib.get_close_matches(value, sorted(values), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+        problems.append(f"{name} is never '{value}' (it is one of {', '.join(sorted(values))}){hint}")
+    return problems
+
+
+@functools.cache
+def _known_values() -> dict[str, frozenset[str]]:
+    """The values ``os`` and ``arch`` can take: e3's knowledge base, and
+    this host's own in case e3 does not list it."""
+    from e3.platform_db import get_knowledge_base
+
+    base = get_knowledge_base()
+    facts = host_facts()
+    return {
+        "os": frozenset(base.os_info) | {facts["os"]},
+        "arch": frozenset(base.cpu_info) | {facts["arch"]},
+    }
 
 
 # -- decisions -------------------------------------------------------------------

@@ -115,6 +115,7 @@ def build_plan(
         cache,
         maker.hashes,
         maker,
+        builder.warnings,
     )
 
 
@@ -145,6 +146,8 @@ class _Builder:
         self.cache = cache
         self.raw_specs: dict[str, dict | specs.SpecError] = {}
         self.too_many: dict[str, str] = {}  # spec file -> why its matrix is not expanded
+        self.warnings: list[str] = []  # said before the run; nothing wrong enough to stop it
+        self.checked_entries: set[tuple[str, int, str]] = set()
         # Set-ups' file names are reserved first, so testcases can be told
         # where each set-up's directory will be before it is planned.
         self.setup_safe = {name: self._safe(SETUP_PREFIX + name) for name in suite.setup}
@@ -372,6 +375,7 @@ class _Builder:
             return False
         from run_testsuite.control import ExpressionError, condition_names, decide
 
+        self._check_values(planned.spec_file, entries, [*self.params, *matrix])
         names = condition_names(planned.tags, os.environ, self.params, matrix)
         try:
             decision = decide(entries, names)
@@ -388,6 +392,22 @@ class _Builder:
         if decision.action == "xfail":
             planned.xfail = decision.reason or decision.expression
         return False
+
+    def _check_values(self, spec_file: str, entries: list, shadowed: list[str]) -> None:
+        """Warn, once per entry, of a comparison that can never hold
+        (``os == 'Linux'``): silently false, it would hide a skip."""
+        from run_testsuite.control import never_true
+
+        for number, entry in enumerate(entries):
+            for kind in ("skip", "xfail"):
+                if not isinstance(entry, dict) or not isinstance(entry.get(kind), str):
+                    continue
+                if (spec_file, number, kind) in self.checked_entries:
+                    continue
+                self.checked_entries.add((spec_file, number, kind))
+                for problem in never_true(entry[kind], shadowed):
+                    line, col = specs.key_position(spec_file, ["control", number, kind])
+                    self.warnings.append(f"{spec_file}:{line}:{col}: warning: control: {problem}")
 
     def add_setups(self, index: dict[str, int], maker: KeyMaker) -> None:
         """Plan each set-up that a testcase still to run needs, transitively."""

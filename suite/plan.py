@@ -99,6 +99,7 @@ class Plan:
     spec_cache: SpecCache | None = None  # saved by a run, not by --list
     file_hashes: FileHashes | None = None  # likewise
     keys: KeyMaker | None = None  # the shared files' manifest, for history and --explain
+    warnings: list[str] = field(default_factory=list)  # file:line:col: what may be wrong
 
 
 def setup_env_name(name: str) -> str:

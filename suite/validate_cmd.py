@@ -49,6 +49,8 @@ def main(argv: list[str]) -> int:
             problems.extend(_check_conditions(planned.spec_file, planned.spec.get("control", [])))
     for line in dict.fromkeys(problems):  # each once, in order
         print(line)
+    for line in plan.warnings:  # said, but not problems: the exit status stays
+        print(line)
     checked = sum(1 for p in plan.testcases if p.kind == "testcase")
     if problems:
         print(

@@ -285,3 +285,17 @@ def test_a_matrix_testcase_keeps_one_baseline_per_variant(tmp_path):
     listing = run_cli(root, tmp_path / "out3", "--cleanup", "none", names=["build"])
     assert listing.returncode == 0
     assert not list((tmp_path / "out3" / "new" / "work").glob("*/expected-*"))
+
+
+def test_a_condition_that_can_never_hold_is_warned_of_in_validate_and_the_run(tmp_path):
+    root = write_suite(tmp_path / "s", {
+        "t/test.yaml": "control:\n  - skip: os == 'Linux'\n    reason: not there\ncmd: 'true'\n",
+        "m/test.yaml": "matrix: {os: [Linux]}\ncontrol:\n  - skip: os == 'Linux'\ncmd: 'true'\n",
+    })
+    warning = f"{root}/t/test.yaml:2:11: warning: control: os is never 'Linux'"
+    validated = cli("validate", root)
+    assert validated.returncode == 0 and warning in validated.stdout, validated.stdout
+    assert "m/test.yaml" not in validated.stdout  # a matrix key named os is the variant's
+    run = run_cli(root, tmp_path / "out", "-j", "1")
+    assert run.stderr.count(warning) == 1, run.stderr
+    assert statuses(run.index) == {"t": ("PASS", None), "m[os=Linux]": ("SKIP", "CONTROL")}
