@@ -37,6 +37,7 @@ from __future__ import annotations
 import ast
 import difflib
 import functools
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -120,7 +121,7 @@ def compared_values(text: str, names: Iterable[str]) -> list[tuple[str, str]]:
         if not isinstance(node, ast.Compare):
             continue
         operands = [node.left, *node.comparators]
-        for left, right in zip(operands, operands[1:]):
+        for left, right in itertools.pairwise(operands):
             for name_side, value_side in ((left, right), (right, left)):
                 if isinstance(name_side, ast.Name) and name_side.id in wanted:
                     found += [(name_side.id, value) for value in _strings(value_side)]
