@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -175,6 +176,28 @@ def test_list_prints_the_selection_and_runs_nothing(paths):
     assert len(lines) == 3
     assert not marker.exists()
     assert not out.exists()
+
+
+def test_list_shows_needs_resources_sandbox_and_expected_failures(paths):
+    root, out = paths
+    write_suite(
+        root,
+        {
+            "suite.yaml": "resources:\n  boards: [b1, b2]\nsetup:\n  prep:\n    cmd: 'true'\n",
+            "flash/test.yaml": "needs: [prep]\nresources: {boards: 2}\ncmd: 'true'\n",
+            "known/test.yaml": "control:\n  - xfail: 'True'\n    reason: bug 12\ncmd: 'false'\n",
+            "closed/test.yaml": "network: false\ncmd: 'true'\n",
+        },
+    )
+    lines = run_cli(root, out, "--list").stdout.splitlines()
+    assert "closed  [shell]  sandbox, no network" in lines
+    assert "flash  [shell]  needs: prep  resources: boards=2" in lines
+    assert "known  [shell]  xfail: bug 12" in lines
+    listing = out.parent / "list.json"
+    run_cli(root, out, "--list-json", listing)
+    entries = {e["name"]: e for e in json.loads(listing.read_text())["testcases"]}
+    assert entries["flash"]["resources"] == {"boards": 2} and entries["flash"]["needs"] == ["prep"]
+    assert entries["known"]["xfail"] == "bug 12" and entries["closed"]["sandbox"] == "sandbox, no network"
 
 
 def test_selection_by_prefix_and_glob(paths):
