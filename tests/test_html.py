@@ -331,6 +331,67 @@ def test_timeline_has_a_lane_per_slot_and_a_bar_per_result_that_ran(page, report
     assert browser.row(page, name).find_element("css selector", ".detail").is_displayed()
 
 
+def test_opening_a_result_names_it_in_the_url_and_a_link_opens_it(page, report):
+    from urllib.parse import quote
+
+    browser.open_result(page, "diff/mismatch")
+    assert page.execute_script("return location.hash") == "#result=diff%2Fmismatch"
+    browser.row(page, "diff/mismatch").find_element("css selector", ".line").click()
+    assert page.execute_script("return location.hash") == ""
+    # A link to a result (its name hostile) opens it when the page loads...
+    page.get("about:blank")
+    page.get(f"{report['path'].as_uri()}#result={quote(IMG_NAME, safe='')}")
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(page, 30).until(lambda d: d.execute_script("return document.body.getAttribute('data-ready') === '1'"))
+    opened = browser.row(page, IMG_NAME)
+    assert opened.find_element("css selector", ".detail").is_displayed()
+    assert page.execute_script("return typeof window.__pwned") == "undefined"
+    # ... even one the filters hide, and a link followed within the page too.
+    browser.row(page, IMG_NAME).find_element("css selector", ".line").click()
+    page.find_element("id", "only-failures").click()
+    settle(page)
+    page.execute_script("location.hash = '#result=' + encodeURIComponent('pass/one')")
+    settle(page)
+    assert browser.row(page, "pass/one").find_element("css selector", ".detail").is_displayed()
+
+
+def test_timeline_names_wide_bars_and_shows_interrupted_testcases(chromium, tmp_path):
+    import signal
+
+    from conftest import start_cli, wait_for
+
+    files = {"long/test.yaml": "cmd: sleep 60\n", "wide/test.yaml": "cmd: sleep 1.5\n"}
+    files.update({f"quick{n}/test.yaml": "cmd: 'true'\n" for n in range(6)})
+    root, out = write_suite(tmp_path / "suite", files), tmp_path / "out"
+    proc = start_cli(root, out, "-j", "2")
+    try:
+        assert wait_for(lambda: (out / "new" / "results" / "wide.json").exists(), 60)
+        time.sleep(0.5)  # long has run for two seconds by now
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    index = json.loads((out / "new" / "_index.json").read_text())
+    assert {e["name"]: e["reason"] for e in index["results"]}["long"] == "INTERRUPTED"
+    browser.page_errors(chromium)
+    browser.open_report(chromium, out / "new" / "report.html")
+    bars = chromium.execute_script(
+        "return Array.from(document.querySelectorAll('#timeline rect.bar')).map(function (b) { return b.getAttribute('class'); })"
+    )
+    assert "bar s-ERROR" in bars and len(bars) == 8  # the interrupted one has its bar
+    names = chromium.execute_script(
+        "return Array.from(document.querySelectorAll('#timeline .tl-name')).map(function (n) {"
+        " var r = n.getBoundingClientRect(); return [n.textContent, r.width, r.height]; })"
+    )
+    assert sorted(name for name, _, _ in names) == ["long", "wide"], names
+    assert all(width >= 48 and height >= 10 for _, width, height in names)
+    browser.screenshot(chromium, tmp_path / "timeline.png")
+    assert browser.page_errors(chromium) == []
+
+
 def test_changes_since_the_previous_run(page):
     def names(key):
         return [a.text for a in page.find_elements("css selector", f'[data-change="{key}"] a.jump')]

@@ -342,7 +342,7 @@ class MultiprocessScheduler:
             if worker.job is not None:
                 number = self.plan.owner[worker.job]
                 worker.interrupt()
-                self.verdicts.stop_running(number, worker.slot, status, reason, message)
+                self.verdicts.stop_running(number, worker.slot, status, reason, message, worker.began)
 
     def kill_now(self) -> None:
         """A second Ctrl-C: no grace. Workers and every process below this

@@ -10,6 +10,7 @@ undecided gets a result, so none is lost.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -168,11 +169,15 @@ class Verdicts:
         if not result.status.ran_ok:
             self._skip_dependents(number, result)
 
-    def stop_running(self, number: int, slot: int, status: Status, reason: Reason, message: str) -> None:
+    def stop_running(
+        self, number: int, slot: int, status: Status, reason: Reason, message: str, began: float | None = None
+    ) -> None:
         """A fragment of testcase ``number`` was stopped while it ran (an
-        interrupt, --fail-fast): that is its last outcome."""
+        interrupt, --fail-fast): that is its last outcome, from ``began``
+        (wall clock) until now."""
         if not self.decided[number]:
-            self.outcomes[number].append(Outcome(status, reason, message, slot=slot))
+            start, duration = (began, max(0.0, time.time() - began)) if began else (0.0, 0.0)
+            self.outcomes[number].append(Outcome(status, reason, message, slot=slot, start=start, duration=duration))
             self.decide(number, self.result(number))
 
     def _count_failure(self, result: Result) -> None:

@@ -59,6 +59,9 @@ class Worker(ABC):
         self.cpus = cpus  # pinned to these CPUs, with its commands
         self.job: int | None = None  # the fragment in flight, if any
         self.deadline: float | None = None
+        # When the fragment in flight began (wall clock), as near as this
+        # process knows: an interrupted one still has its bar in the timeline.
+        self.began: float | None = None
         # The fragment sent ahead, to start when ``job`` ends, and the
         # seconds its deadline will allow.
         self.queued: tuple[int, float] | None = None
@@ -83,6 +86,7 @@ class Worker(ABC):
         if self.job is None:
             self.job = job
             self.deadline = time.monotonic() + seconds
+            self.began = time.time()
         else:
             self.queued = (job, seconds)
             self.withdrawing = False
@@ -135,6 +139,7 @@ class Worker(ABC):
         if self.queued is not None:
             self.job, seconds = self.queued
             self.deadline = time.monotonic() + seconds
+            self.began = time.time()
             self.queued = None
             self.withdrawing = False
         else:

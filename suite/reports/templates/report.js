@@ -261,7 +261,8 @@
         var tr = el("tr");
         tr.appendChild(el("td", null, c[0]));
         tr.appendChild(el("td", "cmd", c[1]));
-        var exit = c[5] || (c[4] ? "timed out" : c[2] === null ? "–" : String(c[2]));
+        // "killed by SIGTERM after the 1 s timeout"; a plain status as a number.
+        var exit = (c[4] || c[2] < 0) && c[5] ? c[5] : c[4] ? "timed out" : c[2] === null ? "–" : String(c[2]);
         tr.appendChild(el("td", "exit" + (c[4] || (c[2] !== 0 && c[2] !== null) ? " bad" : ""), exit));
         tr.appendChild(el("td", "d", seconds(c[3])));
         table.appendChild(tr);
@@ -285,6 +286,27 @@
     if (r.detail) r.detail.hidden = !open;
     res.classList.toggle("open", open);
     line.setAttribute("aria-expanded", String(open));
+    linkTo(open ? r : null, r);
+  }
+
+  /* The URL names the result last opened (#result=NAME), so a failure can
+     be linked to; closing it takes the name away again. replaceState: the
+     back button leaves the report rather than stepping through rows. */
+  var HASH = "#result=";
+  function linkTo(opened, toggled) {
+    var want = opened ? HASH + encodeURIComponent(opened.name) : "";
+    if (!opened && location.hash !== HASH + encodeURIComponent(toggled.name)) return;
+    if (location.hash === want) return;
+    try {
+      history.replaceState(null, "", want || location.pathname + location.search);
+    } catch (err) { /* a file: URL some browsers refuse to rewrite: the page still works */ }
+  }
+
+  function linked() {
+    if (location.hash.indexOf(HASH) !== 0) return null;
+    try {
+      return byName.get(decodeURIComponent(location.hash.slice(HASH.length))) || null;
+    } catch (err) { return null; }
   }
 
   rowsEl.addEventListener("click", function (e) {
@@ -367,6 +389,7 @@
     });
     var minW = W * 0.0015, pad = laneH > 10 ? 2 : 1;
     var frag = document.createDocumentFragment();
+    var named = [];
     ran.forEach(function (r) {
       var k = laneOf.get(r.slot);
       var bar = document.createElementNS(NS, "rect");
@@ -377,6 +400,7 @@
       bar.setAttribute("width", Math.max(minW, r.duration / span * W).toFixed(3));
       bar.setAttribute("height", laneH - 2 * pad);
       frag.appendChild(bar);
+      named.push([r, k]);
     });
     svg.appendChild(frag);
     busyTime(ran, busy);
@@ -407,6 +431,7 @@
     grid.appendChild(labels);
     grid.appendChild(plot);
     body.appendChild(grid);
+    nameBars(plot, svg, named, span, laneH, pad);
 
     var tip = document.getElementById("tip");
     svg.addEventListener("mousemove", function (e) {
@@ -427,6 +452,28 @@
       var i = e.target.getAttribute("data-i");
       if (i !== null) reveal(results[+i]);
     });
+  }
+
+  /* Each bar wide enough to read (NAME_MIN px, in lanes of 14 px or more)
+     carries its testcase's name, cut with an ellipsis where it runs out:
+     HTML over the SVG, which is stretched to the page's width and would
+     stretch text with it. */
+  var NAME_MIN = 48;
+  function nameBars(plot, svg, named, span, laneH, pad) {
+    var width = svg.getBoundingClientRect().width;
+    if (laneH < 14 || !(width > 0)) return;
+    var frag = document.createDocumentFragment();
+    named.forEach(function (pair) {
+      var r = pair[0], k = pair[1];
+      if (r.duration / span * width < NAME_MIN) return;
+      var name = el("span", "tl-name", r.name);
+      name.style.left = (r.t / span * 100) + "%";
+      name.style.width = (r.duration / span * 100) + "%";
+      name.style.top = (k * laneH + pad + 1) + "px";
+      name.style.height = name.style.lineHeight = (laneH - 2 * pad) + "px";
+      frag.appendChild(name);
+    });
+    plot.appendChild(frag);
   }
 
   /* Time each slot spent running something: the union of its bars (a
@@ -461,4 +508,10 @@
   applyFilter();
   buildInChunks();
   drawTimeline();
+  var first = linked();
+  if (first) reveal(first);
+  window.addEventListener("hashchange", function () {
+    var r = linked();
+    if (r) reveal(r);
+  });
 })();
