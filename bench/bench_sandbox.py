@@ -56,11 +56,11 @@ def run_suite(command: list[str], suite: str, out: str, jobs: int, sandbox: bool
     return wall, cpu
 
 
-def spawn_times(argv: list[str], spawns: int) -> list[float]:
+def spawn_times(argv: list[str], spawns: int, keep: tuple[int, ...] = ()) -> list[float]:
     times = []
     for _ in range(spawns):
         start = time.perf_counter()
-        subprocess.run(argv, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(argv, stdout=subprocess.DEVNULL, check=True, pass_fds=keep)
         times.append(time.perf_counter() - start)
     return times
 
@@ -93,11 +93,13 @@ def main() -> int:
         work = os.path.join(scratch, "work")
         os.makedirs(work)
         bare = ["/bin/true"]
-        wrapped = sandbox_for(work, True, {}).wrap(bare, work, dict(os.environ))
+        status_r, status_w = os.pipe()  # bwrap's status goes there, drained
+        wrapped = sandbox_for(work, True).wrap(bare, work, dict(os.environ), status_w)
         spawns: dict[str, list[float]] = {"bare": [], "sandbox": []}
         for _ in range(3):  # alternating blocks, so drift hits both
             spawns["bare"] += spawn_times(bare, args.spawns // 3)
-            spawns["sandbox"] += spawn_times(wrapped, args.spawns // 3)
+            spawns["sandbox"] += spawn_times(wrapped, args.spawns // 3, (status_w,))
+            os.read(status_r, 1 << 20)  # ~150 bytes a start: the pipe never fills in a block
 
     print(f"\nsuite: {args.count} x `echo hello` (diff driver), -j {args.jobs}, medians of {args.repeat}")
     print(f"{'run':<10}{'wall(s)':>10}{'CPU(s)':>10}{'ratio':>8}")

@@ -168,11 +168,32 @@ def _prepare(args, argv: list[str], with_dask: bool):
     for warning in plan.warnings:
         print(warning, file=sys.stderr)
     if not (args.list or args.list_json):
+        _check_places(plan, output_dir, work_dir)
         _check_sandbox(plan)
     # Planning made nothing on disk; from here on, the run's outputs are its own.
     _claim_outputs(args, output_dir, work_dir)
     slot_cpus = {} if with_dask else slot_cpu_sets(args.jobs, args.cpus_per_slot or plan.suite.cpus_per_slot)
     return plan, history, _run_options(args, argv, output_dir, work_dir, slot_cpus)
+
+
+def _check_places(plan, output_dir: str, work_dir: str) -> None:
+    """The output and work directories are the run's own: neither may be
+    the suite, a directory above it, or a testcase's directory (work
+    directories are made, emptied and removed by name: --work-dir at the
+    suite root once removed the testcases themselves)."""
+    from run_testsuite.plan import UsageError
+
+    root = plan.suite.root
+    sources = [p.source_dir for p in plan.testcases if p.source_dir]
+    for what, path in (("output directory", output_dir), ("work directory", work_dir)):
+        for form in dict.fromkeys((os.path.abspath(path), os.path.realpath(path))):
+            inside = form.rstrip(os.sep) + os.sep
+            for kept in (root, os.path.realpath(root), *sources):
+                if kept == form or kept.startswith(inside):
+                    raise UsageError(
+                        f"the {what} {path} holds the suite's own files ({kept}): the run makes and removes"
+                        " directories there; give it a directory of its own"
+                    )
 
 
 def _check_sandbox(plan) -> None:

@@ -23,6 +23,7 @@ from run_testsuite.fragment import MAX_TIMEOUT, Command
 from run_testsuite.processes import children, kill_orphans
 from run_testsuite.results import CommandRecord
 from run_testsuite.runner import STATE
+from run_testsuite.sandbox import STATUS_FD, BwrapStatus, SandboxError, bwrap_failure
 from run_testsuite.workdir import make_spare
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
@@ -67,10 +68,13 @@ def run_command(
     # command's orphans, and are left alone by the sweep below.
     before = frozenset(children()) if STATE.sweep_orphans else frozenset()
     proc: Child
+    status = None if sandbox is None else BwrapStatus()
     try:
-        spawned = argv if sandbox is None else sandbox.wrap(argv, cwd, env)
+        spawned = argv
+        if status is not None and sandbox is not None:
+            spawned = sandbox.wrap(argv, cwd, env, status.child_fd(STATE.sole_runner))
         if STATE.sole_runner:
-            proc = _spawn(spawned, cwd, env)
+            proc = _spawn(spawned, cwd, env, status.write_end if status is not None else None)
         else:
             proc = subprocess.Popen(
                 spawned,
@@ -80,10 +84,22 @@ def run_command(
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                pass_fds=(status.write_end,) if status is not None else (),
             )
     except OSError as exc:
+        if status is not None:
+            status.spawned()
+            status.close()
         capture.write(f"run-testsuite: cannot run {argv[0]!r}: {exc.strerror or exc}\n".encode())
         return CommandRecord(command.step, command.cmd, 127, time.monotonic() - start)
+    except BaseException:
+        if status is not None:
+            status.spawned()
+            status.close()
+        raise
+    if status is not None:
+        status.spawned()
+        proc.sandbox_status = status  # type: ignore[union-attr]  # for kill_group
     STATE.active.add(proc)
     if STATE.watch is not None:
         STATE.watch.started(proc.pid)  # it leads its own group
@@ -107,6 +123,12 @@ def run_command(
             STATE.watch.ended(proc.pid)
         if proc.stdout is not None:
             proc.stdout.close()
+        if status is not None:
+            status.close()
+    if sandbox is not None and not timed_out:
+        failed = bwrap_failure(proc.returncode, capture.data())
+        if failed:
+            raise SandboxError(failed)
     return CommandRecord(command.step, command.cmd, proc.returncode, time.monotonic() - start, timed_out, timeout)
 
 
@@ -146,7 +168,7 @@ _DEFAULT_SIGNALS = tuple(
 )
 
 
-def _spawn(argv: list[str], cwd: str, env: dict) -> _Spawned:
+def _spawn(argv: list[str], cwd: str, env: dict, status_fd: int | None = None) -> _Spawned:
     """Start ``argv`` in ``cwd`` as Popen would in run_command (new session,
     stdin from /dev/null, stdout and stderr into one pipe), by posix_spawn.
 
@@ -170,16 +192,22 @@ def _spawn(argv: list[str], cwd: str, env: dict) -> _Spawned:
     home = os.getcwd()
     os.chdir(cwd)  # back below: drivers may rely on the directory run-testsuite started in
     read_end, write_end = os.pipe()
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_DUP2, write_end, 1),
+        (os.POSIX_SPAWN_DUP2, write_end, 2),
+    ]
+    moved = None
+    if status_fd is not None:  # bwrap's status, as descriptor 3 (sandbox.STATUS_FD)
+        if status_fd == STATUS_FD:  # a dup2 onto itself would keep close-on-exec
+            status_fd = moved = os.dup(status_fd)
+        actions.append((os.POSIX_SPAWN_DUP2, status_fd, STATUS_FD))
     try:
         pid = spawn(
             program,
             argv,
             env,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, write_end, 1),
-                (os.POSIX_SPAWN_DUP2, write_end, 2),
-            ],
+            file_actions=actions,
             setsid=True,
             setsigdef=_DEFAULT_SIGNALS,
         )
@@ -188,6 +216,8 @@ def _spawn(argv: list[str], cwd: str, env: dict) -> _Spawned:
         raise
     finally:
         os.close(write_end)
+        if moved is not None:
+            os.close(moved)
         os.chdir(home)
     return _Spawned(pid, read_end)
 
@@ -351,13 +381,34 @@ def wait_for_exit(proc: Child, timeout: float) -> bool:
 
 
 def kill_group(proc: Child, grace: float = KILL_GRACE) -> None:
-    """SIGTERM the process group, then SIGKILL it if it lingers."""
+    """SIGTERM the process group, then SIGKILL it if it lingers. In a
+    sandbox, the process waited for is the one bwrap started: bwrap itself
+    dies at once, its command may take its grace to clean up."""
+    status = getattr(proc, "sandbox_status", None)
+    inner = status.child_pid() if status is not None else None
     _signal_group(proc.pid, signal.SIGTERM)
-    if not wait_for_exit(proc, grace):
+    exited = _wait_gone(inner, grace) if inner is not None else wait_for_exit(proc, grace)
+    if not exited:
         _signal_group(proc.pid, signal.SIGKILL)
-        proc.wait()
+    proc.wait()
     # The leader may have obeyed SIGTERM while children ignored it.
     _signal_group(proc.pid, signal.SIGKILL)
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    """Wait until ``pid`` (not our child) is gone, or ``timeout`` passes."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    except (AttributeError, OSError):  # pragma: no cover - old kernels
+        return False
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(max(0.0, timeout) * 1000))
+    finally:
+        os.close(fd)
 
 
 def kill_active(grace: float = KILL_GRACE) -> None:

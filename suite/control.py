@@ -88,11 +88,13 @@ def condition_names(
     env: Mapping[str, Any] | None = None,
     params: Mapping[str, Any] | None = None,
     matrix: Mapping[str, Any] | None = None,
+    path: str | None = None,
 ) -> dict[str, Any]:
     """Every name a testcase's conditions may use (the table above).
 
     ``env`` defaults to ``os.environ``; ``matrix`` holds this variant's
-    values, key -> value.
+    values, key -> value; ``path`` is where ``which`` looks (the testcase's
+    own PATH, when it sets one; else ``env``'s).
     """
     env = os.environ if env is None else env
     params = params or {}
@@ -102,7 +104,7 @@ def condition_names(
     names["env"] = Namespace("env", env, missing_ok=True)
     names["params"] = Namespace("params", params, missing_ok=False)
     names["tags"] = tuple(tags)
-    names["which"] = Programs(env.get("PATH", os.defpath))
+    names["which"] = Programs(path or env.get("PATH", os.defpath))
     return names
 
 

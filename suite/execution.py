@@ -15,6 +15,7 @@ import traceback
 from run_testsuite.context import RunContext
 from run_testsuite.fragment import Fragment
 from run_testsuite.results import Outcome, Reason, Status
+from run_testsuite.sandbox import SandboxError
 from run_testsuite.workdir import discard, prepare_work_dir
 
 # Errors of the machine rather than of a driver or a test.
@@ -52,6 +53,8 @@ def execute(fragment: Fragment, slot: int, on_output=None) -> Outcome:
             outcome = _driver_error(exc)
         else:  # said plainly, without a traceback: nothing in the code is wrong
             outcome = Outcome(Status.ERROR, Reason.SYSTEM, f"the run could not go on here: {_system_problem(exc)}")
+    except SandboxError as exc:  # bwrap could not start the command: the machine's problem
+        outcome = Outcome(Status.ERROR, Reason.SYSTEM, f"the sandbox could not be set up: {exc}")
     except DriverLoadError as exc:
         outcome = Outcome(Status.ERROR, Reason.DRIVER, str(exc), traceback=exc.details or None)
     except DriverNotFound as exc:  # found by the main process, not here: a file system not shared?

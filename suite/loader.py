@@ -147,7 +147,7 @@ class _Builder:
         self.raw_specs: dict[str, dict | specs.SpecError] = {}
         self.too_many: dict[str, str] = {}  # spec file -> why its matrix is not expanded
         self.warnings: list[str] = []  # said before the run; nothing wrong enough to stop it
-        self.checked_entries: set[tuple[str, int, str]] = set()
+        self.checked_entries: set[tuple] = set()
         # Set-ups' file names are reserved first, so testcases can be told
         # where each set-up's directory will be before it is planned.
         self.setup_safe = {name: self._safe(SETUP_PREFIX + name) for name in suite.setup}
@@ -221,7 +221,7 @@ class _Builder:
             fragments = driver.fragments(test)
             if not fragments or not all(isinstance(f, Fragment) for f in fragments):
                 raise TypeError(f"{type(driver).__name__}.fragments() must return a non-empty list of Fragment")
-            sandboxed = self._sandboxed(merged, planned.spec_file)
+            sandboxed = self._sandboxed(self.raw_spec(item), merged, planned.spec_file)
             for fragment in fragments:
                 for pool, count in resources.items():
                     fragment.resources.setdefault(pool, count)
@@ -273,21 +273,32 @@ class _Builder:
         planned.key_env = tuple(merged.get("key_env", ()))
         return merged
 
-    def _sandboxed(self, spec: dict, spec_file: str, where: tuple = ()) -> bool | None:
-        """None: no sandbox; else whether it has the network. ``sandbox``
-        defaults to --sandbox; ``network: false`` asks for the sandbox."""
-        network = spec.get("network", True)
-        sandbox = spec.get("sandbox", self.selection.sandbox or not network)
-        if not sandbox and not network:
-            line, col = specs.key_position(spec_file, [*where, "network"])
-            raise specs.SpecError(spec_file, [(line, col, "network: false needs the sandbox, and sandbox is false")])
-        if sandbox and "sandbox" not in spec:
-            spec["sandbox"] = True  # part of the key: a sandbox can change the outcome
+    def _sandboxed(self, own: dict, merged: dict, spec_file: str, where: tuple = ()) -> bool | None:
+        """None: no sandbox; else whether it has the network.
+
+        The testcase's own ``sandbox`` decides; else --sandbox; else
+        suite.yaml's defaults. ``network: false`` asks for the sandbox; a
+        testcase saying both ``sandbox: false`` and ``network: false`` is a
+        SPEC error, while its own ``sandbox: false`` under a default
+        ``network: false`` opts out of both. ``merged`` (the spec the key is
+        made of) records the decision."""
+        defaults = self.suite.defaults
+        network = own.get("network", defaults.get("network", True))
+        if "sandbox" in own:
+            sandbox = own["sandbox"]
+            if not sandbox and own.get("network", True) is False:
+                line, col = specs.key_position(spec_file, [*where, "network"])
+                raise specs.SpecError(
+                    spec_file, [(line, col, "network: false needs the sandbox, and sandbox is false")]
+                )
+        else:
+            sandbox = self.selection.sandbox or defaults.get("sandbox", False) or not network
+        if sandbox or "sandbox" in merged:
+            merged["sandbox"] = bool(sandbox)  # part of the key: a sandbox can change the outcome
         return network if sandbox else None
 
     def _sandbox(self, fragment: Fragment, network: bool) -> Sandbox:
-        also = (self.suite.root, self.output_dir, self.work_dir)
-        return sandbox_for(fragment.work_dir, network, fragment.env, also)
+        return sandbox_for(fragment.work_dir, network, (self.suite.root, self.output_dir, self.work_dir))
 
     def _inputs(self, item: Found, env: dict[str, str]) -> tuple[str, ...]:
         """The testcase's ``inputs``, suite.yaml's defaults first, with
@@ -376,7 +387,9 @@ class _Builder:
         from run_testsuite.control import ExpressionError, condition_names, decide
 
         self._check_values(planned.spec_file, entries, [*self.params, *matrix])
-        names = condition_names(planned.tags, os.environ, self.params, matrix)
+        self._check_shadowed(planned.spec_file, matrix)
+        path = merged.get("env", {}).get("PATH")  # `which` looks where the commands will
+        names = condition_names(planned.tags, os.environ, self.params, matrix, path=str(path) if path else None)
         try:
             decision = decide(entries, names)
         except ExpressionError as exc:
@@ -408,6 +421,25 @@ class _Builder:
                 for problem in never_true(entry[kind], shadowed):
                     line, col = specs.key_position(spec_file, ["control", number, kind])
                     self.warnings.append(f"{spec_file}:{line}:{col}: warning: control: {problem}")
+
+    def _check_shadowed(self, spec_file: str, matrix: dict) -> None:
+        """Warn of a parameter or matrix key that conditions cannot name by
+        its bare name, because a namespace has it (``which``, ``env``)."""
+        from run_testsuite.conditions import NAMESPACES
+
+        for kind, names, where in (
+            ("parameter", self.params, self.suite.path or spec_file),
+            ("matrix key", matrix, spec_file),
+        ):
+            for name in sorted(NAMESPACES.intersection(names) | ({"tags"} & set(names))):
+                if (where, name) in self.checked_entries:
+                    continue
+                self.checked_entries.add((where, name))
+                fix = f"params.{name}" if kind == "parameter" else "another key name"
+                self.warnings.append(
+                    f"{where}:1:1: warning: control: {kind} '{name}' is hidden in conditions, where"
+                    f" '{name}' is always the namespace of that name; use {fix}"
+                )
 
     def add_setups(self, index: dict[str, int], maker: KeyMaker) -> None:
         """Plan each set-up that a testcase still to run needs, transitively."""
@@ -474,8 +506,7 @@ class _Builder:
             resources=resources,
         )
         try:
-            inherited = {key: self.suite.defaults[key] for key in ("sandbox", "network") if key in self.suite.defaults}
-            sandboxed = self._sandboxed({**inherited, **spec}, planned.spec_file, ("setup", name))
+            sandboxed = self._sandboxed(spec, {}, planned.spec_file, ("setup", name))
         except specs.SpecError as exc:
             planned.result = self._early(planned, Status.ERROR, Reason.SPEC, exc.render())
             return planned

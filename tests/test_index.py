@@ -96,7 +96,8 @@ def test_index_metadata_counts_and_entries(tmp_path):
     assert ok["spec_file"] == str(root / "ok1" / "test.yaml")
     assert ok["attempts"] == 1
     assert ok["commands"] == [
-        {"step": "run", "cmd": "echo ok", "exit_code": 0, "duration": ok["commands"][0]["duration"], "timed_out": False}
+        {"step": "run", "cmd": "echo ok", "exit_code": 0, "duration": ok["commands"][0]["duration"], "timed_out": False,
+         "timeout": 300.0}
     ]
     # Two problems: the index keeps the first line, the result file both.
     broken = load_result(out, "broken", index)

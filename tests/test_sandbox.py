@@ -253,3 +253,154 @@ def test_root_in_the_sandbox_has_no_capabilities_and_cannot_change_the_kernel(tm
     assert "tried" in said and "CapEff:\t0000000000000000" in said, said
     assert not {"REMOUNTED", "SYSCTL-WRITTEN", "PLANTED"} & set(said.split()), said
     assert not (root / "root" / "planted").exists()
+
+
+# -- what a review found ------------------------------------------------------------------
+def test_tmpdir_is_private_and_writable_whatever_the_environment_says(tmp_path):
+    """TMPDIR and TMP naming one existing directory under /tmp (Debian's
+    libpam-tmpdir does) once made it read-only inside; a missing one made
+    bwrap fail, so every command exited 1 and `exit_code: 1` passed."""
+    shared = tmp_path / "tmp-of-the-user"
+    shared.mkdir()
+    cmd = 'f=$(mktemp) && echo ok > "$f" && echo "TMPDIR=$TMPDIR TMP=$TMP" && cat "$f"'
+    root = write_suite(tmp_path / "suite", {
+        "mktemp/test.yaml": f"sandbox: true\ncmd: {json.dumps(cmd)}\n",
+        "expects-1/test.yaml": "sandbox: true\nexit_code: 1\ncmd: 'echo ran; exit 1'\n",
+    })
+    run = run_cli(root, tmp_path / "out", env={"TMPDIR": str(shared), "TMP": str(shared)})
+    assert statuses(run.index) == {"mktemp": ("PASS", None), "expects-1": ("PASS", None)}, run.stdout
+    assert output(tmp_path / "out", "mktemp", run) == "TMPDIR=/tmp TMP=/tmp\nok\n"
+    missing = tmp_path / "workspace" / "tmp"
+    run = run_cli(root, tmp_path / "out", env={"TMPDIR": str(missing), "WORKSPACE": str(missing.parent)})
+    assert statuses(run.index)["expects-1"] == ("PASS", None)
+    assert output(tmp_path / "out", "expects-1", run) == "ran\n"  # it ran: not bwrap's own exit 1
+    assert list(shared.iterdir()) == []
+
+
+def test_a_sandbox_that_cannot_be_set_up_is_an_error_not_the_commands_status(tmp_path):
+    from run_testsuite.capture import OutputCapture
+    from run_testsuite.commands import run_command
+    from run_testsuite.fragment import Command
+    from run_testsuite.sandbox import Sandbox, SandboxError
+
+    capture = OutputCapture(str(tmp_path / "log"), False)
+    gone = Sandbox(str(tmp_path / "no-such-work-dir"))
+    with pytest.raises(SandboxError, match="no-such-work-dir"):
+        run_command(Command(["sh", "-c", "exit 1"], 1, 30), str(tmp_path), dict(os.environ), capture, gone)
+    # Through a run: ERROR (SYSTEM), whatever exit status the spec expects.
+    # This bwrap passes the check before the run, then fails as a real one
+    # does on a mount it cannot make.
+    fake = tmp_path / "fake-bin"
+    fake.mkdir()
+    (fake / "bwrap").write_text(
+        '#!/bin/sh\nfor last; do :; done\n[ "$last" = true ] && exit 0\n'
+        'echo "bwrap: Can\'t mkdir /tmp/x: Read-only file system" >&2\nexit 1\n'
+    )
+    (fake / "bwrap").chmod(0o755)
+    root = write_suite(tmp_path / "suite", {"t/test.yaml": "sandbox: true\nexit_code: 1\ncmd: 'exit 1'\n"})
+    run = run_cli(root, tmp_path / "out", env={"PATH": f"{fake}:{os.environ['PATH']}"})
+    assert statuses(run.index) == {"t": ("ERROR", "SYSTEM")}, run.stdout
+    message = load_result(tmp_path / "out", "t", run.index)["message"]
+    assert message == "the sandbox could not be set up: bwrap: Can't mkdir /tmp/x: Read-only file system"
+
+
+def test_a_timed_out_sandboxed_command_gets_its_grace_to_clean_up(tmp_path):
+    script = (
+        "trap 'echo got TERM; sleep 0.5; echo cleaned > cleanup-done; exit 3' TERM; "
+        "echo started; sleep 30 & wait"
+    )
+    root = write_suite(tmp_path / "suite", {
+        "plain/test.yaml": f"timeout: 1\ncmd: {json.dumps(script)}\n",
+        "boxed/test.yaml": f"sandbox: true\ntimeout: 1\ncmd: {json.dumps(script)}\n",
+    })
+    out = tmp_path / "out"
+    run = run_cli(root, out, "-j", "2", "--cleanup", "none")
+    assert statuses(run.index) == {"plain": ("FAIL", "TIMEOUT"), "boxed": ("FAIL", "TIMEOUT")}
+    for name in ("plain", "boxed"):
+        assert (out / "new" / "work" / name / "cleanup-done").read_text() == "cleaned\n", name
+        assert "got TERM" in output(out, name, run)
+
+
+def test_resources_and_path_lists_under_tmp_are_bound_back(tmp_path):
+    board = tmp_path / "boards" / "b1"
+    board.mkdir(parents=True)
+    (board / "config").write_text("baud=115200\n")
+    first, second = tmp_path / "py1", tmp_path / "py2"
+    first.mkdir()
+    second.mkdir()
+    (second / "helper_mod.py").write_text("VALUE = 42\n")
+    cmd = f'cat "$RESOURCE_BOARDS/config" && {PYTHON} -c "import helper_mod; print(helper_mod.VALUE)"'
+    root = write_suite(tmp_path / "suite", {
+        "suite.yaml": f"resources:\n  boards: [{board}]\n",
+        "t/test.yaml": (
+            f"sandbox: true\nresources: {{boards: 1}}\nenv: {{PYTHONPATH: '{first}:{second}'}}\ncmd: {json.dumps(cmd)}\n"
+        ),
+    })
+    run = run_cli(root, tmp_path / "out")
+    assert statuses(run.index) == {"t": ("PASS", None)}, run.stdout
+    assert output(tmp_path / "out", "t", run) == "baud=115200\n42\n"
+
+
+def test_without_network_the_hosts_services_in_run_are_out_of_reach(tmp_path):
+    cmd = "ls /run | wc -l; ls -d /tmp/* 2>/dev/null | wc -l"
+    root = write_suite(tmp_path / "suite", {
+        "offline/test.yaml": f"network: false\ncmd: {json.dumps(cmd)}\n",
+    })
+    run = run_cli(root, tmp_path / "out")
+    assert output(tmp_path / "out", "offline", run).split()[0] == "0"
+
+
+def test_a_missing_program_with_a_path_is_127_as_without_a_sandbox(tmp_path):
+    root = write_suite(tmp_path / "suite", {
+        "boxed/test.yaml": "sandbox: true\nexit_code: 1\ncmd: [./missing-program]\n",
+        "plain/test.yaml": "exit_code: 1\ncmd: [./missing-program]\n",
+    })
+    run = run_cli(root, tmp_path / "out")
+    assert statuses(run.index) == {"boxed": ("FAIL", "EXIT_CODE"), "plain": ("FAIL", "EXIT_CODE")}
+    for name in ("boxed", "plain"):
+        result = load_result(tmp_path / "out", name, run.index)
+        assert "exited with 127" in result["message"], result["message"]
+        assert "cannot run './missing-program'" in result["output"]
+
+
+def test_the_command_line_wins_over_the_suites_defaults_and_a_testcase_over_both(tmp_path):
+    root = write_suite(tmp_path / "suite", {
+        "suite.yaml": "defaults:\n  sandbox: false\n  network: false\n",
+        "default/test.yaml": "sandbox: false\ncmd: touch \"$TEST_SOURCE_DIR/x\"\n",
+        "silent/test.yaml": "cmd: touch \"$TEST_SOURCE_DIR/x\"\n",
+    })
+    # The defaults ask for no network, so the sandbox; a testcase's own sandbox: false opts out of both.
+    run = run_cli(root, tmp_path / "out")
+    assert statuses(run.index) == {"default": ("PASS", None), "silent": ("FAIL", "EXIT_CODE")}, run.stdout
+    (root / "suite.yaml").write_text("defaults:\n  sandbox: false\n")
+    (root / "default" / "x").unlink()
+    run = run_cli(root, tmp_path / "out", "--sandbox")
+    assert statuses(run.index) == {"default": ("PASS", None), "silent": ("FAIL", "EXIT_CODE")}, run.stdout
+    assert not (root / "silent" / "x").exists()
+
+
+def test_which_looks_on_the_testcases_path_and_a_hidden_parameter_is_warned_of(tmp_path):
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "mytool").write_text("#!/bin/sh\necho mine\n")
+    (tools / "mytool").chmod(0o755)
+    root = write_suite(tmp_path / "suite", {
+        "suite.yaml": "params:\n  which: fast\n",
+        "t/test.yaml": (
+            f"env: {{PATH: '{tools}:/usr/bin:/bin'}}\ncontrol:\n  - skip: not which.mytool\ncmd: mytool\n"
+        ),
+    })
+    run = run_cli(root, tmp_path / "out")
+    assert statuses(run.index) == {"t": ("PASS", None)}, run.stdout
+    assert "parameter 'which' is hidden in conditions" in run.stderr and "params.which" in run.stderr
+
+
+def test_the_work_directory_may_not_be_the_suite(tmp_path):
+    root = write_suite(tmp_path / "s", {"a/test.yaml": "cmd: 'true'\n", "a/data.txt": "precious\n"})
+    for option in (["--work-dir", str(root)], ["--work-dir", str(tmp_path)]):
+        run = run_cli(root, tmp_path / "out", *option)
+        assert run.returncode == 2 and "holds the suite's own files" in run.stderr, option
+    # A testcase's directory as the work directory hides it from discovery: nothing to run, nothing removed.
+    assert run_cli(root, tmp_path / "out", "--work-dir", str(root / "a")).returncode == 5
+    assert (root / "a" / "data.txt").read_text() == "precious\n"
+    assert run_cli(root, root).returncode == 2  # -o the suite itself
