@@ -65,7 +65,7 @@ class DiffDriver(Driver):
         elif not os.path.isfile(baseline):
             test.error(
                 f"baseline '{baseline_name}'{_for_variant(test)} does not exist (expected {baseline});"
-                f" `run-testsuite ROOT {shlex.quote(test.name)} --rewrite` creates it from a run",
+                f" `{_rewrite_command(test)}` creates it from a run",
                 ["baseline"],
             )
         elif not os.access(baseline, os.R_OK):
@@ -149,6 +149,19 @@ def baseline_of(test: Testcase) -> str:
 
 
 _VALUE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _rewrite_command(test: Testcase) -> str:
+    """The command that makes this testcase's baseline: its suite, its name,
+    and the -D values its baseline's name uses."""
+    words = ["run-testsuite", test.suite_root, test.name]
+    pattern = test.spec.get("baseline", "test.out")
+    variant = test.spec.get("variant", {})
+    for match in _VALUE.finditer(pattern):
+        key = match.group(1) or match.group(2)
+        if key in test.params and key not in variant:
+            words += ["-D", f"{key}={test.params[key]}"]
+    return " ".join(shlex.quote(word) for word in [*words, "--rewrite"])
 
 
 def _for_variant(test: Testcase) -> str:

@@ -23,7 +23,7 @@ from run_testsuite.links import link
 from run_testsuite.plan import SETUP_PREFIX, Plan, Planned, UsageError, env_value, setup_env_name
 from run_testsuite.results import Reason, Result, Status
 from run_testsuite.sandbox import Sandbox, sandbox_for
-from run_testsuite.selection import Selection, keeper, nothing_selected, select
+from run_testsuite.selection import Selection, keeper, nothing_selected, select, variant_wanted, variants_named
 from run_testsuite.spec_cache import SpecCache, stamp
 from run_testsuite.spec_checks import check_options, check_resources, expand_inputs
 from run_testsuite.suite_config import SuiteConfig, load_suite_config
@@ -73,7 +73,12 @@ def build_plan(
     queue: list[tuple[Found, Variant]] = []
     for item in select(found, selection.patterns):
         tags = builder.tags_of(item)
-        queue.extend((item, v) for v in builder.variants(item) if keep(item.name + v.suffix, tags))
+        named = variants_named(item.name, selection.patterns)
+        queue.extend(
+            (item, v)
+            for v in builder.variants(item)
+            if variant_wanted(item.name + v.suffix, named) and keep(item.name + v.suffix, tags)
+        )
     if not queue:
         raise nothing_selected(selection, len(found), root)
     index: dict[str, int] = {}

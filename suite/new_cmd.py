@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from run_testsuite.discovery import SUITE_FILE
 from run_testsuite.schema_cmd import SCHEMA_DIR, suite_root_of, write_schemas
 
 TEMPLATES = {
@@ -41,6 +42,16 @@ def main(argv: list[str]) -> int:
     spec_path = os.path.join(args.path, "test.yaml")
     if os.path.exists(spec_path):
         print(f"run-testsuite: error: {spec_path} already exists", file=sys.stderr)
+        return 2
+    if os.path.isfile(os.path.join(args.path, SUITE_FILE)):
+        print(
+            f"run-testsuite new: error: {args.path} is a suite's root (it holds {SUITE_FILE}):"
+            " a testcase is a directory below it",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.cmd.strip():
+        print("run-testsuite new: error: --cmd is empty: give the command the testcase runs", file=sys.stderr)
         return 2
     root = suite_root_of(args.path)
     problem = _unknown_driver(args.driver, root)

@@ -9,9 +9,9 @@ from run_testsuite.fragment import MAX_TIMEOUT
 
 USAGE = """run-testsuite ROOT [NAMES ...] [options]
        run-testsuite report [OUTPUT] [--compare OLD NEW] [--html F] [--junit-xml F]
-       run-testsuite validate ROOT
-       run-testsuite new PATH [--driver NAME] [--cmd CMD]
-       run-testsuite schema [DIR]"""
+       run-testsuite validate ROOT [-D NAME=VALUE]
+       run-testsuite new PATH [--driver NAME] [--cmd CMD] [--description TEXT]
+       run-testsuite schema [ROOT]"""
 
 EPILOG = """subcommands (each has --help):
   report    summarise, re-render or compare the results in an output directory
@@ -90,7 +90,7 @@ def _selection(group: argparse._ArgumentGroup) -> None:
         "-D",
         dest="define",
         action="append",
-        type=_definition,
+        type=definition,
         metavar="NAME=VALUE",
         help="set a suite parameter declared in suite.yaml 'params'",
     )
@@ -176,7 +176,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _definition(text: str) -> tuple[str, str]:
+def definition(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name.isidentifier():
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")

@@ -202,7 +202,10 @@ def print_summary(index: Index, index_dir: str, out: TextIO) -> None:
     counts = {status.value: 0 for status in Status}
     for entry in index["results"]:
         counts[entry["status"]] += 1
-    setups = sum(1 for entry in index["results"] if entry["name"].startswith(SETUP_PREFIX))
+    setups: dict[str, int] = {}
+    for entry in index["results"]:
+        if entry["name"].startswith(SETUP_PREFIX):
+            setups[entry["status"]] = setups.get(entry["status"], 0) + 1
     out.write("\n" + text.counts_line(counts, setups, duration) + "\n")
     out.write(f"report index: {os.path.join(index_dir, INDEX_FILE)}\n")
     out.flush()

@@ -30,13 +30,40 @@ def select(found: list[Found], patterns: list[str]) -> list[Found]:
 
 
 def _matches(name: str, pattern: str) -> bool:
-    """A glob matches whole names; a plain name is a prefix, and one ending
-    in '/' (as shells complete directories) names that directory only."""
+    """A name is first taken as it is (a directory may be called `br[1]`),
+    and one naming a variant (`m[opt=O0]`, as results and --list show it)
+    selects its testcase; then a glob matches whole names; a plain name is a
+    prefix, and one ending in '/' (as shells complete directories) names
+    that directory only."""
+    if name == pattern.rstrip("/") or _names_variant(name, pattern):
+        return True
     if any(c in pattern for c in "*?["):
         return fnmatch.fnmatchcase(name, pattern.rstrip("/"))
     if pattern.endswith("/"):
         return name == pattern.rstrip("/") or name.startswith(pattern)
     return name.startswith(pattern)
+
+
+def _names_variant(name: str, pattern: str) -> bool:
+    return pattern.startswith(name + "[") or pattern.startswith(name + "#")
+
+
+def variants_named(name: str, patterns: list[str]) -> list[str] | None:
+    """The patterns that select only some variants of testcase ``name``
+    (`m[opt=O0]`), or None when one selects it whole."""
+    named = []
+    for pattern in patterns:
+        if _names_variant(name, pattern):
+            named.append(pattern)
+        elif _matches(name, pattern):
+            return None
+    return named or None
+
+
+def variant_wanted(full_name: str, named: list[str] | None) -> bool:
+    """Whether the variant ``full_name`` (`m[opt=O0]#2`) is one of those
+    ``named``: its name, or a start of it (`m[opt=O0]` for every repeat)."""
+    return named is None or any(full_name.startswith(pattern) for pattern in named)
 
 
 @dataclass

@@ -13,6 +13,7 @@ import sys
 import tempfile
 
 from run_testsuite import spec as specs
+from run_testsuite.options import definition
 from run_testsuite.reports.text import counted
 from run_testsuite.results import Reason, Status
 
@@ -25,6 +26,14 @@ def main(argv: list[str]) -> int:
         " printed as file:line:col: message; the exit status is 1 if there is any.",
     )
     parser.add_argument("root", help="the suite directory")
+    parser.add_argument(
+        "-D",
+        dest="define",
+        action="append",
+        type=definition,
+        metavar="NAME=VALUE",
+        help="check with this suite parameter's value, as a run with it would (repeatable)",
+    )
     args = parser.parse_args(argv)
     from run_testsuite.loader import build_plan
     from run_testsuite.plan import NothingSelected, UsageError
@@ -32,7 +41,8 @@ def main(argv: list[str]) -> int:
 
     with tempfile.TemporaryDirectory(prefix="run-testsuite-validate-") as scratch:
         try:
-            plan = build_plan(args.root, [], scratch, os.path.join(scratch, "work"), selection=Selection())
+            selection = Selection(params=dict(args.define or []))
+            plan = build_plan(args.root, [], scratch, os.path.join(scratch, "work"), selection=selection)
         except UsageError as exc:
             print(f"run-testsuite: error: {exc}", file=sys.stderr)
             return 2

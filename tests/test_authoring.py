@@ -251,7 +251,7 @@ def test_rewrite_creates_a_missing_baseline_and_validate_suggests_it(tmp_path):
     validated = cli("validate", root)
     assert validated.returncode == 1
     assert "baseline 'test.out' does not exist" in validated.stdout
-    assert "`run-testsuite ROOT fresh --rewrite` creates it from a run" in validated.stdout
+    assert f"`run-testsuite {root} fresh --rewrite` creates it from a run" in validated.stdout
     run = run_cli(root, tmp_path / "out", "--rewrite")
     assert statuses(run.index) == {"fresh": ("FAIL", "DIFF")}
     assert "baseline 'test.out' does not exist yet: --rewrite creates it" in run.stdout
@@ -281,6 +281,19 @@ def test_a_matrix_testcase_keeps_one_baseline_per_variant(tmp_path):
     other = run_cli(root, tmp_path / "out", "-D", "target=arm", names=["build"])
     message = load_result(tmp_path / "out", "build[opt=O2]", other.index)["message"]
     assert "baseline 'expected-O2-arm.out' (from 'expected-${opt}-$target.out', for opt=O2) does not exist" in message
+    # The command it suggests selects that variant, with the value that named the file, and makes it.
+    suggested = message.split("`")[1]
+    assert suggested == f"run-testsuite {root} 'build[opt=O2]' -D target=arm --rewrite"
+    import shlex
+
+    made = subprocess.run(
+        [PYTHON, "-m", "run_testsuite", *shlex.split(suggested)[1:], "-o", str(tmp_path / "out-made")],
+        env=cli_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert "--rewrite: 1 baseline changed" in made.stdout, made.stdout + made.stderr
+    assert (root / "build" / "expected-O2-arm.out").read_text() == "built O2 for arm\n"
+    assert cli("validate", root, "-D", "target=x86").returncode == 1  # typo/ still broken
+    assert "expected-O0-arm.out" in cli("validate", root, "-D", "target=arm").stdout
     # The baselines stay private: commands never see them in their work directory.
     listing = run_cli(root, tmp_path / "out3", "--cleanup", "none", names=["build"])
     assert listing.returncode == 0

@@ -33,6 +33,7 @@ WORDS = {
 # SKIPs that say nothing of the testcase but that the run stopped before it:
 # one line for them all (a -x on 10,000 testcases is not 9,999 lines).
 NOT_RUN = (Reason.MAX_FAILURES, Reason.INTERRUPTED)
+NOT_RUN_PREFIX = "not run: "  # those stopped while running say so apart
 # Lines of output shown under a failure that has no diff.
 TAIL_LINES = 30
 # How many failures get their details printed at the end.
@@ -40,7 +41,7 @@ DETAILS_MAX = 50
 
 
 def counted(testcases: int, noun: str = "testcase", setups: int = 0) -> str:
-    """``1 testcase``, ``20 testcases, 2 set-ups``: set-ups apart."""
+    """``1 testcase``, ``2 set-ups``, ``20 testcases, 2 set-ups``."""
     text = f"{testcases} {noun}{'' if testcases == 1 else 's'}"
     if setups:
         text += f", {setups} set-up{'' if setups == 1 else 's'}"
@@ -64,7 +65,7 @@ class TextReport:
         self.colour = use_colour(stream)
         self.notable: list[Result] = []
         self.cached = 0
-        self.setups = 0
+        self.setup_counts: dict[str, int] = {}  # status -> set-ups
         # Message -> [testcases, set-ups] not run for it (NOT_RUN).
         self.not_run: dict[str, list[int]] = {}
 
@@ -74,9 +75,10 @@ class TextReport:
     def result(self, result: Result) -> None:
         self.cached += bool(result.cached)
         is_setup = result.name.startswith(SETUP_PREFIX)
-        self.setups += is_setup
-        if result.status is Status.SKIP and result.reason in NOT_RUN:
-            self.not_run.setdefault(result.message.removeprefix("not run: "), [0, 0])[is_setup] += 1
+        if is_setup:
+            self.setup_counts[result.status.value] = self.setup_counts.get(result.status.value, 0) + 1
+        if result.status is Status.SKIP and result.reason in NOT_RUN and result.message.startswith(NOT_RUN_PREFIX):
+            self.not_run.setdefault(result.message.removeprefix(NOT_RUN_PREFIX), [0, 0])[is_setup] += 1
             return
         flaky = result.status is Status.PASS and result.attempts > 1
         if result.status is Status.PASS and not self.verbose and not flaky:
@@ -126,7 +128,7 @@ class TextReport:
                     write(f"  | {line}\n")
         if len(self.notable) > DETAILS_MAX and not self.quiet:
             write(f"\n[{len(self.notable) - DETAILS_MAX} more failures: see {output_dir}]\n")
-        write("\n" + self.counts_line(counts, self.setups, wall, self.cached) + "\n")
+        write("\n" + self.counts_line(counts, self.setup_counts, wall, self.cached) + "\n")
         if changes:
             write(changes + "\n")
         write(f"report index: {os.path.join(output_dir, 'new', '_index.json')}\n")
@@ -141,17 +143,25 @@ class TextReport:
             self.stream.write(f"{self.paint(Status.SKIP, 'SKIP ')} {what} not run: {why}\n")
         self.not_run.clear()
 
-    def counts_line(self, counts: dict[str, int], setups: int, wall: float, cached: int = 0) -> str:
-        """``20 testcases, 2 set-ups: 21 passed, 1 failed in 0.61 s``."""
+    def counts_line(self, counts: dict[str, int], setups: dict[str, int], wall: float, cached: int = 0) -> str:
+        """``20 testcases: 19 passed, 1 failed; 2 set-ups passed in 0.61 s``:
+        ``counts`` of every result, ``setups`` of the set-ups among them."""
+        testcases = {status: count - setups.get(status, 0) for status, count in counts.items()}
         parts = []
         for status in Status:
-            count = counts.get(status.value, 0)
+            count = testcases.get(status.value, 0)
             if count or status in (Status.PASS, Status.FAIL):
-                text = f"{count} {WORDS[status]}{'s' if status is Status.ERROR and count != 1 else ''}"
-                parts.append(self.paint(status, text) if count else text)
+                parts.append(self._count(status, count))
         from_cache = f" ({cached} from cache)" if cached else ""
-        what = counted(sum(counts.values()) - setups, "testcase", setups)
-        return f"{what}: {', '.join(parts)}{from_cache} in {wall:.2f} s"
+        line = f"{counted(sum(testcases.values()))}: {', '.join(parts)}"
+        if sum(setups.values()):
+            shown = [self._count(Status(s), n) for s, n in setups.items() if n]
+            line += f"; {counted(sum(setups.values()), 'set-up')}: {', '.join(shown)}"
+        return f"{line}{from_cache} in {wall:.2f} s"
+
+    def _count(self, status: Status, count: int) -> str:
+        text = f"{count} {WORDS[status]}{'s' if status is Status.ERROR and count != 1 else ''}"
+        return self.paint(status, text) if count else text
 
     def _diff(self, diff: str) -> str:
         if not self.colour:

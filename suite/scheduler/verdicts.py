@@ -188,7 +188,8 @@ class Verdicts:
         limit = self.policy.max_failures
         if limit and self.failures >= limit and self.stop_reason is None:
             plural = "s" if self.failures > 1 else ""
-            self.stop_reason = f"{self.failures} failure{plural} reached --max-failures {limit}"
+            option = "-x" if self.policy.fail_fast and limit == 1 else f"--max-failures {limit}"
+            self.stop_reason = f"{self.failures} failure{plural} reached {option}"
 
     def _skip_dependents(self, number: int, cause: Result) -> None:
         """SKIP everything downstream of a testcase that did not pass."""
