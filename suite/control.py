@@ -152,11 +152,28 @@ def never_true(text: str, shadowed: Iterable[str] = ()) -> list[str]:
             continue
         if value.lower() in values:
             hint = f"; did you mean '{value.lower()}'? (e3's names are lower case)"
+        elif ALIASES.get(value.lower()) in values:
+            hint = f"; did you mean '{ALIASES[value.lower()]}'? (e3's name for it)"
         else:
             close = difflib.get_close_matches(value, sorted(values), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
         problems.append(f"{name} is never '{value}' (it is one of {', '.join(sorted(values))}){hint}")
     return problems
+
+
+# What other tools call systems and CPUs that e3 names otherwise.
+ALIASES = {
+    "amd64": "x86_64",
+    "x64": "x86_64",
+    "x86-64": "x86_64",
+    "arm64": "aarch64",
+    "i386": "x86",
+    "i686": "x86",
+    "win32": "windows",
+    "win": "windows",
+    "macos": "darwin",
+    "osx": "darwin",
+}
 
 
 @functools.cache

@@ -47,6 +47,12 @@ def sandbox_of(plan: Plan, planned: Planned) -> str | None:
     return "sandbox" if all(s is not None and s.network for s in sandboxes) else "sandbox, no network"
 
 
+def _sandbox_data(plan: Plan, planned: Planned) -> dict | None:
+    """--list-json: null, or {"network": bool}."""
+    shown = sandbox_of(plan, planned)
+    return None if shown is None else {"network": shown == "sandbox"}
+
+
 def write_list_json(plan: Plan, path: str) -> None:
     """The selection as JSON, to ``path`` ('-': stdout)."""
     entries = [
@@ -59,7 +65,7 @@ def write_list_json(plan: Plan, path: str) -> None:
             "depends": p.depends,
             "needs": p.needs,
             "resources": resources_of(plan, p),
-            "sandbox": sandbox_of(plan, p),
+            "sandbox": _sandbox_data(plan, p),
             "xfail": p.xfail or None,
             "spec_file": p.spec_file,
             "fragments": [plan.fragments[f].name for f in p.fragments],

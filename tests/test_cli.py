@@ -197,7 +197,8 @@ def test_list_shows_needs_resources_sandbox_and_expected_failures(paths):
     run_cli(root, out, "--list-json", listing)
     entries = {e["name"]: e for e in json.loads(listing.read_text())["testcases"]}
     assert entries["flash"]["resources"] == {"boards": 2} and entries["flash"]["needs"] == ["prep"]
-    assert entries["known"]["xfail"] == "bug 12" and entries["closed"]["sandbox"] == "sandbox, no network"
+    assert entries["known"]["xfail"] == "bug 12" and entries["closed"]["sandbox"] == {"network": False}
+    assert entries["flash"]["sandbox"] is None
 
 
 def test_selection_by_prefix_and_glob(paths):
