@@ -13,6 +13,19 @@ from run_testsuite.plan import SETUP_PREFIX, Planned
 from run_testsuite.results import Reason, Status
 
 
+def _unknown(planned: Planned, key: str, names: list[str], hint: str) -> str:
+    """``FILE:LINE:COL: needs unknown set-up 'x' (suite.yaml declares: a, b)``."""
+    at = ["setup", planned.name[len(SETUP_PREFIX) :], key] if planned.kind == "setup" else [key]
+    line, col = specs.key_position(planned.spec_file, at)
+    listed = ", ".join(repr(n) for n in names)
+    what = "depends on unknown testcase" if key == "depends" else "needs unknown set-up"
+    return f"{planned.spec_file}:{line}:{col}: {what} {listed}{hint}"
+
+
+def declared(setups) -> str:
+    return f" (suite.yaml declares: {', '.join(sorted(setups)) or 'none'})"
+
+
 def link(
     testcases: list[Planned],
     fragment_count: int,
@@ -37,16 +50,12 @@ def link(
         unknown = [d for d, found in resolved.items() if not found]
         missing = [n for n in planned.needs if n not in setups]
         if unknown or missing:
-            key, what, names = ("depends", "testcase", unknown) if unknown else ("needs", "set-up", missing)
-            at = ["setup", planned.name[len(SETUP_PREFIX) :], key] if planned.kind == "setup" else [key]
-            line, col = specs.key_position(planned.spec_file, at)
-            listed = ", ".join(repr(d) for d in names)
-            hint = "" if unknown else f" (suite.yaml declares: {', '.join(sorted(setups)) or 'none'})"
-            planned.result = planned.verdict(
-                Status.ERROR,
-                Reason.SPEC,
-                f"{planned.spec_file}:{line}:{col}: {'depends on' if unknown else 'needs'} unknown {what} {listed}{hint}",
-            )
+            problems = []
+            if unknown:
+                problems.append(_unknown(planned, "depends", unknown, ""))
+            if missing:
+                problems.append(_unknown(planned, "needs", missing, declared(setups)))
+            planned.result = planned.verdict(Status.ERROR, Reason.SPEC, "\n".join(problems))
             continue
         deps_of[number] = [i for d in planned.depends for i in resolved[d]] + [
             index[SETUP_PREFIX + n] for n in planned.needs

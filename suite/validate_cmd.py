@@ -57,6 +57,7 @@ def main(argv: list[str]) -> int:
                 problems.append(line if result.reason is Reason.SPEC else f"{planned.spec_file}:1:1: {line}")
         if planned.kind == "testcase" and planned.spec:
             problems.extend(_check_conditions(planned.spec_file, planned.spec.get("control", [])))
+    problems.extend(_check_setups(plan.suite))
     for line in dict.fromkeys(problems):  # each once, in order
         print(line)
     for line in plan.warnings:  # said, but not problems: the exit status stays
@@ -70,6 +71,27 @@ def main(argv: list[str]) -> int:
         return 1
     print(f"{counted(checked)}: all valid", file=sys.stderr)
     return 0
+
+
+def _check_setups(suite) -> list[str]:
+    """Every set-up of suite.yaml, those no testcase needs too (a run plans
+    only the needed ones): what it needs exists, its resources too."""
+    from run_testsuite.links import declared
+    from run_testsuite.spec_checks import check_resources
+
+    problems = []
+    path = suite.path or ""
+    for name, spec in suite.setup.items():
+        missing = [n for n in spec.get("needs", []) if n not in suite.setup]
+        if missing:
+            line, col = specs.key_position(path, ["setup", name, "needs"])
+            listed = ", ".join(repr(n) for n in missing)
+            problems.append(f"{path}:{line}:{col}: needs unknown set-up {listed}{declared(suite.setup)}")
+        try:
+            check_resources(suite, spec.get("resources", {}), path, ["setup", name])
+        except specs.SpecError as exc:
+            problems.extend(exc.render().splitlines())
+    return problems
 
 
 def _check_conditions(spec_file: str, entries: list[dict]) -> list[str]:

@@ -312,3 +312,19 @@ def test_a_condition_that_can_never_hold_is_warned_of_in_validate_and_the_run(tm
     run = run_cli(root, tmp_path / "out", "-j", "1")
     assert run.stderr.count(warning) == 1, run.stderr
     assert statuses(run.index) == {"t": ("PASS", None), "m[os=Linux]": ("SKIP", "CONTROL")}
+
+
+def test_validate_reports_every_problem_of_a_testcase_and_of_set_ups_no_one_needs(tmp_path):
+    root = write_suite(tmp_path / "s", {
+        "suite.yaml": "setup:\n  unused:\n    cmd: x\n    needs: [zz]\n    resources: {gpus: 1}\n",
+        "t/test.yaml": "needs: [nosuch]\ndepends: [zzz]\ncmd: 'true'\n",
+    })
+    proc = cli("validate", root)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines() == [
+        f"{root}/t/test.yaml:2:10: depends on unknown testcase 'zzz'",
+        f"{root}/t/test.yaml:1:8: needs unknown set-up 'nosuch' (suite.yaml declares: unused)",
+        f"{root}/suite.yaml:4:12: needs unknown set-up 'zz' (suite.yaml declares: unused)",
+        f"{root}/suite.yaml:5:23: unknown resource pool 'gpus' (pools: none declared in suite.yaml)",
+    ]
+    assert "4 problems in 1 testcase" in proc.stderr
