@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
         print("run-testsuite new: error: --cmd is empty: give the command the testcase runs", file=sys.stderr)
         return 2
     root = suite_root_of(args.path)
-    problem = _unknown_driver(args.driver, root)
+    problem, driver_class = _unknown_driver(args.driver, root)
     if problem:
         print(f"run-testsuite new: error: {problem}", file=sys.stderr)
         return 2
@@ -66,6 +66,7 @@ def main(argv: list[str]) -> int:
     template = TEMPLATES.get(args.driver, "description: {description}\ndriver: {driver}\ncmd: {cmd}\n")
     reference = os.path.relpath(schema, os.path.abspath(args.path))
     body = template.format(description=_quote(args.description), cmd=_quote(args.cmd), driver=args.driver)
+    body += _options_stub(getattr(driver_class, "options_schema", None))
     with open(spec_path, "w", encoding="utf-8") as handle:
         # The comment lets an editor with the YAML language server complete
         # and document every key.
@@ -80,23 +81,40 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _unknown_driver(name: str, root: str) -> str | None:
-    """Why ``name`` names no driver the suite at ``root`` can use, or None."""
-    from run_testsuite.drivers.registry import BUILTIN, DriverLoadError, DriverNotFound, resolve
+def _unknown_driver(name: str, root: str) -> tuple[str | None, type | None]:
+    """Why ``name`` names no driver the suite at ``root`` can use (or
+    None), and the driver's class."""
+    from run_testsuite.drivers.registry import DriverLoadError, DriverNotFound, resolve
     from run_testsuite.spec import SpecError
     from run_testsuite.suite_config import load_suite_config
 
-    if name in BUILTIN:
-        return None
     try:
         suite = load_suite_config(root)
     except SpecError as exc:
-        return f"cannot read the suite's configuration:\n{exc.render()}"
+        return f"cannot read the suite's configuration:\n{exc.render()}", None
     try:
-        resolve(name, suite.drivers, suite.root)
+        return None, resolve(name, suite.drivers, suite.root)[0]
     except (DriverNotFound, DriverLoadError) as exc:
-        return str(exc)
-    return None
+        return str(exc), None
+
+
+def _options_stub(schema: dict | None) -> str:
+    """``options:`` with what the driver requires, to fill in: a string is
+    TODO, a list or mapping empty."""
+    from run_testsuite.spec_checks import required_options
+
+    if not schema:
+        return ""
+    wanted = required_options(schema)
+    if not wanted:
+        return ""
+    properties = schema.get("properties", {})
+    empty = {"array": "[]", "object": "{}", "string": "TODO", "integer": "0", "number": "0", "boolean": "false"}
+    lines = ["options:  # the driver needs " + " or ".join(", ".join(keys) for keys in wanted)]
+    for key in wanted[0]:
+        kind = properties.get(key, {}).get("type", "string")
+        lines.append(f"  {key}: {empty.get(kind if isinstance(kind, str) else kind[0], 'TODO')}")
+    return "\n".join(lines) + "\n"
 
 
 def _quote(text: str) -> str:

@@ -20,11 +20,27 @@ def check_options(driver: Driver, test: Testcase) -> None:
 
     errors = list(Draft202012Validator(schema).iter_errors(test.spec.get("options", {})))
     if errors:
+        if "options" not in test.spec:  # no key to point at, and "{} is not valid" says little
+            needed = " or ".join(", ".join(keys) for keys in required_options(schema)) or "see its options_schema"
+            line, col = specs.key_position(test.spec_file, [])
+            driver_name = test.spec.get("driver", "")
+            raise specs.SpecError(
+                test.spec_file, [(line, col, f"options: missing; driver '{driver_name}' needs {needed}")]
+            )
         problems = [
             (*specs.key_position(test.spec_file, ["options", *e.absolute_path]), f"options: {e.message}")
             for e in errors
         ]
         raise specs.SpecError(test.spec_file, problems)
+
+
+def required_options(schema: dict) -> list[list[str]]:
+    """The sets of keys an options schema requires, one of which is enough:
+    its ``required``, or each ``anyOf``/``oneOf`` branch's."""
+    if schema.get("required"):
+        return [list(schema["required"])]
+    branches = schema.get("anyOf") or schema.get("oneOf") or []
+    return [list(b["required"]) for b in branches if isinstance(b, dict) and b.get("required")]
 
 
 def check_resources(suite: SuiteConfig, asked: dict, spec_file: str, at: list | None = None) -> dict:

@@ -328,3 +328,16 @@ def test_validate_reports_every_problem_of_a_testcase_and_of_set_ups_no_one_need
         f"{root}/suite.yaml:5:23: unknown resource pool 'gpus' (pools: none declared in suite.yaml)",
     ]
     assert "4 problems in 1 testcase" in proc.stderr
+
+
+def test_new_with_a_driver_that_needs_options_writes_them_and_a_missing_one_is_named(tmp_path):
+    root = write_suite(tmp_path / "s", {
+        "suite.yaml": "drivers:\n  expect: _drivers/expect.py:ExpectDriver\n",
+        "_drivers/expect.py": (REPO / "testcases" / "_drivers" / "expect.py").read_text(),
+        "bare/test.yaml": "driver: expect\ncmd: echo hi\n",
+    })
+    assert cli("new", root / "t", "--driver", "expect").returncode == 0
+    spec = (root / "t" / "test.yaml").read_text()
+    assert "options:  # the driver needs expect or reject\n  expect: []\n" in spec
+    proc = cli("validate", root)
+    assert proc.stdout.splitlines() == [f"{root}/bare/test.yaml:1:1: options: missing; driver 'expect' needs expect or reject"]
