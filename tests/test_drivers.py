@@ -318,7 +318,7 @@ def test_custom_driver_check_passes_and_fails(driver_run):
     "name, where, text",
     [
         ("custom/bad-type", "4:11", "options: 5 is not of type 'string'"),
-        ("custom/missing-option", "1:1", "options: 'expect' is a required property"),
+        ("custom/missing-option", "1:1", "options: missing; driver 'mine' needs expect"),
         ("custom/extra-option", "4:3", "options: Additional properties are not allowed ('colour' was unexpected)"),
         ("custom/test-error", "4:11", "options.expect must not be empty"),
     ],
