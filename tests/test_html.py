@@ -354,6 +354,16 @@ def test_opening_a_result_names_it_in_the_url_and_a_link_opens_it(page, report):
     page.execute_script("location.hash = '#result=' + encodeURIComponent('pass/one')")
     settle(page)
     assert browser.row(page, "pass/one").find_element("css selector", ".detail").is_displayed()
+    # Two open: closing the newer names the other again.
+    browser.open_result(page, "pass/two")
+    assert page.execute_script("return location.hash") == "#result=pass%2Ftwo"
+    browser.row(page, "pass/two").find_element("css selector", ".line").click()
+    assert page.execute_script("return location.hash") == "#result=pass%2Fone"
+    # A name the report does not hold is said so, not ignored.
+    page.execute_script("location.hash = '#result=no%2Fsuch'")
+    settle(page)
+    note = page.find_element("id", "unknown-link")
+    assert note.is_displayed() and note.text == "The link names a result this report does not hold: no/such"
 
 
 def test_timeline_names_wide_bars_and_shows_interrupted_testcases(chromium, tmp_path):

@@ -293,20 +293,33 @@
      be linked to; closing it takes the name away again. replaceState: the
      back button leaves the report rather than stepping through rows. */
   var HASH = "#result=";
+  var openNow = [];  /* open results, the latest last: closing one names the one before */
   function linkTo(opened, toggled) {
+    openNow = openNow.filter(function (r) { return r !== toggled; });
+    if (opened) openNow.push(opened);
+    else if (location.hash !== HASH + encodeURIComponent(toggled.name)) return;
+    else opened = openNow.length ? openNow[openNow.length - 1] : null;
     var want = opened ? HASH + encodeURIComponent(opened.name) : "";
-    if (!opened && location.hash !== HASH + encodeURIComponent(toggled.name)) return;
     if (location.hash === want) return;
     try {
       history.replaceState(null, "", want || location.pathname + location.search);
     } catch (err) { /* a file: URL some browsers refuse to rewrite: the page still works */ }
   }
 
+  /* The result the address names; a name the report does not hold is said
+     so, above the rows, rather than ignored. */
   function linked() {
+    var note = document.getElementById("unknown-link");
+    note.hidden = true;
     if (location.hash.indexOf(HASH) !== 0) return null;
-    try {
-      return byName.get(decodeURIComponent(location.hash.slice(HASH.length))) || null;
-    } catch (err) { return null; }
+    var name;
+    try { name = decodeURIComponent(location.hash.slice(HASH.length)); } catch (err) { name = location.hash; }
+    var r = byName.get(name) || null;
+    if (!r) {
+      note.textContent = "The link names a result this report does not hold: " + name;
+      note.hidden = false;
+    }
+    return r;
   }
 
   rowsEl.addEventListener("click", function (e) {
