@@ -17,6 +17,7 @@ time and 0.5 s of system time, in 3,500 more waits.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import stat
@@ -40,7 +41,7 @@ def make_spare(root: str) -> None:
     later."""
     while STATE.discard:
         old = STATE.discard.pop()
-        if len(STATE.spares) < SPARE_POOL and os.path.dirname(old) == root and _is_empty_directory(old):
+        if len(STATE.spares) < SPARE_POOL and os.path.dirname(old) == root and _as_if_new(old):
             path = _spare_name(root)
             try:
                 os.rename(old, path)
@@ -75,15 +76,30 @@ def discard(paths: tuple[str, ...]) -> None:
         remove_tree(path)
 
 
-def _is_empty_directory(path: str) -> bool:
-    """A real directory (not a link to one) with nothing in it."""
-    if not _is_real_directory(path):
+def _as_if_new(path: str) -> bool:
+    """A real directory (not a link to one) with nothing in it, ours, with
+    the mode a mkdir gives: what the next testcase would get anyway. One a
+    test made read-only (`chmod a-w .`) or handed to another user is
+    removed, not passed on."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) != _fresh_mode():
         return False
     try:
         with os.scandir(path) as entries:
             return next(entries, None) is None
     except OSError:
         return False
+
+
+@functools.cache
+def _fresh_mode() -> int:
+    """The mode os.mkdir gives a directory here (0o777 less the umask)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o777 & ~umask
 
 
 def _take_spare(target: str) -> bool:

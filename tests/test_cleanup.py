@@ -130,8 +130,13 @@ def test_empty_passed_directories_become_spares_up_to_the_pool(tmp_path, monkeyp
     for path in empties:
         path.mkdir()
     inodes = {path.stat().st_ino for path in empties}
+    # A test made its directory read-only: removed, never the next testcase's.
+    (root / "passed-read-only").mkdir()
+    (root / "passed-read-only").chmod(0o555)
     monkeypatch.setattr(STATE, "spares", [])
-    monkeypatch.setattr(STATE, "discard", [str(root / "passed-full")] + [str(path) for path in empties])
+    # (taken from the end: the read-only one comes first, while the pool has room)
+    discard = [str(root / "passed-full")] + [str(path) for path in empties] + [str(root / "passed-read-only")]
+    monkeypatch.setattr(STATE, "discard", discard)
     workdir.make_spare(str(root))
     assert len(STATE.spares) == workdir.SPARE_POOL
     assert {os.stat(spare).st_ino for spare in STATE.spares} <= inodes  # renamed, not made
