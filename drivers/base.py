@@ -43,10 +43,16 @@ class Testcase:
     params: dict[str, str] = field(default_factory=dict)
     # The run was asked to --rewrite baselines: a missing one is made, not an error.
     rewrite: bool = False
+    # The testcase's whole matrix (key -> values), of which ``spec["variant"]``
+    # is this variant's choice: what its other variants can be.
+    matrix: dict[str, list] = field(default_factory=dict)
 
     def values(self) -> dict[str, str]:
-        """Parameters and matrix values (a matrix value wins), as strings."""
-        return {**self.params, **{key: str(value) for key, value in self.spec.get("variant", {}).items()}}
+        """Parameters and matrix values (a matrix value wins), as strings,
+        as commands see them (`true`, not `True`)."""
+        from run_testsuite.variants import as_text
+
+        return {**self.params, **{key: as_text(value) for key, value in self.spec.get("variant", {}).items()}}
 
     def error(self, message: str, at: list | None = None) -> NoReturn:
         """Reject the spec with a message located at key path ``at``."""

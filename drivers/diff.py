@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import glob
+import itertools
 import os
 import re
 import shlex
@@ -93,11 +94,7 @@ class DiffDriver(Driver):
         own = [*super().private_files(test), baseline_of(test)]
         pattern = test.spec.get("baseline", "test.out")
         if "$" in pattern:
-            wildcard = glob.escape(_VALUE.sub("\0", pattern)).replace("\0", "*")
-            own += [
-                os.path.relpath(path, test.source_dir)
-                for path in glob.glob(os.path.join(glob.escape(test.source_dir), wildcard))
-            ]
+            own += _every_variants_baseline(test, pattern)
         return own
 
     def check(self, fragment: Fragment, ctx) -> Outcome:
@@ -129,6 +126,37 @@ class DiffDriver(Driver):
         return baseline if rewrite_baseline(actual, baseline) else None
 
 
+def _every_variants_baseline(test: Testcase, pattern: str) -> list[str]:
+    """The files ``pattern`` names for each value of the matrix keys it uses
+    and any value of the parameters it uses (`-D` may give another): those,
+    never a file that merely looks alike (`${opt}.txt` must not hide
+    `data.txt`)."""
+    from run_testsuite.variants import as_text
+
+    used = [m.group(1) or m.group(2) for m in _VALUE.finditer(pattern)]
+    keys = [key for key in dict.fromkeys(used) if key in test.matrix]
+    any_value = {key: "\0" for key in used if key and key not in test.matrix}
+    names = []
+    for combo in itertools.product(*(test.matrix[key] for key in keys)):
+        values = {**any_value, **{key: as_text(value) for key, value in zip(keys, combo)}}
+        name = _expand(pattern, values)
+        if "\0" not in name:
+            names.append(name)
+            continue
+        wildcard = glob.escape(name).replace("\0", "*")
+        found = glob.glob(os.path.join(glob.escape(test.source_dir), wildcard))
+        names += [os.path.relpath(path, test.source_dir) for path in found]
+    return names
+
+
+def _expand(pattern: str, values: dict[str, str]) -> str:
+    """``pattern`` with ``${name}``/``$name`` replaced, ``$$`` a literal ``$``
+    (names not in ``values`` are left for the caller to refuse)."""
+    return _VALUE.sub(
+        lambda m: "$" if m.group(0) == "$$" else values.get(m.group(1) or m.group(2), m.group(0)), pattern
+    )
+
+
 def baseline_of(test: Testcase) -> str:
     """The baseline's file name: ``baseline`` (default test.out) with
     ``${name}`` replaced by the variant's matrix value or the suite
@@ -138,28 +166,31 @@ def baseline_of(test: Testcase) -> str:
         return name
     values = test.values()
 
-    def value(match: re.Match) -> str:
+    for match in _VALUE.finditer(name):
         key = match.group(1) or match.group(2)
-        if key not in values:
+        if key and key not in values:
             known = ", ".join(sorted(values)) or "none"
-            test.error(f"baseline '{name}': no matrix value or parameter '{key}' (known: {known})", ["baseline"])
-        return values[key]
+            test.error(
+                f"baseline '{name}': no matrix value or parameter '{key}' (known: {known}; $$ is a literal $)",
+                ["baseline"],
+            )
+    return _expand(name, values)
 
-    return _VALUE.sub(value, name)
 
-
-_VALUE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+# ${name} or $name; $$ for a literal $.
+_VALUE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def _rewrite_command(test: Testcase) -> str:
     """The command that makes this testcase's baseline: its suite, its name,
     and the -D values its baseline's name uses."""
-    words = ["run-testsuite", test.suite_root, test.name]
+    # A repetition's baseline is the testcase's: `t#2` names it only with --repeat.
+    words = ["run-testsuite", test.suite_root, re.sub(r"#\d+$", "", test.name)]
     pattern = test.spec.get("baseline", "test.out")
     variant = test.spec.get("variant", {})
     for match in _VALUE.finditer(pattern):
         key = match.group(1) or match.group(2)
-        if key in test.params and key not in variant:
+        if key and key in test.params and key not in variant:
             words += ["-D", f"{key}={test.params[key]}"]
     return " ".join(shlex.quote(word) for word in [*words, "--rewrite"])
 
@@ -169,7 +200,9 @@ def _for_variant(test: Testcase) -> str:
     spec_name = test.spec.get("baseline", "test.out")
     if "$" not in spec_name:
         return ""
-    variant = ", ".join(f"{k}={v}" for k, v in test.spec.get("variant", {}).items())
+    from run_testsuite.variants import as_text
+
+    variant = ", ".join(f"{k}={as_text(v)}" for k, v in test.spec.get("variant", {}).items())
     return f" (from '{spec_name}'{', for ' + variant if variant else ''})"
 
 

@@ -186,6 +186,14 @@ def _check_places(plan, output_dir: str, work_dir: str) -> None:
     root = plan.suite.root
     sources = [p.source_dir for p in plan.testcases if p.source_dir]
     for what, path in (("output directory", output_dir), ("work directory", work_dir)):
+        # Discovery never looks inside these: a testcase there is not in the
+        # plan, and the run would remove it with the directories it makes.
+        found = _spec_inside(path, output_dir)
+        if found:
+            raise UsageError(
+                f"the {what} {path} holds testcases ({found}): the run makes and removes directories"
+                " there; give it a directory of its own"
+            )
         for form in dict.fromkeys((os.path.abspath(path), os.path.realpath(path))):
             inside = form.rstrip(os.sep) + os.sep
             for kept in (root, os.path.realpath(root), *sources):
@@ -194,6 +202,25 @@ def _check_places(plan, output_dir: str, work_dir: str) -> None:
                         f"the {what} {path} holds the suite's own files ({kept}): the run makes and removes"
                         " directories there; give it a directory of its own"
                     )
+
+
+def _spec_inside(path: str, output_dir: str) -> str | None:
+    """A test.yaml below ``path``, if any. An output directory a run made
+    (its lock file is there) is trusted without a walk: work copies never
+    hold a spec, and its logs may be many."""
+    from run_testsuite.discovery import SPEC_FILE, SUITE_FILE
+    from run_testsuite.outputs import LOCK_FILE, WORK_MARK
+
+    mine = os.path.join(output_dir, LOCK_FILE)
+    if os.path.exists(mine) and (path == output_dir or path.startswith(output_dir.rstrip(os.sep) + os.sep)):
+        return None
+    if os.path.exists(os.path.join(path, WORK_MARK)):  # a work directory a run made (what its tests wrote)
+        return None
+    for here, _dirs, files in os.walk(path):
+        for name in (SPEC_FILE, SUITE_FILE):
+            if name in files:
+                return os.path.join(here, name)
+    return None
 
 
 def _check_sandbox(plan) -> None:

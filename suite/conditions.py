@@ -121,8 +121,11 @@ def compared_values(text: str, names: Iterable[str]) -> list[tuple[str, str]]:
         if not isinstance(node, ast.Compare):
             continue
         operands = [node.left, *node.comparators]
-        for left, right in itertools.pairwise(operands):
-            for name_side, value_side in ((left, right), (right, left)):
+        for op, (left, right) in zip(node.ops, itertools.pairwise(operands)):
+            pairs = [(left, right)]
+            if not isinstance(op, (ast.In, ast.NotIn)):  # `'64' in arch` is a substring test
+                pairs.append((right, left))
+            for name_side, value_side in pairs:
                 if isinstance(name_side, ast.Name) and name_side.id in wanted:
                     found += [(name_side.id, value) for value in _strings(value_side)]
     return found

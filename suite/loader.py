@@ -23,7 +23,15 @@ from run_testsuite.links import link
 from run_testsuite.plan import SETUP_PREFIX, Plan, Planned, UsageError, env_value, setup_env_name
 from run_testsuite.results import Reason, Result, Status
 from run_testsuite.sandbox import Sandbox, sandbox_for
-from run_testsuite.selection import Selection, keeper, nothing_selected, select, variant_wanted, variants_named
+from run_testsuite.selection import (
+    Selection,
+    keeper,
+    nothing_selected,
+    select,
+    unmatched_variants,
+    variant_wanted,
+    variants_named,
+)
 from run_testsuite.spec_cache import SpecCache, stamp
 from run_testsuite.spec_checks import check_options, check_resources, expand_inputs
 from run_testsuite.suite_config import SuiteConfig, load_suite_config
@@ -81,6 +89,9 @@ def build_plan(
         )
     if not queue:
         raise nothing_selected(selection, len(found), root)
+    typos = unmatched_variants(selection.patterns, found, [item.name + v.suffix for item, v in queue])
+    if typos:
+        raise UsageError("no variant matches " + ", ".join(repr(p) for p in typos))
     index: dict[str, int] = {}
     for item, variant in queue:  # grows as dependencies are discovered
         if item.name + variant.suffix in index:
@@ -219,6 +230,7 @@ class _Builder:
                 return planned  # skipped: nothing to plan
             driver, driver_path = self._driver(planned.driver)
             test = self._testcase(planned, merged)
+            test.matrix = dict(self.raw_spec(item).get("matrix") or {})
             planned.timeout = test.timeout
             planned.inputs = self._inputs(item, test.env)
             check_options(driver, test)

@@ -27,6 +27,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing import Any
 
 LOCK_FILE = ".lock"
+# Left in a work directory's root by the run that made it: what its tests
+# wrote there (a test.yaml, say) does not make it a suite's directory.
+WORK_MARK = ".run-testsuite-work"
 
 # The lock of this process's run: open for as long as the process lives.
 _held: int | None = None
@@ -123,6 +126,16 @@ def claim_outputs(output_dir: str, work_dir: str, report_files: dict[str, str | 
             _probe(work_dir, "work")
         except OSError as exc:
             raise OSError(f"work directory {work_dir} cannot be written: {exc.strerror or exc}") from None
+
+
+def mark_work_dir(work_dir: str) -> None:
+    """Say that ``work_dir`` is a run's (see WORK_MARK); a file that cannot
+    be made only costs the next run a look inside."""
+    try:
+        with open(os.path.join(work_dir, WORK_MARK), "a"):
+            pass
+    except OSError:
+        pass
 
 
 def read_cache(path: str, what: str) -> Any:

@@ -14,13 +14,16 @@ from run_testsuite.plan import NothingSelected, UsageError
 
 
 def select(found: list[Found], patterns: list[str]) -> list[Found]:
-    """Testcases whose name starts with, or matches the glob of, a pattern."""
+    """Testcases whose name starts with, or matches the glob of, a pattern
+    (see ``_matches``)."""
     if not patterns:
         return found
+    names = [item.name for item in found]
+    kinds = {p: _kind(p, names) for p in patterns}
     chosen = []
     unmatched = set(patterns)
     for item in found:
-        matching = [p for p in patterns if _matches(item.name, p)]
+        matching = [p for p in patterns if _matches(item.name, p, kinds[p])]
         if matching:
             chosen.append(item)
             unmatched.difference_update(matching)
@@ -29,18 +32,34 @@ def select(found: list[Found], patterns: list[str]) -> list[Found]:
     return chosen
 
 
-def _matches(name: str, pattern: str) -> bool:
-    """A name is first taken as it is (a directory may be called `br[1]`),
-    and one naming a variant (`m[opt=O0]`, as results and --list show it)
-    selects its testcase; then a glob matches whole names; a plain name is a
-    prefix, and one ending in '/' (as shells complete directories) names
-    that directory only."""
-    if name == pattern.rstrip("/") or _names_variant(name, pattern):
-        return True
-    if any(c in pattern for c in "*?["):
-        return fnmatch.fnmatchcase(name, pattern.rstrip("/"))
+def _kind(pattern: str, names: list[str]) -> str:
+    """How a pattern is read, as results show names first: 'literal' (a
+    testcase or directory of that very name, `br[1]`, that a glob would
+    read otherwise), 'variant' (variants of a testcase, `m[opt=O2]`,
+    `t#2`), else 'glob' or 'prefix' (`a` is `a`, `a/x` and `ab`)."""
+    bare = pattern.rstrip("/")
+    globbing = any(c in pattern for c in "*?[")
+    if globbing and any(name == bare or name.startswith(bare + "/") for name in names):
+        return "literal"
+    if any(_names_variant(name, pattern) for name in names):
+        return "variant"
+    return "glob" if globbing else "prefix"
+
+
+def _matches(name: str, pattern: str, kind: str) -> bool:
+    """A literal name selects that testcase and those below it; a variant
+    name its testcase (its variants are chosen later, ``variant_wanted``); a
+    glob matches whole names; a plain name is a prefix, and one ending in
+    '/' (as shells complete directories) names that directory only."""
+    bare = pattern.rstrip("/")
+    if kind == "literal":
+        return name == bare or name.startswith(bare + "/")
+    if kind == "variant":
+        return _names_variant(name, pattern)
+    if kind == "glob":
+        return fnmatch.fnmatchcase(name, bare)
     if pattern.endswith("/"):
-        return name == pattern.rstrip("/") or name.startswith(pattern)
+        return name == bare or name.startswith(pattern)
     return name.startswith(pattern)
 
 
@@ -55,15 +74,32 @@ def variants_named(name: str, patterns: list[str]) -> list[str] | None:
     for pattern in patterns:
         if _names_variant(name, pattern):
             named.append(pattern)
-        elif _matches(name, pattern):
+        elif _matches(name, pattern, _kind(pattern, [name])):
             return None
     return named or None
 
 
 def variant_wanted(full_name: str, named: list[str] | None) -> bool:
     """Whether the variant ``full_name`` (`m[opt=O0]#2`) is one of those
-    ``named``: its name, or a start of it (`m[opt=O0]` for every repeat)."""
-    return named is None or any(full_name.startswith(pattern) for pattern in named)
+    ``named``: a name with a repetition (`m#2`) only that one; a whole
+    variant name (`m[opt=O0]`) every repetition of it; a part of one
+    (`m[opt=O`) every variant it starts."""
+    return named is None or any(_variant_matches(full_name, pattern) for pattern in named)
+
+
+def _variant_matches(full_name: str, pattern: str) -> bool:
+    if "#" in pattern:
+        return full_name == pattern
+    if pattern.endswith("]"):
+        return full_name == pattern or full_name.startswith(pattern + "#")
+    return full_name.startswith(pattern)
+
+
+def unmatched_variants(patterns: list[str], found: list[Found], kept: list[str]) -> list[str]:
+    """Variant names (`m[opt=O9]`) that named a testcase but none of its
+    variants: a typo, as an unknown testcase name is."""
+    names = [item.name for item in found]
+    return [p for p in patterns if _kind(p, names) == "variant" and not any(_variant_matches(k, p) for k in kept)]
 
 
 @dataclass

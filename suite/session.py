@@ -17,6 +17,7 @@ import time
 from run_testsuite.cleanup import WorkCleaner
 from run_testsuite.history import HISTORY_FILE, History, HistoryView, KeyRecord
 from run_testsuite.index import ReportIndex, describe_error, finish_rotation, rotate, run_metadata
+from run_testsuite.outputs import mark_work_dir
 from run_testsuite.plan import Plan
 from run_testsuite.reporters import HtmlReport, Reporters
 from run_testsuite.reports.progress import Progress, StatusLine, expected_durations, live_display_wanted
@@ -102,6 +103,7 @@ class RunSession:
         if plan.file_hashes is not None:
             plan.file_hashes.save()
         os.makedirs(options.work_dir, exist_ok=True)
+        mark_work_dir(options.work_dir)
         html = HtmlReport(new_dir, os.path.join(options.output_dir, "old")) if options.html else None
         reporters = self._reporters(new_dir, html)
         cleaner = reporters.cleaner

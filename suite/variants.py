@@ -21,7 +21,7 @@ class Variant:
     def suffix(self) -> str:
         text = ""
         if self.values:
-            text = "[" + ",".join(f"{key}={_text(value)}" for key, value in self.values) + "]"
+            text = "[" + ",".join(f"{key}={as_text(value)}" for key, value in self.values) + "]"
         if self.repeat is not None:
             text += f"#{self.repeat}"
         return text
@@ -32,7 +32,7 @@ class Variant:
 
     def env(self) -> dict[str, str]:
         """Matrix values reach commands under their keys' names."""
-        return {key: _text(value) for key, value in self.values}
+        return {key: as_text(value) for key, value in self.values}
 
 
 def variants(matrix: dict | None, repeat: int) -> list[Variant]:
@@ -53,7 +53,8 @@ def base_name(name: str) -> str:
     return name
 
 
-def _text(value: object) -> str:
+def as_text(value: object) -> str:
+    """A matrix value as commands see it: `true`, not `True`."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

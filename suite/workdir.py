@@ -85,7 +85,8 @@ def _as_if_new(path: str) -> bool:
         info = os.lstat(path)
     except OSError:
         return False
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) != _fresh_mode():
+    # The permission bits only: a setgid work root gives every mkdir its bit.
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o777 != _fresh_mode():
         return False
     try:
         with os.scandir(path) as entries:
@@ -115,11 +116,14 @@ def _take_spare(target: str) -> bool:
             pass
         else:
             # The spare sits where tests can write: one may have put a link
-            # (to anywhere) in its place. What was renamed is checked, not
-            # what was there before: no race can slip a link in between.
-            if _is_real_directory(target):
+            # (to anywhere) in its place, or files in it. What was renamed is
+            # checked, not what was there before: no race can slip in between.
+            if _as_if_new(target):
                 return True
-            os.unlink(target)  # the link itself, never what it points to
+            if _is_real_directory(target):
+                remove_tree(target)
+            else:
+                os.unlink(target)  # the link itself, never what it points to
             return False
     _remove_empty(spare)
     return False

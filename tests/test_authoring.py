@@ -276,7 +276,7 @@ def test_a_matrix_testcase_keeps_one_baseline_per_variant(tmp_path):
     assert found["build[opt=O0]"] == ("PASS", None) and found["build[opt=O2]"] == ("PASS", None), run.stdout
     assert found["typo"] == ("ERROR", "SPEC")
     assert "no matrix value or parameter 'nosuch' (known: opt, target)" not in run.stdout  # typo has no matrix
-    assert "no matrix value or parameter 'nosuch' (known: target)" in run.stdout
+    assert "no matrix value or parameter 'nosuch' (known: target; $$ is a literal $)" in run.stdout
     # Another parameter value: its baselines are missing, each named with its variant.
     other = run_cli(root, tmp_path / "out", "-D", "target=arm", names=["build"])
     message = load_result(tmp_path / "out", "build[opt=O2]", other.index)["message"]
@@ -341,3 +341,22 @@ def test_new_with_a_driver_that_needs_options_writes_them_and_a_missing_one_is_n
     assert "options:  # the driver needs expect or reject\n  expect: []\n" in spec
     proc = cli("validate", root)
     assert proc.stdout.splitlines() == [f"{root}/bare/test.yaml:1:1: options: missing; driver 'expect' needs expect or reject"]
+
+
+def test_variant_baselines_hide_exactly_their_files_and_a_dollar_is_written_twice(tmp_path):
+    root = write_suite(tmp_path / "s", {
+        "t/test.yaml": "driver: diff\nmatrix: {opt: [O0, O2]}\nbaseline: '${opt}.txt'\ncmd: cat data.txt; ls\n",
+        "t/data.txt": "D\n",
+        "t/O0.txt": "D\ndata.txt\n",
+        "t/O2.txt": "D\ndata.txt\n",
+        "b/test.yaml": "driver: diff\nmatrix: {debug: [true, false]}\nbaseline: 'cost$$usd-${debug}.out'\ncmd: echo $debug\n",
+        "b/cost$usd-true.out": "true\n",
+        "b/cost$usd-false.out": "false\n",
+        "r/test.yaml": "driver: diff\ncmd: echo r\n",
+    })
+    run = run_cli(root, tmp_path / "out", "--repeat", "2")
+    found = statuses(run.index)
+    assert all(found[f"t[opt={o}]#{n}"] == ("PASS", None) for o in ("O0", "O2") for n in (1, 2)), run.stdout
+    assert all(found[f"b[debug={d}]#{n}"] == ("PASS", None) for d in ("true", "false") for n in (1, 2)), run.stdout
+    message = load_result(tmp_path / "out", "r#2", run.index)["message"]
+    assert f"`run-testsuite {root} r --rewrite`" in message  # the testcase's name, not the repetition's

@@ -150,3 +150,14 @@ def test_empty_passed_directories_become_spares_up_to_the_pool(tmp_path, monkeyp
     assert len(STATE.spares) == 1 and os.stat(STATE.spares[0]).st_ino not in inodes
     workdir.discard_spare()
     assert STATE.spares == [] and not any(name.startswith(".spare-") for name in os.listdir(root))
+
+
+def test_a_spare_a_test_planted_files_in_is_not_the_next_work_directory(tmp_path):
+    """Spares wait in the work root, where a test can write: the next
+    testcase must still start in an empty directory."""
+    plant = "for d in ../.spare-*; do [ -d \"$d\" ] && echo planted > \"$d/planted\"; done; true"
+    files = {"a-planter/test.yaml": f"cmd: {json.dumps(plant)}\n"}
+    files.update({f"b-next{n}/test.yaml": "cmd: 'test -z \"$(ls -A)\"'\n" for n in range(4)})
+    root = write_suite(tmp_path / "suite", files)
+    run = run_cli(root, tmp_path / "out", "-j", "1")
+    assert set(statuses(run.index).values()) == {("PASS", None)}, run.stdout

@@ -223,6 +223,25 @@ def test_a_variant_and_a_name_with_brackets_are_selected_by_the_names_shown(path
     repeated = run_cli(root, out, "--repeat", "2", names=["m[opt=O0]"])
     assert sorted(statuses(repeated.index)) == ["m[opt=O0]#1", "m[opt=O0]#2"]
     assert run_cli(root, out, names=["m[opt=O9]"]).returncode == 5
+    typo = run_cli(root, out, names=["br2", "m[opt=O9]"])  # beside a good name: a usage error
+    assert typo.returncode == 2 and "no variant matches 'm[opt=O9]'" in typo.stderr
+    many = run_cli(root, out, "--repeat", "11", names=["br2#1"])
+    assert sorted(statuses(many.index)) == ["br2#1"]  # not #10, #11
+
+
+def test_a_variant_name_is_not_also_a_glob_and_a_bracketed_directory_is_literal(paths):
+    root, out = paths
+    write_suite(root, {
+        "m/test.yaml": "matrix: {n: [1, 2]}\ncmd: 'true'\n",
+        "m1/test.yaml": "cmd: 'true'\n",
+        "br[1]/x/test.yaml": "cmd: 'true'\n",
+        "br[1]/y/test.yaml": "cmd: 'true'\n",
+        "br1/test.yaml": "cmd: 'true'\n",
+    })
+    assert sorted(statuses(run_cli(root, out, names=["m[n=1]"]).index)) == ["m[n=1]"]
+    for name in ("br[1]", "br[1]/"):
+        assert sorted(statuses(run_cli(root, out, names=[name]).index)) == ["br[1]/x", "br[1]/y"], name
+    assert sorted(statuses(run_cli(root, out, names=["b*"]).index)) == ["br1", "br[1]/x", "br[1]/y"]
 
 
 def test_overlapping_names_are_all_matched(paths):

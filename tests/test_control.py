@@ -508,5 +508,7 @@ def test_comparisons_with_values_a_host_fact_never_takes_are_found():
     assert control.never_true("os == 'linux' and arch == 'x86_64' and cpus > 2") == []
     # A matrix key or parameter called os is not the host's: not checked.
     assert control.never_true("os == 'Linux'", shadowed=["os"]) == []
+    # A substring test of the name's value compares no whole value.
+    assert control.never_true("'64' in arch or 'lin' not in os") == []
     # What does not parse compares nothing here (compiling it says why).
     assert control.never_true("os == ") == []

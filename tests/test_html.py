@@ -364,6 +364,8 @@ def test_opening_a_result_names_it_in_the_url_and_a_link_opens_it(page, report):
     settle(page)
     note = page.find_element("id", "unknown-link")
     assert note.is_displayed() and note.text == "The link names a result this report does not hold: no/such"
+    browser.open_result(page, "pass/two")  # the address names a result again: the note goes
+    assert not note.is_displayed()
 
 
 def test_timeline_names_wide_bars_and_shows_interrupted_testcases(chromium, tmp_path):

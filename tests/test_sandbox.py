@@ -399,8 +399,19 @@ def test_the_work_directory_may_not_be_the_suite(tmp_path):
     root = write_suite(tmp_path / "s", {"a/test.yaml": "cmd: 'true'\n", "a/data.txt": "precious\n"})
     for option in (["--work-dir", str(root)], ["--work-dir", str(tmp_path)]):
         run = run_cli(root, tmp_path / "out", *option)
-        assert run.returncode == 2 and "holds the suite's own files" in run.stderr, option
+        assert run.returncode == 2 and ("holds the suite's own files" in run.stderr or "holds testcases" in run.stderr), option
     # A testcase's directory as the work directory hides it from discovery: nothing to run, nothing removed.
     assert run_cli(root, tmp_path / "out", "--work-dir", str(root / "a")).returncode == 5
     assert (root / "a" / "data.txt").read_text() == "precious\n"
     assert run_cli(root, root).returncode == 2  # -o the suite itself
+    # Directories discovery never enters, holding testcases all the same.
+    group = write_suite(root / "group", {"b/test.yaml": "cmd: 'true'\n", "b/data": "kept\n"})
+    for option in (["--work-dir", str(group)], ["-o", str(group)]):
+        args = option if option[0] == "--work-dir" else []
+        target = tmp_path / "out" if option[0] == "--work-dir" else group
+        run = run_cli(root, target, *args)
+        assert run.returncode == 2 and "holds testcases" in run.stderr, (option, run.stderr)
+    assert (group / "b" / "data").read_text() == "kept\n"
+    # An output directory inside the suite that a run made before is its own.
+    inside = root / "out"
+    assert run_cli(root, inside).returncode == 0 and run_cli(root, inside).returncode == 0

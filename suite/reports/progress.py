@@ -13,7 +13,7 @@ import time
 from collections import Counter
 
 from run_testsuite.jsonio import INDEX_FILE, read_json, write_atomic
-from run_testsuite.reports.text import WORDS
+from run_testsuite.reports.text import WORDS, plural_s
 from run_testsuite.results import Result, Status
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
@@ -113,7 +113,7 @@ class StatusLine:
         parts = [f"[{progress.done}/{progress.total}]"]
         for status in Status:
             if counts.get(status.value):
-                parts.append(f"{counts[status.value]} {WORDS[status]}")
+                parts.append(f"{counts[status.value]} {WORDS[status]}{plural_s(status, counts[status.value])}")
         eta = progress.eta()
         if eta is not None:
             parts.append(f"ETA {eta:.0f}s")

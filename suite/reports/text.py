@@ -40,6 +40,11 @@ TAIL_LINES = 30
 DETAILS_MAX = 50
 
 
+def plural_s(status: Status, count: int) -> str:
+    """WORDS are participles ("2 passed") but for the one noun: "2 errors"."""
+    return "s" if status is Status.ERROR and count != 1 else ""
+
+
 def counted(testcases: int, noun: str = "testcase", setups: int = 0) -> str:
     """``1 testcase``, ``2 set-ups``, ``20 testcases, 2 set-ups``."""
     text = f"{testcases} {noun}{'' if testcases == 1 else 's'}"
@@ -155,12 +160,12 @@ class TextReport:
         from_cache = f" ({cached} from cache)" if cached else ""
         line = f"{counted(sum(testcases.values()))}: {', '.join(parts)}"
         if sum(setups.values()):
-            shown = [self._count(Status(s), n) for s, n in setups.items() if n]
+            shown = [self._count(status, setups[status.value]) for status in Status if setups.get(status.value)]
             line += f"; {counted(sum(setups.values()), 'set-up')}: {', '.join(shown)}"
         return f"{line}{from_cache} in {wall:.2f} s"
 
     def _count(self, status: Status, count: int) -> str:
-        text = f"{count} {WORDS[status]}{'s' if status is Status.ERROR and count != 1 else ''}"
+        text = f"{count} {WORDS[status]}{plural_s(status, count)}"
         return self.paint(status, text) if count else text
 
     def _diff(self, diff: str) -> str:

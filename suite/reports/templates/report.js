@@ -295,6 +295,7 @@
   var HASH = "#result=";
   var openNow = [];  /* open results, the latest last: closing one names the one before */
   function linkTo(opened, toggled) {
+    document.getElementById("unknown-link").hidden = true;  /* the address names a result again */
     openNow = openNow.filter(function (r) { return r !== toggled; });
     if (opened) openNow.push(opened);
     else if (location.hash !== HASH + encodeURIComponent(toggled.name)) return;
