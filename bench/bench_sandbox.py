@@ -77,7 +77,7 @@ def main() -> int:
     if shutil.which("bwrap") is None:
         sys.exit("bench_sandbox: needs bubblewrap (apt-get install bubblewrap)")
     command = [args.run_testsuite] if args.run_testsuite else [sys.executable, "-m", "run_testsuite"]
-    from run_testsuite.sandbox import sandbox_for
+    from run_testsuite.sandbox import Sandbox, readable_paths
 
     figures: dict = {"count": args.count, "jobs": args.jobs}
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as scratch:
@@ -94,7 +94,7 @@ def main() -> int:
         os.makedirs(work)
         bare = ["/bin/true"]
         status_r, status_w = os.pipe()  # bwrap's status goes there, drained
-        wrapped = sandbox_for(work, True).wrap(bare, work, dict(os.environ), status_w)
+        wrapped = Sandbox(work, True, readable_paths()).wrap(bare, work, dict(os.environ), status_w)
         spawns: dict[str, list[float]] = {"bare": [], "sandbox": []}
         for _ in range(3):  # alternating blocks, so drift hits both
             spawns["bare"] += spawn_times(bare, args.spawns // 3)

@@ -184,7 +184,7 @@ def _check_places(plan, output_dir: str, work_dir: str) -> None:
     from run_testsuite.plan import UsageError
 
     root = plan.suite.root
-    sources = [p.source_dir for p in plan.testcases if p.source_dir]
+    kept_dirs = (root, os.path.realpath(root), *(p.source_dir for p in plan.testcases if p.source_dir))
     for what, path in (("output directory", output_dir), ("work directory", work_dir)):
         # Discovery never looks inside these: a testcase there is not in the
         # plan, and the run would remove it with the directories it makes.
@@ -196,7 +196,7 @@ def _check_places(plan, output_dir: str, work_dir: str) -> None:
             )
         for form in dict.fromkeys((os.path.abspath(path), os.path.realpath(path))):
             inside = form.rstrip(os.sep) + os.sep
-            for kept in (root, os.path.realpath(root), *sources):
+            for kept in kept_dirs:
                 if kept == form or kept.startswith(inside):
                     raise UsageError(
                         f"the {what} {path} holds the suite's own files ({kept}): the run makes and removes"
@@ -229,9 +229,10 @@ def _check_sandbox(plan) -> None:
     from run_testsuite.plan import UsageError
     from run_testsuite.sandbox import SandboxUnavailable, check_available
 
-    if any(fragment.sandbox is not None for fragment in plan.fragments):
+    sandboxes = [fragment.sandbox for fragment in plan.fragments if fragment.sandbox is not None]
+    if sandboxes:
         try:
-            check_available()
+            check_available(network=all(sandbox.network for sandbox in sandboxes))
         except SandboxUnavailable as exc:
             raise UsageError(str(exc)) from None
 

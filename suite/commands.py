@@ -71,7 +71,7 @@ def run_command(
     status = None if sandbox is None else BwrapStatus()
     try:
         spawned = argv
-        if status is not None and sandbox is not None:
+        if sandbox is not None and status is not None:  # (both or neither)
             spawned = sandbox.wrap(argv, cwd, env, status.child_fd(STATE.sole_runner))
         if STATE.sole_runner:
             proc = _spawn(spawned, cwd, env, status.write_end if status is not None else None)
@@ -88,14 +88,12 @@ def run_command(
             )
     except OSError as exc:
         if status is not None:
-            status.spawned()
-            status.close()
+            status.discard()
         capture.write(f"run-testsuite: cannot run {argv[0]!r}: {exc.strerror or exc}\n".encode())
         return CommandRecord(command.step, command.cmd, 127, time.monotonic() - start)
     except BaseException:
         if status is not None:
-            status.spawned()
-            status.close()
+            status.discard()
         raise
     if status is not None:
         status.spawned()
@@ -357,14 +355,28 @@ def drain(stream, capture: OutputCapture) -> None:
 
 def wait_for_exit(proc: Child, timeout: float) -> bool:
     """Wait until ``proc`` exits or ``timeout`` passes; True if it exited."""
-    try:
-        fd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):  # pragma: no cover - old kernels
+    exited = _pidfd_wait(proc.pid, timeout)
+    if exited is None:  # pragma: no cover - old kernels
         try:
             proc.wait(timeout)
             return True
         except subprocess.TimeoutExpired:
             return False
+    if exited:
+        proc.wait()
+        return True
+    return proc.poll() is not None
+
+
+def _pidfd_wait(pid: int, timeout: float) -> bool | None:
+    """Wait on a pidfd until ``pid`` (a child or not) has exited (True) or
+    ``timeout`` passed (False); None where pidfds are missing."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    except (AttributeError, OSError):  # pragma: no cover - old kernels
+        return None
     try:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
@@ -372,9 +384,9 @@ def wait_for_exit(proc: Child, timeout: float) -> bool:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return proc.poll() is not None
+                return False
+            # At most an hour a wait: poll() takes an int of milliseconds.
             if poller.poll(min(remaining, 3600.0) * 1000):
-                proc.wait()
                 return True
     finally:
         os.close(fd)
@@ -387,28 +399,12 @@ def kill_group(proc: Child, grace: float = KILL_GRACE) -> None:
     status = getattr(proc, "sandbox_status", None)
     inner = status.child_pid() if status is not None else None
     _signal_group(proc.pid, signal.SIGTERM)
-    exited = _wait_gone(inner, grace) if inner is not None else wait_for_exit(proc, grace)
+    exited = bool(_pidfd_wait(inner, grace)) if inner is not None else wait_for_exit(proc, grace)
     if not exited:
         _signal_group(proc.pid, signal.SIGKILL)
     proc.wait()
     # The leader may have obeyed SIGTERM while children ignored it.
     _signal_group(proc.pid, signal.SIGKILL)
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    """Wait until ``pid`` (not our child) is gone, or ``timeout`` passes."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    except (AttributeError, OSError):  # pragma: no cover - old kernels
-        return False
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        return bool(poller.poll(max(0.0, timeout) * 1000))
-    finally:
-        os.close(fd)
 
 
 def kill_active(grace: float = KILL_GRACE) -> None:

@@ -14,12 +14,17 @@ from run_testsuite.results import Reason, Status
 
 
 def _unknown(planned: Planned, key: str, names: list[str], hint: str) -> str:
-    """``FILE:LINE:COL: needs unknown set-up 'x' (suite.yaml declares: a, b)``."""
     at = ["setup", planned.name[len(SETUP_PREFIX) :], key] if planned.kind == "setup" else [key]
-    line, col = specs.key_position(planned.spec_file, at)
+    return unknown_names(planned.spec_file, at, names, hint)
+
+
+def unknown_names(spec_file: str, at: list, names: list[str], hint: str) -> str:
+    """``FILE:LINE:COL: needs unknown set-up 'x' (suite.yaml declares: a, b)``,
+    located at key path ``at`` (ending in 'depends' or 'needs')."""
+    line, col = specs.key_position(spec_file, at)
     listed = ", ".join(repr(n) for n in names)
-    what = "depends on unknown testcase" if key == "depends" else "needs unknown set-up"
-    return f"{planned.spec_file}:{line}:{col}: {what} {listed}{hint}"
+    what = "depends on unknown testcase" if at[-1] == "depends" else "needs unknown set-up"
+    return f"{spec_file}:{line}:{col}: {what} {listed}{hint}"
 
 
 def declared(setups) -> str:

@@ -22,11 +22,12 @@ from run_testsuite.keys import KeyMaker, compute_keys, use_cache
 from run_testsuite.links import link
 from run_testsuite.plan import SETUP_PREFIX, Plan, Planned, UsageError, env_value, setup_env_name
 from run_testsuite.results import Reason, Result, Status
-from run_testsuite.sandbox import Sandbox, sandbox_for
+from run_testsuite.sandbox import Sandbox, readable_paths
 from run_testsuite.selection import (
     Selection,
     keeper,
     nothing_selected,
+    pattern_kinds,
     select,
     unmatched_variants,
     variant_wanted,
@@ -79,9 +80,10 @@ def build_plan(
 
     # The selection first, then whatever it depends on, transitively.
     queue: list[tuple[Found, Variant]] = []
-    for item in select(found, selection.patterns):
+    kinds = pattern_kinds(found, selection.patterns)
+    for item in select(found, selection.patterns, kinds):
         tags = builder.tags_of(item)
-        named = variants_named(item.name, selection.patterns)
+        named = variants_named(item.name, selection.patterns, kinds)
         queue.extend(
             (item, v)
             for v in builder.variants(item)
@@ -89,7 +91,7 @@ def build_plan(
         )
     if not queue:
         raise nothing_selected(selection, len(found), root)
-    typos = unmatched_variants(selection.patterns, found, [item.name + v.suffix for item, v in queue])
+    typos = unmatched_variants(kinds, [item.name + v.suffix for item, v in queue])
     if typos:
         raise UsageError("no variant matches " + ", ".join(repr(p) for p in typos))
     index: dict[str, int] = {}
@@ -163,6 +165,7 @@ class _Builder:
         self.raw_specs: dict[str, dict | specs.SpecError] = {}
         self.too_many: dict[str, str] = {}  # spec file -> why its matrix is not expanded
         self.warnings: list[str] = []  # said before the run; nothing wrong enough to stop it
+        self.sandbox_reads: tuple[str, ...] | None = None  # see sandbox.readable_paths
         self.checked_entries: set[tuple] = set()
         # Set-ups' file names are reserved first, so testcases can be told
         # where each set-up's directory will be before it is planned.
@@ -315,7 +318,9 @@ class _Builder:
         return network if sandbox else None
 
     def _sandbox(self, fragment: Fragment, network: bool) -> Sandbox:
-        return sandbox_for(fragment.work_dir, network, (self.suite.root, self.output_dir, self.work_dir))
+        if self.sandbox_reads is None:
+            self.sandbox_reads = readable_paths((self.suite.root, self.output_dir, self.work_dir))
+        return Sandbox(fragment.work_dir, network, self.sandbox_reads)
 
     def _inputs(self, item: Found, env: dict[str, str]) -> tuple[str, ...]:
         """The testcase's ``inputs``, suite.yaml's defaults first, with

@@ -109,13 +109,13 @@ class Sandbox:
         return bwrap + argv
 
 
-def sandbox_for(work_dir: str, network: bool, also: tuple[str, ...] = ()) -> Sandbox:
-    """The sandbox of a testcase whose commands run in ``work_dir``;
-    ``also``: paths it must read wherever they are (the suite root, the
-    output directory, the work directories' root), and this interpreter's
-    prefix (a suite's Python tools, a driver run by it)."""
-    candidates = [*also, sys.prefix, sys.base_prefix]
-    return Sandbox(work_dir, network, _outermost(_real(p) for p in candidates if _hidden(_real(p))))
+def readable_paths(also: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """What every sandbox of a run binds back, read-only, if it is hidden:
+    ``also`` (the suite root, the output directory, the work directories'
+    root) and this interpreter's prefix (a suite's Python tools, a driver
+    run by it). The same for every testcase: computed once per run."""
+    real = [_real(p) for p in (*also, sys.prefix, sys.base_prefix)]
+    return _outermost(p for p in real if _hidden(p))
 
 
 def _check_program(program: str, cwd: str, env: dict[str, str]) -> None:
@@ -210,6 +210,11 @@ class BwrapStatus:
     def close(self) -> None:
         os.close(self.read_end)
 
+    def discard(self) -> None:
+        """The command never started: both ends go."""
+        os.close(self.write_end)
+        os.close(self.read_end)
+
 
 def bwrap_failure(returncode: int | None, output: bytes) -> str | None:
     """What bwrap said when it could not set the sandbox up, or None when
@@ -254,24 +259,28 @@ def _bwrap_path() -> str:
     return _FOUND[0]
 
 
-def check_available() -> None:
+def check_available(network: bool = True) -> None:
     """Raise SandboxUnavailable, saying why and what to install, unless
-    bwrap is here and can make a sandbox (user namespaces may be off)."""
+    bwrap is here and can make a sandbox (user namespaces may be off): the
+    probe runs `true` with the very options the testcases' commands get
+    (without ``network``, the network namespace too)."""
     path = shutil.which(BWRAP)
     if path is None:
         raise SandboxUnavailable(
             f"sandboxed testcases need bubblewrap ('{BWRAP}' is not on PATH): install the '{PACKAGE}' package"
             " (apt-get install bubblewrap), or run without --sandbox / sandbox: true"
         )
+    import tempfile
+
+    status = BwrapStatus()
     try:
-        probe = subprocess.run(
-            [path, "--unshare-pid", "--ro-bind", "/", "/", "--proc", "/proc", "--", "true"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        with tempfile.TemporaryDirectory(prefix="run-testsuite-probe-") as work:
+            argv = Sandbox(work, network).wrap(["true"], work, dict(os.environ), status.write_end)
+            probe = subprocess.run(argv, capture_output=True, text=True, timeout=30, pass_fds=(status.write_end,))
+    except (OSError, subprocess.TimeoutExpired, SandboxError) as exc:
         raise SandboxUnavailable(f"bubblewrap ({path}) could not be started: {exc}") from None
+    finally:
+        status.discard()
     if probe.returncode != 0:
         said = probe.stderr.strip() or f"exit status {probe.returncode}"
         raise SandboxUnavailable(

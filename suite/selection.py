@@ -13,13 +13,18 @@ from run_testsuite.history import HistoryView
 from run_testsuite.plan import NothingSelected, UsageError
 
 
-def select(found: list[Found], patterns: list[str]) -> list[Found]:
+def pattern_kinds(found: list[Found], patterns: list[str]) -> dict[str, str]:
+    """How each pattern is read (see ``_kind``), once for the whole run:
+    choosing testcases and then their variants must read it alike."""
+    names = [item.name for item in found]
+    return {p: _kind(p, names) for p in patterns}
+
+
+def select(found: list[Found], patterns: list[str], kinds: dict[str, str]) -> list[Found]:
     """Testcases whose name starts with, or matches the glob of, a pattern
-    (see ``_matches``)."""
+    (see ``_matches``; ``kinds`` from ``pattern_kinds``)."""
     if not patterns:
         return found
-    names = [item.name for item in found]
-    kinds = {p: _kind(p, names) for p in patterns}
     chosen = []
     unmatched = set(patterns)
     for item in found:
@@ -67,14 +72,14 @@ def _names_variant(name: str, pattern: str) -> bool:
     return pattern.startswith(name + "[") or pattern.startswith(name + "#")
 
 
-def variants_named(name: str, patterns: list[str]) -> list[str] | None:
+def variants_named(name: str, patterns: list[str], kinds: dict[str, str]) -> list[str] | None:
     """The patterns that select only some variants of testcase ``name``
     (`m[opt=O0]`), or None when one selects it whole."""
     named = []
     for pattern in patterns:
-        if _names_variant(name, pattern):
+        if kinds[pattern] == "variant" and _names_variant(name, pattern):
             named.append(pattern)
-        elif _matches(name, pattern, _kind(pattern, [name])):
+        elif _matches(name, pattern, kinds[pattern]):
             return None
     return named or None
 
@@ -95,11 +100,10 @@ def _variant_matches(full_name: str, pattern: str) -> bool:
     return full_name.startswith(pattern)
 
 
-def unmatched_variants(patterns: list[str], found: list[Found], kept: list[str]) -> list[str]:
+def unmatched_variants(kinds: dict[str, str], kept: list[str]) -> list[str]:
     """Variant names (`m[opt=O9]`) that named a testcase but none of its
     variants: a typo, as an unknown testcase name is."""
-    names = [item.name for item in found]
-    return [p for p in patterns if _kind(p, names) == "variant" and not any(_variant_matches(k, p) for k in kept)]
+    return [p for p, kind in kinds.items() if kind == "variant" and not any(_variant_matches(k, p) for k in kept)]
 
 
 @dataclass

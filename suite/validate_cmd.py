@@ -76,7 +76,7 @@ def main(argv: list[str]) -> int:
 def _check_setups(suite) -> list[str]:
     """Every set-up of suite.yaml, those no testcase needs too (a run plans
     only the needed ones): what it needs exists, its resources too."""
-    from run_testsuite.links import declared
+    from run_testsuite.links import declared, unknown_names
     from run_testsuite.spec_checks import check_resources
 
     problems = []
@@ -84,9 +84,7 @@ def _check_setups(suite) -> list[str]:
     for name, spec in suite.setup.items():
         missing = [n for n in spec.get("needs", []) if n not in suite.setup]
         if missing:
-            line, col = specs.key_position(path, ["setup", name, "needs"])
-            listed = ", ".join(repr(n) for n in missing)
-            problems.append(f"{path}:{line}:{col}: needs unknown set-up {listed}{declared(suite.setup)}")
+            problems.append(unknown_names(path, ["setup", name, "needs"], missing, declared(suite.setup)))
         try:
             check_resources(suite, spec.get("resources", {}), path, ["setup", name])
         except specs.SpecError as exc:
