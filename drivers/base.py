@@ -46,6 +46,10 @@ class Testcase:
     # The testcase's whole matrix (key -> values), of which ``spec["variant"]``
     # is this variant's choice: what its other variants can be.
     matrix: dict[str, list] = field(default_factory=dict)
+    # The run's slots (-j): how many fragments of it could run at once.
+    slots: int = 1
+    # Seconds its latest run took (the sum of its fragments), from history.
+    last_duration: float | None = None
 
     def values(self) -> dict[str, str]:
         """Parameters and matrix values (a matrix value wins), as strings,

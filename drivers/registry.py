@@ -27,6 +27,9 @@ from run_testsuite.drivers.importer import ImportProblem, import_file, import_mo
 BUILTIN = {
     "shell": "run_testsuite.drivers.shell:ShellDriver",
     "diff": "run_testsuite.drivers.diff:DiffDriver",
+    "gtest": "run_testsuite.drivers.gtest:GtestDriver",
+    "tap": "run_testsuite.drivers.tap:TapDriver",
+    "junit": "run_testsuite.drivers.junit:JunitDriver",
 }
 
 ENTRY_POINT_GROUP = "run_testsuite.drivers"

@@ -162,6 +162,7 @@ def _prepare(args, argv: list[str], with_dask: bool):
         params=dict(args.define or []),
         sandbox=args.sandbox,
         rewrite=args.rewrite,
+        slots=max(1, args.jobs),
     )
     written = tuple(p for p in (args.junit_xml, args.list_json) if p and p != "-")
     plan = build_plan(args.root, args.names, output_dir, work_dir, args.timeout, history, selection, written)

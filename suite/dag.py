@@ -93,12 +93,20 @@ class ReadyQueue:
         """Put back a node that was popped but could not start yet."""
         heapq.heappush(self.heap, (-self.priority[node], node))
 
-    def restart(self, chain: list[int]) -> None:
-        """Run a chain of nodes again from its first (a retried testcase):
-        each later node waits for its predecessor again."""
-        for later in chain[1:]:
-            self.waiting[later] = 1
-        self.push(chain[0])
+    def restart(self, nodes: list[int]) -> None:
+        """Run a group of nodes again (a retried testcase's fragments): each
+        waits for its predecessors inside the group again, and those with
+        none there are ready. Edges from outside were satisfied already."""
+        members = set(nodes)
+        for node in nodes:
+            self.waiting[node] = 0
+        for node in nodes:
+            for succ in self.graph.succs[node]:
+                if succ in members:
+                    self.waiting[succ] += 1
+        for node in nodes:
+            if not self.waiting[node]:
+                self.push(node)
 
     def done(self, node: int) -> None:
         """Mark ``node`` finished: successors with no other wait become ready."""

@@ -67,6 +67,11 @@ class Fragment:
     discard: tuple[str, ...] = ()
     # ``sandbox: true``: its commands run under bubblewrap (see sandbox).
     sandbox: Sandbox | None = None
+    # The testcase's fragments (positions in the driver's list) this one
+    # waits for; None: the one before it, so steps run in order. () lets
+    # fragments run side by side (GoogleTest shards after their listing);
+    # the testcase is decided once each has run or cannot.
+    after: tuple[int, ...] | None = None
 
     @property
     def log_path(self) -> str:

@@ -221,6 +221,10 @@ def index_entry(result: Result, rel: str) -> IndexEntry:
         entry["kind"] = result.kind
     if result.cached:
         entry["cached"] = True
+    if result.subresults:
+        from run_testsuite.subresults import index_summary
+
+        entry["subresults"] = index_summary(result.subresults)
     return entry
 
 

@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover
         attempts: int
         spec_file: str | None
         cached: bool | None
+        subresults: list[dict]
 
     class IndexEntry(TypedDict, total=False):
         """One result in the index; ``result`` is its file, relative to it."""
@@ -67,6 +68,7 @@ if TYPE_CHECKING:  # pragma: no cover
         cached: bool
         unwritten: str
         previous: Previous
+        subresults: dict
 
     class Previous(TypedDict):
         """A testcase's latest earlier verdict, from history: what the

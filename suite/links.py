@@ -4,7 +4,6 @@ the testcases concerned."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 
 from run_testsuite import spec as specs
@@ -44,9 +43,9 @@ def link(
     dependents: list[list[int]] = [[] for _ in testcases]
     graph = Graph(fragment_count)
     for planned in testcases:
-        chain = planned.fragments
-        for before, after in itertools.pairwise(chain):
-            graph.add_edge(before, after)
+        for position, waits in enumerate(planned.inner):
+            for before in waits:
+                graph.add_edge(planned.fragments[before], planned.fragments[position])
     deps_of: list[list[int]] = [[] for _ in testcases]
     for number, planned in enumerate(testcases):
         if planned.result is not None:
@@ -81,5 +80,8 @@ def link(
             dependents[dep].append(number)
             upstream, downstream = testcases[dep], testcases[number]
             if upstream.fragments and downstream.fragments and upstream.result is None:
-                graph.add_edge(upstream.fragments[-1], downstream.fragments[0])
+                # Every last fragment of the one before every first of the other.
+                for last in upstream.ends():
+                    for first in downstream.starts():
+                        graph.add_edge(last, first)
     return graph, dependents

@@ -74,6 +74,7 @@ def build_plan(
     found = discover(root, exclude=(output_dir, work_dir), shared=shared)
     by_name = {item.name: item for item in found}
     builder = _Builder(suite, output_dir, work_dir, default_timeout or DEFAULT_TIMEOUT, selection, cache)
+    builder.history = history
     excluded = frozenset(os.path.abspath(p) for p in (output_dir, work_dir, *written))
     maker = KeyMaker(suite, FileHashes(output_dir), shared, excluded, salt_dir=output_dir)
     maker.params = builder.params
@@ -170,6 +171,7 @@ class _Builder:
         # Set-ups' file names are reserved first, so testcases can be told
         # where each set-up's directory will be before it is planned.
         self.setup_safe = {name: self._safe(SETUP_PREFIX + name) for name in suite.setup}
+        self.history: HistoryView | None = None  # what drivers may size their work by
 
     def raw_spec(self, item: Found) -> dict:
         """The validated test.yaml of ``item`` (SpecError if it is not).
@@ -248,6 +250,7 @@ class _Builder:
                 fragment.driver_path = fragment.driver_path or driver_path
                 if sandboxed is not None:
                     fragment.sandbox = self._sandbox(fragment, sandboxed)
+            planned.plan_fragments(fragments, len(self.fragments))
         except specs.SpecError as exc:
             planned.result = self._early(planned, Status.ERROR, Reason.SPEC, exc.render())
             return planned
@@ -269,10 +272,8 @@ class _Builder:
             planned.result.traceback = traceback.format_exc()
             return planned
         owner = len(self.testcases) - 1
-        for fragment in fragments:
-            planned.fragments.append(len(self.fragments))
-            self.fragments.append(fragment)
-            self.owner.append(owner)
+        self.fragments.extend(fragments)
+        self.owner.extend([owner] * len(fragments))
         return planned
 
     def _spec_of(self, planned: Planned, item: Found, variant: Variant) -> dict:
@@ -398,7 +399,13 @@ class _Builder:
             suite_root=self.suite.root,
             params=dict(self.params),
             rewrite=self.selection.rewrite,
+            slots=self.selection.slots,
+            last_duration=self._last_duration(planned.name),
         )
+
+    def _last_duration(self, name: str) -> float | None:
+        latest = self.history.latest.get(name) if self.history is not None else None
+        return latest.duration if latest is not None and latest.status in ("PASS", "FAIL", "XFAIL") else None
 
     def _control(self, planned: Planned, merged: dict, matrix: dict) -> bool:
         """Apply ``control``: True when the testcase is skipped. An xfail is
@@ -534,7 +541,7 @@ class _Builder:
             return planned
         if sandboxed is not None:
             fragment.sandbox = self._sandbox(fragment, sandboxed)
-        planned.fragments.append(len(self.fragments))
+        planned.plan_fragments([fragment], len(self.fragments))
         self.fragments.append(fragment)
         self.owner.append(len(self.testcases) - 1)
         return planned

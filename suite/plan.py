@@ -69,6 +69,40 @@ class Planned:
     # their scans), for history and --explain.
     parts: str | None = None
     key: str | None = None  # for history and --incremental
+    # Per fragment, the positions of the testcase's fragments it waits for
+    # (see Fragment.after); empty until the loader plans the fragments.
+    inner: list[tuple[int, ...]] = field(default_factory=list)
+
+    def plan_fragments(self, fragments: list[Fragment], first: int) -> None:
+        """Take the driver's fragments, numbered from ``first`` in the run;
+        check and keep the order they ask for among themselves."""
+        inner: list[tuple[int, ...]] = []
+        for position, fragment in enumerate(fragments):
+            if fragment.after is None:
+                inner.append((position - 1,) if position else ())
+            elif all(isinstance(p, int) and 0 <= p < position for p in fragment.after):
+                inner.append(tuple(fragment.after))
+            else:
+                raise ValueError(
+                    f"fragment '{fragment.name}' (position {position}) may only wait for fragments "
+                    f"before it, not {fragment.after!r}"
+                )
+        self.inner = inner
+        self.fragments = list(range(first, first + len(fragments)))
+
+    @property
+    def in_order(self) -> bool:
+        """Its fragments run one after the other (steps), not side by side."""
+        return all(waits == ((p - 1,) if p else ()) for p, waits in enumerate(self.inner))
+
+    def starts(self) -> list[int]:
+        """Its fragments that wait for none of its others: what runs first."""
+        return [self.fragments[p] for p, waits in enumerate(self.inner) if not waits] or self.fragments[:1]
+
+    def ends(self) -> list[int]:
+        """Its fragments none of its others wait for: what runs last."""
+        waited = {before for waits in self.inner for before in waits}
+        return [f for p, f in enumerate(self.fragments) if p not in waited]
 
     def verdict(self, status: Status, reason: Reason | None, message: str, **fields: Any) -> Result:
         """A Result for this testcase, carrying what the plan knows of it."""

@@ -27,7 +27,8 @@ from run_testsuite.outputs import running_in
 from run_testsuite.plan import SETUP_PREFIX
 from run_testsuite.rebuild import rebuild_index
 from run_testsuite.reports.text import TextReport
-from run_testsuite.results import Reason, Result, Status
+from run_testsuite.results import Reason, Result, Status, SubResult
+from run_testsuite.subresults import describe_counts
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
 if TYPE_CHECKING:  # pragma: no cover
@@ -197,7 +198,10 @@ def print_summary(index: Index, index_dir: str, out: TextIO) -> None:
     if entries:
         out.write("\n")
     for entry in entries:
-        text.result(_as_result(entry))
+        text.result(_as_result(entry), entry.get("subresults", {}).get("counts", {}))
+    for entry in index["results"]:  # passes count their sub-results too
+        if entry["status"] == Status.PASS:
+            text.result(_as_result(entry), entry.get("subresults", {}).get("counts", {}))
     text.write_not_run()
     counts = {status.value: 0 for status in Status}
     for entry in index["results"]:
@@ -207,6 +211,8 @@ def print_summary(index: Index, index_dir: str, out: TextIO) -> None:
         if entry["name"].startswith(SETUP_PREFIX):
             setups[entry["status"]] = setups.get(entry["status"], 0) + 1
     out.write("\n" + text.counts_line(counts, setups, duration) + "\n")
+    if text.sub_counts:
+        out.write(describe_counts(text.sub_counts) + "\n")
     out.write(f"report index: {os.path.join(index_dir, INDEX_FILE)}\n")
     out.flush()
 
@@ -218,6 +224,10 @@ def _as_result(entry: IndexEntry) -> Result:
         status=Status(entry["status"]),
         reason=Reason(reason) if reason in Reason._value2member_map_ else None,
         message=entry.get("message") or "",
+        subresults=[
+            SubResult(sub["name"], Status(sub["status"]), None, sub.get("message", ""))
+            for sub in entry.get("subresults", {}).get("notable", ())
+        ],
     )
 
 

@@ -79,6 +79,44 @@ def describe_exit(exit_code: int | None, timed_out: bool = False, timeout: float
 
 
 @dataclass
+class SubResult:
+    """One test inside a testcase: a TAP point, a GoogleTest test, a JUnit
+    ``<testcase>``. ``duration`` is None where the producer does not say;
+    ``output`` is an excerpt (kept for the ones that did not pass)."""
+
+    name: str
+    status: Status
+    reason: Reason | None = None
+    message: str = ""
+    duration: float | None = None
+    output: str = ""
+
+    def to_json(self) -> dict:
+        data: dict = {"name": self.name, "status": self.status.value}
+        if self.reason is not None:
+            data["reason"] = self.reason.value
+        if self.message:
+            data["message"] = self.message
+        if self.duration is not None:
+            data["duration"] = round(self.duration, 6)
+        if self.output:
+            data["output"] = self.output
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> SubResult:
+        reason = data.get("reason")
+        return cls(
+            str(data["name"]),
+            Status(data["status"]),
+            Reason(reason) if reason else None,
+            data.get("message", ""),
+            data.get("duration"),
+            data.get("output", ""),
+        )
+
+
+@dataclass
 class Outcome:
     """What one fragment did, judged by its driver where it ran."""
 
@@ -93,6 +131,8 @@ class Outcome:
     slot: int | None = None
     log_files: list[str] = field(default_factory=list)
     traceback: str | None = None
+    # The tests inside (see SubResult), in the order they ran.
+    subresults: list[SubResult] = field(default_factory=list)
 
 
 @dataclass
@@ -118,6 +158,7 @@ class Result:
     spec_file: str | None = None
     kind: str = "testcase"
     cached: bool | None = None
+    subresults: list[SubResult] = field(default_factory=list)
 
     def to_json(self) -> dict:
         # Built by hand: dataclasses.asdict deep-copies recursively and cost
@@ -126,6 +167,10 @@ class Result:
         data["status"] = self.status.value
         data["reason"] = self.reason.value if self.reason else None
         data["commands"] = [vars(command) for command in self.commands]
+        if self.subresults:
+            data["subresults"] = [sub.to_json() for sub in self.subresults]
+        else:
+            del data["subresults"]
         return data
 
     @classmethod
@@ -134,5 +179,6 @@ class Result:
         data["status"] = Status(data["status"])
         data["reason"] = Reason(data["reason"]) if data.get("reason") else None
         data["commands"] = [CommandRecord(**c) for c in data.get("commands", [])]
+        data["subresults"] = [SubResult.from_json(sub) for sub in data.get("subresults", ())]
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in known})

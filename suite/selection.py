@@ -119,6 +119,7 @@ class Selection:
     params: dict[str, str] = field(default_factory=dict)  # -D name=value
     sandbox: bool = False  # --sandbox: what `sandbox:` is where a spec does not say
     rewrite: bool = False  # --rewrite: a missing baseline is made, not an error
+    slots: int = 1  # -j: what a driver may split a testcase into (GoogleTest shards)
 
 
 def keeper(selection: Selection, history: HistoryView | None) -> Callable[[str, list[str]], bool]:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from run_testsuite.plan import SETUP_PREFIX
 from run_testsuite.results import Reason, Result, Status, describe_exit
+from run_testsuite.subresults import NOTABLE, counts, describe_counts
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,6 +39,9 @@ NOT_RUN_PREFIX = "not run: "  # those stopped while running say so apart
 TAIL_LINES = 30
 # How many failures get their details printed at the end.
 DETAILS_MAX = 50
+# Sub-results named under their testcase's line, and detailed at the end.
+SUBRESULTS_SHOWN = 10
+SUB_TAIL_LINES = 15
 
 
 def plural_s(status: Status, count: int) -> str:
@@ -73,12 +77,17 @@ class TextReport:
         self.setup_counts: dict[str, int] = {}  # status -> set-ups
         # Message -> [testcases, set-ups] not run for it (NOT_RUN).
         self.not_run: dict[str, list[int]] = {}
+        self.sub_counts: dict[str, int] = {}  # status -> sub-results of every testcase
 
     def paint(self, status: Status, text: str) -> str:
         return f"\033[{COLOURS[status]}m{text}\033[0m" if self.colour else text
 
-    def result(self, result: Result) -> None:
+    def result(self, result: Result, sub_counts: dict[str, int] | None = None) -> None:
+        """``sub_counts``: the result's sub-results by status, where
+        ``result.subresults`` holds only the notable ones (from an index)."""
         self.cached += bool(result.cached)
+        for status, count in (sub_counts if sub_counts is not None else counts(result.subresults)).items():
+            self.sub_counts[status] = self.sub_counts.get(status, 0) + count
         is_setup = result.name.startswith(SETUP_PREFIX)
         if is_setup:
             self.setup_counts[result.status.value] = self.setup_counts.get(result.status.value, 0) + 1
@@ -100,7 +109,24 @@ class TextReport:
         if first:
             line += f": {first}"
         self.stream.write(line + "\n")
+        if result.status is not Status.PASS:
+            self.stream.write(self._notable_subresults(result))
         self.stream.flush()
+
+    def _notable_subresults(self, result: Result) -> str:
+        """The sub-results that failed or passed unexpectedly, one line each,
+        under their testcase."""
+        notable = [sub for sub in result.subresults if sub.status in NOTABLE]
+        lines = []
+        for sub in notable[:SUBRESULTS_SHOWN]:
+            reason = f" [{sub.reason.value}]" if sub.reason else ""
+            message = sub.message.split("\n", 1)[0]
+            lines.append(f"      {self.paint(sub.status, f'{sub.status.value:<5}')} {sub.name}{reason}")
+            if message:
+                lines[-1] += f": {message}"
+        if len(notable) > SUBRESULTS_SHOWN:
+            lines.append(f"      ... and {len(notable) - SUBRESULTS_SHOWN} more")
+        return "".join(line + "\n" for line in lines)
 
     def summary(self, counts: dict[str, int], wall: float, output_dir: str, changes: str | None = None) -> None:
         """The testcases not run, details of failures, the counts, and
@@ -118,6 +144,17 @@ class TextReport:
                     cmd = command.cmd if isinstance(command.cmd, str) else " ".join(command.cmd)
                     ended = describe_exit(command.exit_code, command.timed_out, command.timeout)
                     write(f"  $ {cmd}    # {ended}\n")
+            shown = [sub for sub in result.subresults if sub.status in NOTABLE and sub.output][:SUBRESULTS_SHOWN]
+            for sub in shown:  # each failing test's own output says more than the log's tail
+                write(
+                    f"  -- {sub.status.value} {sub.name}"
+                    + (f": {sub.message.splitlines()[0]}" if sub.message else "")
+                    + "\n"
+                )
+                for line in sub.output.rstrip("\n").split("\n")[-SUB_TAIL_LINES:]:
+                    write(f"  | {line}\n")
+            if shown:
+                continue
             if result.diff:
                 write(self._diff(result.diff))
             elif result.traceback:
@@ -134,6 +171,8 @@ class TextReport:
         if len(self.notable) > DETAILS_MAX and not self.quiet:
             write(f"\n[{len(self.notable) - DETAILS_MAX} more failures: see {output_dir}]\n")
         write("\n" + self.counts_line(counts, self.setup_counts, wall, self.cached) + "\n")
+        if self.sub_counts:
+            write(describe_counts(self.sub_counts) + "\n")
         if changes:
             write(changes + "\n")
         write(f"report index: {os.path.join(output_dir, 'new', '_index.json')}\n")

@@ -271,6 +271,7 @@ class MultiprocessScheduler:
             self.ready.done(fragment)
         elif step is Next.RETRY:
             self.ready.restart(self.plan.testcases[self.plan.owner[fragment]].fragments)
+        # STOP, WAIT, IGNORE: what follows it does not run (yet).
 
     def _decided(self, number: int) -> None:
         """A testcase was decided: whatever waited for its resources may
@@ -340,9 +341,9 @@ class MultiprocessScheduler:
         are reported."""
         for worker in self.workers:
             if worker.job is not None:
-                number = self.plan.owner[worker.job]
+                job = worker.job
                 worker.interrupt()
-                self.verdicts.stop_running(number, worker.slot, status, reason, message, worker.began)
+                self.verdicts.stop_running(job, worker.slot, status, reason, message, worker.began)
 
     def kill_now(self) -> None:
         """A second Ctrl-C: no grace. Workers and every process below this

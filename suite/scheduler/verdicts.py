@@ -15,8 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
+from run_testsuite.fragment import Fragment
 from run_testsuite.plan import Plan
-from run_testsuite.results import Outcome, Reason, Result, Status
+from run_testsuite.results import Outcome, Reason, Result, Status, SubResult
+from run_testsuite.subresults import BAD, summarise
 
 
 @dataclass
@@ -34,6 +36,7 @@ class Next(Enum):
 
     IGNORE = "ignore"  # its testcase was decided already
     GO_ON = "go on"  # the fragment is done: what follows it may run
+    WAIT = "wait"  # it failed, but its testcase waits for fragments beside it
     RETRY = "retry"  # the testcase starts again from its first fragment
     STOP = "stop"  # the testcase is decided, and nothing after it runs
 
@@ -54,7 +57,9 @@ class Verdicts:
         self.decided = [False] * count
         self.attempts = [1] * count
         self.failed_attempts: list[list[Outcome]] = [[] for _ in range(count)]
-        self.outcomes: list[list[Outcome]] = [[] for _ in range(count)]
+        # Per testcase, its fragments' outcomes by fragment number.
+        self.outcomes: list[dict[int, Outcome]] = [{} for _ in range(count)]
+        self.side_by_side = [not planned.in_order for planned in plan.testcases]
         self.failures = 0
         self.stop_reason: str | None = None  # set once --max-failures is reached
         self.unpublished: list[Result] = []
@@ -79,21 +84,43 @@ class Verdicts:
         return self.stop_reason is None or bool(self.outcomes[number])
 
     def finished(self, fragment: int, outcome: Outcome) -> Next:
-        """Record a fragment's outcome; decide its testcase if it is over."""
+        """Record a fragment's outcome; decide its testcase if it is over:
+        when a step fails, or once each fragment has run or cannot (a
+        testcase whose fragments run side by side waits for all of them)."""
         number = self.plan.owner[fragment]
         if self.decided[number]:
             return Next.IGNORE
-        self.outcomes[number].append(outcome)
-        if outcome.status is not Status.PASS:
-            if self._retry(number):
+        outcomes = self.outcomes[number]
+        outcomes[fragment] = outcome
+        passed = outcome.status is Status.PASS
+        if self.side_by_side[number]:
+            if self._still_open(number):
+                return Next.GO_ON if passed else Next.WAIT
+            over = True
+        else:
+            over = not passed or len(outcomes) == len(self.plan.testcases[number].fragments)
+        if over:
+            if any(o.status is not Status.PASS for o in outcomes.values()) and self._retry(number):
                 return Next.RETRY
-            self.decide(number, self.result(number))
-            return Next.STOP
-        if self.plan.fragments[fragment].final:
             result = self.result(number)
             self.decide(number, result)
-            return Next.GO_ON if result.status.ran_ok else Next.STOP
+            return Next.GO_ON if passed and result.status.ran_ok else Next.STOP
         return Next.GO_ON
+
+    def _still_open(self, number: int) -> bool:
+        """Whether a fragment of the testcase has yet to finish and can: it
+        waits for no fragment of it that failed."""
+        planned = self.plan.testcases[number]
+        outcomes = self.outcomes[number]
+        blocked = [False] * len(planned.fragments)
+        for position, fragment in enumerate(planned.fragments):
+            if fragment in outcomes:
+                blocked[position] = outcomes[fragment].status is not Status.PASS
+                continue
+            if not any(blocked[before] for before in planned.inner[position]):
+                return True
+            blocked[position] = True
+        return False
 
     def _retry(self, number: int) -> bool:
         """``retries``: run a failed testcase again from its first step."""
@@ -101,18 +128,29 @@ class Verdicts:
         if self.attempts[number] > planned.retries or self.stop_reason is not None:
             return False
         self.attempts[number] += 1
-        self.failed_attempts[number].append(self.outcomes[number][-1])
-        self.outcomes[number] = []
+        self.failed_attempts[number].append(self._ordered(number)[-1][1])
+        self.outcomes[number] = {}
         return True
+
+    def _ordered(self, number: int) -> list[tuple[Fragment, Outcome]]:
+        """The testcase's fragments that ran, with their outcomes, in its
+        order; a failure, the first of them, last (what the verdict is of)."""
+        outcomes = self.outcomes[number]
+        ran = [(self.plan.fragments[f], outcomes[f]) for f in self.plan.testcases[number].fragments if f in outcomes]
+        failed = [pair for pair in ran if pair[1].status is not Status.PASS]
+        if failed:
+            ran.remove(failed[0])
+            ran.append(failed[0])
+        return ran
 
     def result(self, number: int) -> Result:
         """Fold a testcase's fragment outcomes into its Result."""
         planned = self.plan.testcases[number]
-        outcomes = self.outcomes[number]
+        ran = self._ordered(number)
+        outcomes = [outcome for _, outcome in ran]
         last = outcomes[-1]
-        fragments = [self.plan.fragments[f] for f in planned.fragments]
         message = last.message
-        not_run = len(fragments) - len(outcomes)
+        not_run = len(planned.fragments) - len(outcomes)
         if last.status is not Status.PASS and not_run:
             message += f" ({not_run} later step{'s' if not_run > 1 else ''} not run)"
         if len(outcomes) == 1:
@@ -120,9 +158,12 @@ class Verdicts:
         else:
             output = "".join(
                 f"[{fragment.name}]\n{outcome.output}" + ("" if outcome.output.endswith("\n") else "\n")
-                for fragment, outcome in zip(fragments, outcomes)
+                for fragment, outcome in ran
             )
         status, reason = last.status, last.reason
+        subresults = [sub for outcome in outcomes for sub in outcome.subresults]
+        if len(outcomes) > 1 and (self.side_by_side[number] or sum(bool(o.subresults) for o in outcomes) > 1):
+            status, reason, message = _side_by_side(ran, subresults)
         attempts = self.attempts[number]
         if attempts > 1:
             if status is Status.PASS:
@@ -143,7 +184,7 @@ class Verdicts:
             reason,
             message,
             attempts=attempts,
-            start=outcomes[0].start,
+            start=min((o.start for o in outcomes if o.start), default=0.0),
             duration=sum(o.duration for o in outcomes),
             slot=last.slot,
             commands=[c for o in outcomes for c in o.commands],
@@ -151,6 +192,7 @@ class Verdicts:
             diff=last.diff,
             log_files=[path for o in outcomes for path in o.log_files],
             traceback=last.traceback,
+            subresults=subresults,
         )
 
     def _earlier(self, number: int) -> str:
@@ -170,14 +212,17 @@ class Verdicts:
             self._skip_dependents(number, result)
 
     def stop_running(
-        self, number: int, slot: int, status: Status, reason: Reason, message: str, began: float | None = None
+        self, fragment: int, slot: int, status: Status, reason: Reason, message: str, began: float | None = None
     ) -> None:
-        """A fragment of testcase ``number`` was stopped while it ran (an
-        interrupt, --fail-fast): that is its last outcome, from ``began``
-        (wall clock) until now."""
+        """A fragment was stopped while it ran (an interrupt, --fail-fast):
+        that is its testcase's last outcome, from ``began`` (wall clock)
+        until now."""
+        number = self.plan.owner[fragment]
         if not self.decided[number]:
             start, duration = (began, max(0.0, time.time() - began)) if began else (0.0, 0.0)
-            self.outcomes[number].append(Outcome(status, reason, message, slot=slot, start=start, duration=duration))
+            self.outcomes[number][fragment] = Outcome(
+                status, reason, message, slot=slot, start=start, duration=duration
+            )
             self.decide(number, self.result(number))
 
     def _count_failure(self, result: Result) -> None:
@@ -227,6 +272,38 @@ class Verdicts:
         in the last attempt of its testcase, for history."""
         rows = []
         for planned, outcomes in zip(self.plan.testcases, self.outcomes):
-            for number, outcome in zip(planned.fragments, outcomes):
-                rows.append((planned.name, self.plan.fragments[number].name, outcome.status.value, outcome.duration))
+            for number in planned.fragments:
+                outcome = outcomes.get(number)
+                if outcome is not None:
+                    rows.append(
+                        (planned.name, self.plan.fragments[number].name, outcome.status.value, outcome.duration)
+                    )
         return rows
+
+
+def _side_by_side(
+    ran: list[tuple[Fragment, Outcome]], subresults: list[SubResult]
+) -> tuple[Status, Reason | None, str]:
+    """The verdict of fragments that ran side by side (shards): their
+    sub-results summarised as one, and what failed besides them, by
+    fragment. An ERROR outranks a FAIL."""
+    status, reason, message = summarise(subresults)
+    failed = [(fragment, outcome) for fragment, outcome in ran if outcome.status is not Status.PASS]
+    if any(outcome.status is Status.ERROR for _, outcome in failed):
+        status = Status.ERROR
+    elif failed:
+        status = Status.FAIL
+    # A failure its own sub-results do not show (an exit status, a crash
+    # between tests) is said with the fragment's name.
+    unexplained = [
+        f"{fragment.name}: {outcome.message}"
+        for fragment, outcome in failed
+        if not any(sub.status in BAD for sub in outcome.subresults)
+    ]
+    if unexplained:
+        reason = next(o.reason for f, o in failed if not any(s.status in BAD for s in o.subresults))
+        if status is Status.PASS or not any(sub.status in BAD for sub in subresults):
+            message = "; ".join(unexplained)
+        else:
+            message = "; ".join([message, *unexplained])
+    return status, reason, message

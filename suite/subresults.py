@@ -1,0 +1,114 @@
+"""Sub-results: the tests inside one testcase, and how they add up.
+
+A TAP script's points, a GoogleTest binary's tests, the ``<testcase>``
+elements of a JUnit file: each is a ``SubResult`` of its testcase. The
+testcase's own status summarises them: FAIL when one failed (or erred),
+SKIP when every one was skipped, PASS otherwise (an expected failure, a
+skip or an unexpected pass among passes does not fail it, as prove and
+GoogleTest see it). The drivers and the verdict of a testcase whose
+fragments ran in parallel (GoogleTest shards) use the same rule, so the
+testcase says the same whichever way its tests were split.
+"""
+
+from __future__ import annotations
+
+from run_testsuite.results import Reason, Status, SubResult
+
+# Names a testcase's message lists before "and N more": a line, not a page.
+NAMED_IN_MESSAGE = 5
+# The longest output excerpt a sub-result keeps: its own failure, not the log.
+EXCERPT_LIMIT = 4000
+
+BAD = (Status.FAIL, Status.ERROR)
+# Sub-results the index names per testcase (the failing ones and unexpected
+# passes): what the terminal, `report` and --compare show without opening
+# result files; the rest are counted. A 2,000-test binary's index entry
+# stays a few hundred bytes.
+NOTABLE = (Status.FAIL, Status.ERROR, Status.XPASS)
+NOTABLE_IN_INDEX = 50
+ORDER = (Status.FAIL, Status.ERROR, Status.XPASS, Status.XFAIL, Status.SKIP, Status.PASS)
+
+
+def counts(subresults: list[SubResult]) -> dict[str, int]:
+    """How many sub-results have each status, worst first, without zeros."""
+    found: dict[str, int] = {}
+    for sub in subresults:
+        found[sub.status.value] = found.get(sub.status.value, 0) + 1
+    return {status.value: found[status.value] for status in ORDER if status.value in found}
+
+
+def describe_counts(numbers: dict[str, int]) -> str:
+    """``103 sub-results: 100 passed, 2 failed, 1 xfail``."""
+    total = sum(numbers.values())
+    words = {
+        "PASS": "passed",
+        "FAIL": "failed",
+        "ERROR": "error",
+        "XFAIL": "xfail",
+        "XPASS": "xpass",
+        "SKIP": "skipped",
+    }
+    parts = [f"{numbers[status]} {word}" for status, word in words.items() if numbers.get(status)]
+    return f"{total} sub-result{'' if total == 1 else 's'}: {', '.join(parts)}"
+
+
+def summarise(subresults: list[SubResult]) -> tuple[Status, Reason | None, str]:
+    """The testcase's status, reason and message that its sub-results make:
+    ``2 of 103 failed: 2 - plain nested in bare, 7 - parse``."""
+    bad = [sub for sub in subresults if sub.status in BAD]
+    if bad:
+        named = ", ".join(sub.name for sub in bad[:NAMED_IN_MESSAGE])
+        more = f" and {len(bad) - NAMED_IN_MESSAGE} more" if len(bad) > NAMED_IN_MESSAGE else ""
+        reasons = {sub.reason for sub in bad}
+        reason = reasons.pop() if len(reasons) == 1 else None
+        return Status.FAIL, reason, f"{len(bad)} of {len(subresults)} failed: {named}{more}"
+    if subresults and all(sub.status is Status.SKIP for sub in subresults):
+        return Status.SKIP, None, f"all {len(subresults)} skipped"
+    return Status.PASS, None, describe_counts(counts(subresults)) if subresults else ""
+
+
+def index_summary(subresults: list[SubResult]) -> dict:
+    """A testcase's sub-results as its index entry holds them: the counts
+    by status and the first NOTABLE_IN_INDEX notable ones (name, status,
+    the message's first line)."""
+    notable = [
+        {"name": sub.name, "status": sub.status.value, "message": sub.message.split("\n", 1)[0][:300]}
+        for sub in subresults
+        if sub.status in NOTABLE
+    ]
+    return {"counts": counts(subresults), "notable": notable[:NOTABLE_IN_INDEX]}
+
+
+def excerpt(text: str, limit: int = EXCERPT_LIMIT) -> str:
+    """The head and tail of a long output, saying what was cut."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    cut = len(text) - 2 * half
+    return f"{text[:half]}\n[... {cut} characters cut ...]\n{text[-half:]}"
+
+
+def apply_expectations(subresults: list[SubResult], xfail: dict[str, str], skip: dict[str, str]) -> list[str]:
+    """A spec's known failures and skips, by sub-result name (the driver's
+    ``xfail:`` and ``skip:`` options): a failing one listed in ``xfail``
+    is XFAIL, a passing one XPASS; one listed in ``skip`` is SKIP whatever
+    it did. Returns the listed names no sub-result has (a typo, or a test
+    that went away), for the message."""
+    seen = set()
+    for sub in subresults:
+        if sub.name in skip:
+            seen.add(sub.name)
+            if sub.status is not Status.SKIP:
+                sub.message = f"known skip ({skip[sub.name]}); it was {sub.status.value}" + (
+                    f": {sub.message}" if sub.message else ""
+                )
+                sub.status, sub.reason = Status.SKIP, Reason.CONTROL
+        elif sub.name in xfail:
+            seen.add(sub.name)
+            if sub.status in BAD:
+                sub.status = Status.XFAIL
+                sub.message = f"expected failure ({xfail[sub.name]})" + (f": {sub.message}" if sub.message else "")
+            elif sub.status is Status.PASS:
+                sub.status = Status.XPASS
+                sub.message = f"passed, but a failure was expected: {xfail[sub.name]}"
+    return sorted((set(xfail) | set(skip)) - seen)
