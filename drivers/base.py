@@ -198,5 +198,13 @@ def describe_status(code: int | None) -> str:
     return str(code)
 
 
+def expand_env(text: str, env: dict[str, str]) -> str:
+    """``$NAME`` and ``${NAME}`` in a path option, from the command's
+    environment (a set-up's ``$SETUP_BUILD_DIR``); unknown names stay."""
+    import re
+
+    return re.sub(r"\$(?:\{(\w+)\}|(\w+))", lambda m: env.get(m.group(1) or m.group(2), m.group(0)), text)
+
+
 def _argv(cmd: str | list) -> str | list[str]:
     return cmd if isinstance(cmd, str) else [str(part) for part in cmd]

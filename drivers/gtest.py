@@ -28,10 +28,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import time
 
-from run_testsuite.drivers.base import Driver, Testcase, describe_status
+from run_testsuite.drivers.base import Driver, Testcase, describe_status, expand_env
 from run_testsuite.drivers.gtest_output import Progress, is_disabled, parse_listing, read_json_report, shard
 from run_testsuite.fragment import Command, Fragment
 from run_testsuite.results import Outcome, Reason, Status, SubResult
@@ -245,14 +244,10 @@ def shard_count(option: int | str, slots: int, last_duration: float | None) -> i
 def binary_path(binary: str, ctx: RunContext) -> str:
     """``options.binary`` with ``$VARS`` from the command's environment,
     relative to the work directory; a bare name is looked up on PATH."""
-    expanded = _expand(binary, ctx.env)
+    expanded = expand_env(binary, ctx.env)
     if "/" not in expanded:
         return expanded
     return os.path.normpath(os.path.join(ctx.work_dir, expanded))
-
-
-def _expand(text: str, env: dict[str, str]) -> str:
-    return re.sub(r"\$(?:\{(\w+)\}|(\w+))", lambda m: env.get(m.group(1) or m.group(2), m.group(0)), text)
 
 
 def _filter(pattern: str | list[str] | None) -> list[str]:

@@ -9,7 +9,7 @@ job that collects artifacts), or from a run that was killed: an index that
 is missing or says ``complete: false`` is first rebuilt from the result
 files (see ``suite.rebuild``).
 
-Exit status: 0, or 1 when ``--compare`` finds regressions, 2 for bad usage
+Exit status: 0, or 1 when ``--compare`` finds regressions (of sub-results too), 2 for bad usage
 (no run where one was named, an unreadable index, a file that cannot be
 written).
 """
@@ -91,9 +91,9 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
 
         old_dir, old = load_run(args.compare[0], args.rebuild)
         index_dir, index = load_run(args.compare[1], args.rebuild)
-        comparison = compare(old, index)
+        comparison = compare(old, index, old_dir, index_dir)
         out.write(render_text(comparison, _label(old_dir, old), _label(index_dir, index)))
-        if comparison.regressions:
+        if comparison.regressed:
             status = EXIT_REGRESSIONS
     else:
         index_dir, index = load_run(args.output or "out", args.rebuild)

@@ -32,6 +32,11 @@ testcases of the old run absent from the new one are removed only when the
 new run's selection was the whole suite (its index is not ``partial``).
 Only regressions make ``run-testsuite report --compare`` exit 1: a new
 testcase that fails has no history to regress from, and is shown as new.
+
+Sub-results (the tests inside a testcase) of testcases in both runs are
+compared the same way, by name: a GoogleTest test PASS -> FAIL inside a
+binary that failed before too is a sub-result regression, and makes the
+exit status 1; a new test that fails is shown apart, as a new testcase that fails is.
 """
 
 from __future__ import annotations
@@ -64,6 +69,17 @@ class Change:
 
 
 @dataclass
+class SubChange:
+    """A sub-result whose status changed, within a testcase in both runs."""
+
+    testcase: str
+    name: str
+    old: Status | None  # None: the old run's testcase did not have it
+    new: Status
+    message: str = ""
+
+
+@dataclass
 class Comparison:
     regressions: list[Change] = field(default_factory=list)
     fixes: list[Change] = field(default_factory=list)
@@ -74,6 +90,16 @@ class Comparison:
     not_run: list[Change] = field(default_factory=list)  # interrupted, or stopped
     unchanged: int = 0
     unselected: int = 0  # in the old run, not in the new one's narrowed selection
+    # Sub-results (TAP points, GoogleTest tests) that broke or were fixed,
+    # inside testcases of both runs: a FAIL -> FAIL binary may hide a new
+    # failing test, which is a regression all the same.
+    sub_regressions: list[SubChange] = field(default_factory=list)
+    sub_fixes: list[SubChange] = field(default_factory=list)
+    sub_new_failing: list[SubChange] = field(default_factory=list)
+
+    @property
+    def regressed(self) -> bool:
+        return bool(self.regressions or self.sub_regressions)
 
 
 def classify(old: Status, new: Status) -> str | None:
@@ -90,9 +116,10 @@ def classify(old: Status, new: Status) -> str | None:
     return None if old is new else "changed"
 
 
-def compare(old: Index, new: Index) -> Comparison:
+def compare(old: Index, new: Index, old_dir: str | None = None, new_dir: str | None = None) -> Comparison:
     """Compare two indexes (as ``jsonio.read_index`` returns them); ``old``
-    may be empty, to compare with history alone."""
+    may be empty, to compare with history alone. With the directories the
+    indexes lie in, sub-results are compared too (see ``compare_subresults``)."""
     before = _by_name(old)
     after = _by_name(new)
     result = Comparison()
@@ -117,6 +144,8 @@ def compare(old: Index, new: Index) -> Comparison:
                 result.unselected += 1
             else:
                 result.removed.append(_change(name, Status(entry["status"]), None, entry))
+    if old_dir is not None and new_dir is not None:
+        compare_subresults(before, after, old_dir, new_dir, result)
     for changes in (
         result.regressions,
         result.fixes,
@@ -128,6 +157,42 @@ def compare(old: Index, new: Index) -> Comparison:
     ):
         changes.sort(key=lambda change: change.name)
     return result
+
+
+def compare_subresults(
+    before: dict[str, IndexEntry], after: dict[str, IndexEntry], old_dir: str, new_dir: str, result: Comparison
+) -> None:
+    """Sub-result changes of the testcases run in both, judged as testcases
+    are (``classify``). Result files are read only where a sub-result broke
+    or was fixed: where either index names one that failed."""
+    from run_testsuite.jsonio import read_result
+
+    for name, entry in after.items():
+        old_entry = before.get(name)
+        if old_entry is None or "subresults" not in entry or "subresults" not in old_entry:
+            continue
+        if entry.get("reason") in NOT_RUN or old_entry.get("reason") in NOT_RUN:
+            continue
+        if not (entry["subresults"].get("notable") or old_entry["subresults"].get("notable")):
+            continue  # nothing failed in either: nothing broke, nothing was fixed
+        new_data = read_result(new_dir, entry["result"])
+        old_data = read_result(old_dir, old_entry["result"])
+        if new_data is None or old_data is None:
+            continue
+        was = {sub["name"]: Status(sub["status"]) for sub in old_data.get("subresults", ())}
+        for sub in new_data.get("subresults", ()):
+            status = Status(sub["status"])
+            previous = was.get(sub["name"])
+            if previous is None:
+                if status in BAD:  # a new test that fails: no history to regress from
+                    result.sub_new_failing.append(SubChange(name, sub["name"], None, status, sub.get("message", "")))
+                continue
+            kind = classify(previous, status)
+            change = SubChange(name, sub["name"], previous, status, sub.get("message", ""))
+            if kind == "regressions":
+                result.sub_regressions.append(change)
+            elif kind == "fixes":
+                result.sub_fixes.append(change)
 
 
 def earlier(old_entry: IndexEntry | None, entry: IndexEntry) -> Status | None:
@@ -176,9 +241,28 @@ def render_text(comparison: Comparison, old_label: str = "old", new_label: str =
             if change.message and change.new is not None and change.new not in GOOD:
                 line += f": {change.message}"
             lines.append(line)
+    for changes, title in (
+        (comparison.sub_regressions, "Sub-result regressions"),
+        (comparison.sub_fixes, "Sub-results fixed"),
+        (comparison.sub_new_failing, "New sub-results that fail"),
+    ):
+        if not changes:
+            continue
+        lines.append("")
+        lines.append(f"{title} ({len(changes)}):")
+        width = max(len(_sub_transition(change)) for change in changes)
+        for sub in changes:
+            line = f"  {_sub_transition(sub):<{width}}  {sub.testcase} :: {sub.name}"
+            if sub.message and sub.new not in GOOD:
+                line += f": {sub.message.splitlines()[0]}"
+            lines.append(line)
     lines.append("")
     lines.append(summary_line(comparison))
     return "\n".join(lines) + "\n"
+
+
+def _sub_transition(change: SubChange) -> str:
+    return f"{change.old.value if change.old else 'new'} -> {change.new.value}"
 
 
 def summary_line(comparison: Comparison) -> str:
@@ -192,6 +276,10 @@ def summary_line(comparison: Comparison) -> str:
         (len(comparison.not_run), "not run", "not run"),
         (comparison.unchanged, "unchanged", "unchanged"),
     ]
+    if comparison.sub_regressions:
+        counts.insert(1, (len(comparison.sub_regressions), "sub-result regression", "sub-result regressions"))
+    if comparison.sub_fixes:
+        counts.insert(-6, (len(comparison.sub_fixes), "sub-result fixed", "sub-results fixed"))
     text = ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in counts if n or one != "not run")
     if comparison.unselected:
         text += f" ({comparison.unselected} of the old run not selected in the new one)"

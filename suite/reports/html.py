@@ -40,6 +40,7 @@ OUTPUT_TAIL = 4096
 TRACEBACK_TAIL = 8192
 DIFF_HEAD = 16384
 MESSAGE_MAX = 4096
+SUB_OUTPUT_TAIL = 2048
 # Names listed per category of changes; more are counted, not listed.
 CHANGES_MAX = 200
 # The order rows start in: what needs attention first.
@@ -158,7 +159,20 @@ def details(result: ResultData) -> dict:
         "diff": _head(result.get("diff"), DIFF_HEAD),
         "traceback": _tail(result.get("traceback"), TRACEBACK_TAIL),
         "logs": result.get("log_files", []),
+        "subresults": [_subresult(sub) for sub in result.get("subresults") or ()],
     }
+
+
+def _subresult(sub: dict) -> list:
+    """[name, status, message, duration, output] of a sub-result, its
+    output cut to its end: the page lists thousands of them."""
+    return [
+        sub.get("name", ""),
+        sub.get("status", "ERROR"),
+        (sub.get("message") or "")[:MESSAGE_MAX],
+        sub.get("duration"),
+        _tail(sub.get("output"), SUB_OUTPUT_TAIL),
+    ]
 
 
 def _read_details(index_dir: str, rel: str) -> dict | None:
@@ -205,6 +219,8 @@ def _row(entry: IndexEntry, result: dict | None, prefix: str, run_start: float) 
         "diff": result.get("diff"),
         "traceback": result.get("traceback"),
         "logs": result.get("logs", []),
+        "subresults": result.get("subresults", []),
+        "subcounts": (entry.get("subresults") or {}).get("counts") or {},
     }
 
 

@@ -26,6 +26,11 @@ Status mapping:
 
 so ``failures`` counts FAIL and XPASS, ``skipped`` counts SKIP and XFAIL.
 
+A testcase with sub-results (TAP points, GoogleTest tests, the testcases
+of a JUnit file it ran) becomes one ``<testcase>`` per sub-result, whose
+classname is the testcase's whole dotted name (``calc-example.unit.gtest``)
+so reporters group them under it.
+
 Every string goes through :func:`xml_safe`: command output can hold any
 byte, and one control character would make the whole file unreadable to
 the reporter, which then drops every result, not only that one.
@@ -106,8 +111,13 @@ def build_junit(index: Index, index_dir: str) -> ET.Element:
     # By name, not in completion order: the file is the same for the same
     # verdicts, and reporters that keep document order group directories.
     entries = sorted(index.get("results", []), key=lambda entry: entry["name"])
-    cases = [_testcase(suite, entry, _read_result(index_dir, entry)) for entry in entries]
-    statuses = [entry["status"] for entry in entries]
+    cases = []
+    statuses = []
+    for entry in entries:
+        result = _read_result(index_dir, entry)
+        for element, status in _elements(suite, entry, result):
+            cases.append(element)
+            statuses.append(status)
     counts = {
         "tests": len(cases),
         "failures": sum(s in (Status.FAIL, Status.XPASS) for s in statuses),
@@ -160,6 +170,46 @@ def _read_result(index_dir: str, entry: IndexEntry) -> dict:
     a report with less detail beats no report."""
     data = read_result(index_dir, entry["result"])
     return {**entry, **data} if data is not None else dict(entry)
+
+
+def _elements(suite: str, entry: IndexEntry, result: dict) -> list[tuple[ET.Element, str]]:
+    """The ``<testcase>`` elements of one result, with their statuses: one
+    per sub-result (its classname the testcase's whole name), and the
+    testcase's own where it has none, or where it failed for a reason no
+    sub-result shows (a plan not met, an exit status), so no failure hides."""
+    subresults = result.get("subresults") or []
+    if not subresults:
+        return [(_testcase(suite, entry, result), entry["status"])]
+    classname = ".".join(classname_and_name(suite, entry["name"]))
+    elements = [(_subresult(classname, sub), sub["status"]) for sub in subresults]
+    bad = (Status.FAIL, Status.ERROR)
+    if entry["status"] in bad and not any(sub["status"] in bad for sub in subresults):
+        elements.append((_testcase(suite, entry, result), entry["status"]))
+    return elements
+
+
+def _subresult(classname: str, sub: dict) -> ET.Element:
+    duration = sub.get("duration")
+    element = ET.Element(
+        "testcase",
+        classname=xml_safe(classname),
+        name=xml_safe(sub["name"]),
+        time=f"{float(duration or 0.0):.3f}",
+    )
+    status = sub["status"]
+    message = sub.get("message") or ""
+    first = xml_safe(message.split("\n", 1)[0], MESSAGE_MAX)
+    body = "\n".join(part for part in (message, sub.get("output") or "") if part)
+    kind = sub.get("reason") or status
+    if status == Status.FAIL:
+        _child(element, "failure", body, message=first, type=kind)
+    elif status == Status.XPASS:
+        _child(element, "failure", body, message=_prefixed("unexpected pass", first), type="XPASS")
+    elif status == Status.ERROR:
+        _child(element, "error", body, message=first, type=kind)
+    elif status in (Status.SKIP, Status.XFAIL):
+        _child(element, "skipped", None, message=first)
+    return element
 
 
 def _testcase(suite: str, entry: IndexEntry, result: dict) -> ET.Element:

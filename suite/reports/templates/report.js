@@ -47,7 +47,14 @@
     if (r.kind !== "testcase") r.marks.push(r.kind);
     if (r.cached) r.marks.push("cached");
     if (r.attempts > 1) r.marks.push(r.attempts + " attempts");
-    r.hay = [r.name, r.tags.join(" "), r.marks.join(" "), r.reason || "", r.message].join("\n").toLowerCase();
+    var subs = r.subresults || [];
+    if (subs.length) {
+      var bad = (r.subcounts.FAIL || 0) + (r.subcounts.ERROR || 0);
+      r.marks.push(subs.length + (subs.length === 1 ? " sub-result" : " sub-results") + (bad ? ", " + bad + " failed" : ""));
+    }
+    /* A sub-result's name finds its testcase (and opens the list on it). */
+    r.hay = [r.name, r.tags.join(" "), r.marks.join(" "), r.reason || "", r.message,
+             subs.map(function (x) { return x[0]; }).join("\n")].join("\n").toLowerCase();
     byName.set(r.name, r);
   });
 
@@ -72,6 +79,8 @@
         r.visible = want;
         if (r.el) r.el.hidden = !want;
       }
+      var subs = r.detail && r.detail.querySelector(".subresults");
+      if (subs) narrowSubresults(subs);
     }
     shownEl.textContent = count === results.length ? "showing all " + count
                                                     : "showing " + count + " of " + results.length;
@@ -269,11 +278,61 @@
       });
       box.appendChild(table);
     }
+    if (r.subresults && r.subresults.length) box.appendChild(subresultList(r));
     textBlock(box, "Diff", r.diff, "diff", "after", r);
     textBlock(box, "Traceback", r.traceback, "traceback", "before", r);
     textBlock(box, "Output", r.output, "output", "before", r);
     if (!r.output && r.commands.length) box.appendChild(el("p", "note", "no output"));
     return box;
+  }
+
+  /* The tests inside a testcase: those that failed first, each opening on
+     its own output; the search terms narrow the list as they do the rows. */
+  function subresultList(r) {
+    var wrap = el("div", "subresults");
+    var counts = STATUSES.filter(function (s) { return r.subcounts[s]; })
+      .map(function (s) { return r.subcounts[s] + " " + s; }).join(", ");
+    wrap.appendChild(el("h4", null, "Sub-results (" + r.subresults.length + (counts ? ": " + counts : "") + ")"));
+    var list = el("ul", "sublist");
+    var sorted = r.subresults.map(function (x, k) { return [x, k]; });
+    sorted.sort(function (a, b) { return (severity[known(a[0][1])] - severity[known(b[0][1])]) || (a[1] - b[1]); });
+    sorted.forEach(function (pair) {
+      var x = pair[0], status = known(x[1]);
+      var li = el("li", "sub " + status);
+      li.setAttribute("data-hay", x[0].toLowerCase() + "\n" + (x[2] || "").toLowerCase());
+      var head = el(x[4] ? "summary" : "div", "subline");
+      head.appendChild(el("span", "badge " + status, status));
+      head.appendChild(el("span", "subname mono", x[0]));
+      if (x[3] !== null && x[3] !== undefined) head.appendChild(el("span", "d", seconds(x[3])));
+      if (x[2]) head.appendChild(el("span", "msg", x[2].split("\n")[0]));
+      if (x[4]) {
+        var more = el("details");
+        more.appendChild(head);
+        var pre = el("pre", "output");
+        pre.textContent = (x[4][1] > 0 ? "[" + x[4][1].toLocaleString() + " earlier characters not shown]\n" : "") + x[4][0];
+        more.appendChild(pre);
+        li.appendChild(more);
+      } else {
+        li.appendChild(head);
+      }
+      list.appendChild(li);
+    });
+    wrap.appendChild(list);
+    narrowSubresults(wrap);
+    return wrap;
+  }
+
+  /* Where the search terms name some sub-results, only those show; where
+     they name none (they matched the testcase itself), all do. */
+  function narrowSubresults(wrap) {
+    var items = wrap.querySelectorAll("li.sub"), hits = [], any = false;
+    items.forEach(function (li) {
+      var hay = li.getAttribute("data-hay");
+      var hit = terms.length > 0 && terms.every(function (t) { return hay.indexOf(t) >= 0; });
+      hits.push(hit);
+      any = any || hit;
+    });
+    items.forEach(function (li, k) { li.hidden = any && !hits[k]; });
   }
 
   function toggle(r, open) {

@@ -1,0 +1,105 @@
+"""The base of drivers whose last step reports the tests inside it (TAP on
+its output, a JUnit file): those tests become sub-results, and the
+testcase's verdict is theirs.
+
+The rule, the same for every such driver: the testcase fails when a
+sub-result fails (one listed in ``xfail:`` is XFAIL instead), when the
+stream or file itself is wrong (a plan not met, a bail out, a file not
+written), when the step times out, or when it exits other than
+``exit_code`` while every sub-result passed (a crash after the last test,
+a leak checker). A program that exits 1 because tests failed is the usual
+case, and those failures say it already.
+"""
+
+from __future__ import annotations
+
+from run_testsuite.drivers.base import Driver, Testcase, describe_status, judge_exit
+from run_testsuite.fragment import Fragment
+from run_testsuite.results import CommandRecord, Outcome, Reason, Status, SubResult
+from run_testsuite.subresults import apply_expectations, summarise
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from run_testsuite.context import RunContext
+
+NAMES = {"type": "object", "additionalProperties": {"type": "string"}}
+# Known failures and skips, by sub-result name, with the reason for each.
+EXPECTATIONS = {"xfail": NAMES, "skip": NAMES}
+
+
+class CollectingDriver(Driver):
+    """Run ``cmd`` or ``steps``; the last step's tests are the sub-results."""
+
+    # What the step reports, in messages: "TAP stream", "JUnit file".
+    source = "report"
+
+    def fragments(self, test: Testcase) -> list[Fragment]:
+        fragments = super().fragments(test)
+        options = test.spec.get("options", {})
+        fragments[-1].data.update(
+            xfail=dict(options.get("xfail", {})),
+            skip=dict(options.get("skip", {})),
+            options=dict(options),
+        )
+        return fragments
+
+    def run(self, fragment: Fragment, ctx: RunContext) -> Outcome:
+        if not fragment.final:
+            return super().run(fragment, ctx)
+        *before, last = fragment.commands
+        for command in before:
+            failed = judge_exit(command, ctx.run(command))
+            if failed is not None:
+                return failed
+        self.prepare(fragment, ctx)
+        start = ctx.capture.size
+        record = ctx.run(last)
+        subresults, problems, skipped = self.collect(fragment, ctx, record, start)
+        return self.verdict(fragment, record, subresults, problems, skipped)
+
+    # -- what a subclass provides ------------------------------------------
+    def prepare(self, fragment: Fragment, ctx: RunContext) -> None:
+        """Before the last step runs (e.g. remove a stale report file)."""
+
+    def collect(
+        self, fragment: Fragment, ctx: RunContext, record: CommandRecord, start: int
+    ) -> tuple[list[SubResult], list[str], str | None]:
+        """The sub-results the last step reported, the problems of the
+        report itself, and why the whole of it was skipped (or None).
+        ``start``: where the step's output begins in ``ctx.output()``."""
+        raise NotImplementedError
+
+    # -- the verdict -------------------------------------------------------
+    def verdict(
+        self,
+        fragment: Fragment,
+        record: CommandRecord,
+        subresults: list[SubResult],
+        problems: list[str],
+        skipped: str | None,
+    ) -> Outcome:
+        data = fragment.data
+        command = fragment.commands[-1]
+        unknown = apply_expectations(subresults, data["xfail"], data["skip"])
+        status, reason, message = summarise(subresults)
+        problems = list(problems)
+        if record.timed_out:
+            problems.insert(0, f"step '{command.step}' timed out after {command.timeout:g} s")
+            reason = Reason.TIMEOUT
+        elif record.exit_code != command.exit_code and status is not Status.FAIL:
+            what = "every test passed" if subresults else f"the {self.source} holds no test"
+            if skipped is not None:
+                what = "it skipped everything"
+            problems.append(
+                f"{what}, but step '{command.step}' exited with {describe_status(record.exit_code)}, "
+                f"expected {command.exit_code}"
+            )
+            reason = reason or Reason.EXIT_CODE
+        if unknown and not problems:
+            problems.append(f"xfail/skip name tests the {self.source} does not have: {', '.join(unknown)}")
+        if not problems and skipped is not None and status is not Status.FAIL:
+            return Outcome(Status.SKIP, None, f"skipped: {skipped}" if skipped else "skipped", subresults=subresults)
+        if problems:
+            message = "; ".join([message, *problems] if status is Status.FAIL else problems)
+            status = Status.FAIL
+        return Outcome(status, reason, message, subresults=subresults)
