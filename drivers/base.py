@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from run_testsuite.fragment import Command, Fragment
-from run_testsuite.results import CommandRecord, Outcome, Reason, Status
+from run_testsuite.results import CommandRecord, Outcome, Reason, Status, SubResult
 
 # Not typing.TYPE_CHECKING: importing typing costs every run a few ms.
 TYPE_CHECKING = False
@@ -153,6 +153,12 @@ class Driver:
         on it (``fragment`` is its last) what it printed; return the file
         changed, or None. Drivers without a baseline change nothing."""
         return None
+
+    @classmethod
+    def merge_subresults(cls, fragments: list[Fragment], outcomes: list[Outcome]) -> list[SubResult]:
+        """The testcase's sub-results, from its fragments' outcomes (in its
+        order): in the main process, as its verdict is made."""
+        return [sub for outcome in outcomes for sub in outcome.subresults]
 
     # -- wherever the fragment runs ---------------------------------------
     def run(self, fragment: Fragment, ctx: RunContext) -> Outcome:

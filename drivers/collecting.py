@@ -16,7 +16,7 @@ from __future__ import annotations
 from run_testsuite.drivers.base import Driver, Testcase, describe_status, judge_exit
 from run_testsuite.fragment import Fragment
 from run_testsuite.results import CommandRecord, Outcome, Reason, Status, SubResult
-from run_testsuite.subresults import apply_expectations, summarise
+from run_testsuite.subresults import BAD, apply_expectations, summarise
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,6 +69,10 @@ class CollectingDriver(Driver):
         ``start``: where the step's output begins in ``ctx.output()``."""
         raise NotImplementedError
 
+    def aliases(self, sub: SubResult) -> list[str]:
+        """Other names ``xfail:`` and ``skip:`` may give a sub-result."""
+        return []
+
     # -- the verdict -------------------------------------------------------
     def verdict(
         self,
@@ -80,13 +84,15 @@ class CollectingDriver(Driver):
     ) -> Outcome:
         data = fragment.data
         command = fragment.commands[-1]
-        unknown = apply_expectations(subresults, data["xfail"], data["skip"])
+        # A test that failed explains a non-zero exit, even one known to fail.
+        explained = any(sub.status in BAD for sub in subresults)
+        unknown = apply_expectations(subresults, data["xfail"], data["skip"], self.aliases)
         status, reason, message = summarise(subresults)
         problems = list(problems)
         if record.timed_out:
             problems.insert(0, f"step '{command.step}' timed out after {command.timeout:g} s")
             reason = Reason.TIMEOUT
-        elif record.exit_code != command.exit_code and status is not Status.FAIL:
+        elif record.exit_code != command.exit_code and not explained:
             what = "every test passed" if subresults else f"the {self.source} holds no test"
             if skipped is not None:
                 what = "it skipped everything"

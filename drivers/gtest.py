@@ -108,6 +108,16 @@ class GtestDriver(Driver):
         shards[-1].final = True
         return [listing, *shards]
 
+    @classmethod
+    def merge_subresults(cls, fragments: list[Fragment], outcomes: list[Outcome]) -> list[SubResult]:
+        """In the binary's order: shard K holds tests K, K+N, K+2N ... (the
+        disabled ones, from the list, last)."""
+        shards = [o.subresults for f, o in zip(fragments, outcomes) if f.data.get("index") is not None]
+        listed = [sub for f, o in zip(fragments, outcomes) if f.data.get("index") is None for sub in o.subresults]
+        longest = max((len(s) for s in shards), default=0)
+        ordered = [shard[i] for i in range(longest) for shard in shards if i < len(shard)]
+        return ordered + listed
+
     def run(self, fragment: Fragment, ctx: RunContext) -> Outcome:
         if fragment.data["index"] is None:
             return self._list(fragment, ctx)

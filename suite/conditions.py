@@ -44,7 +44,7 @@ from typing import Any
 MAX_LENGTH = 1000
 MAX_DEPTH = 50
 # Names whose values are namespaces: only these take `.KEY` and `['KEY']`.
-NAMESPACES = frozenset({"env", "params", "which"})
+NAMESPACES = frozenset({"env", "params", "which", "exists"})
 
 
 class ExpressionError(Exception):
@@ -342,8 +342,8 @@ class _Compiler:
         if name not in NAMESPACES:
             raise self.refuse(
                 node,
-                f"attribute and subscript access is only allowed on env, params and"
-                f" which (env.NAME, params['NAME'], which['g++']), not on '{name}'",
+                f"attribute and subscript access is only allowed on env, params, which and"
+                f" exists (env.NAME, params['NAME'], which['g++'], exists['/dev/kvm']), not on '{name}'",
             )
         if key.startswith("__"):
             raise self.refuse(node, f"names starting with '__' are not allowed in conditions ('{key}')")

@@ -15,6 +15,7 @@ Names (what ``condition_names`` provides):
 | `params` | the suite parameters (`params` in suite.yaml, `-D name=value`): `params.opt`, `'opt' in params`; an unknown one is an error |
 | `tags` | the testcase's tags, a tuple: `'slow' in tags` |
 | `which` | programs on PATH: `which.bwrap`, `which['g++']` (its path, or `None` when it is not found), `'gcc' in which` |
+| `exists` | files and directories, by absolute path: `exists['/usr/include/gtest/gtest.h']` (the path, or `None`), `'/dev/kvm' in exists` |
 | *parameter* | each suite parameter by its bare name: `opt == 'O2'` |
 | *matrix key* | each matrix value of this variant by its key: `compiler == 'clang'` |
 
@@ -24,7 +25,7 @@ describe ``Env().build`` (the machine running the suite), ``platform`` is
 ``python`` is ``sys.version_info[:3]``. They are computed once per process.
 
 When names collide the more specific wins: a matrix value over a suite
-parameter over a host fact; ``env``, ``params``, ``which`` and ``tags`` always mean the
+parameter over a host fact; ``env``, ``params``, ``which``, ``exists`` and ``tags`` always mean the
 namespaces. Environment values are strings: compare ``env.JOBS == '4'``, not
 ``env.JOBS == 4``.
 """
@@ -105,7 +106,30 @@ def condition_names(
     names["params"] = Namespace("params", params, missing_ok=False)
     names["tags"] = tuple(tags)
     names["which"] = Programs(path or env.get("PATH", os.defpath))
+    names["exists"] = Files()
     return names
+
+
+class Files(Mapping):
+    """``exists``: an absolute path that exists (its own value), or missing
+    (``None`` in a condition). A relative path is never found: relative to
+    what would differ between the places a suite runs from."""
+
+    missing_ok = True
+
+    def __getitem__(self, path: str) -> str:
+        if not (isinstance(path, str) and os.path.isabs(path) and os.path.exists(path)):
+            raise KeyError(path)
+        return path
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, str) and os.path.isabs(path) and os.path.exists(path)
+
+    def __iter__(self):
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
 
 
 class Programs(Mapping):

@@ -12,6 +12,8 @@ testcase says the same whichever way its tests were split.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from run_testsuite.results import Reason, Status, SubResult
 
 # Names a testcase's message lists before "and N more": a line, not a page.
@@ -88,27 +90,37 @@ def excerpt(text: str, limit: int = EXCERPT_LIMIT) -> str:
     return f"{text[:half]}\n[... {cut} characters cut ...]\n{text[-half:]}"
 
 
-def apply_expectations(subresults: list[SubResult], xfail: dict[str, str], skip: dict[str, str]) -> list[str]:
+def apply_expectations(
+    subresults: list[SubResult],
+    xfail: dict[str, str],
+    skip: dict[str, str],
+    aliases: Callable[[SubResult], list[str]] | None = None,
+) -> list[str]:
     """A spec's known failures and skips, by sub-result name (the driver's
     ``xfail:`` and ``skip:`` options): a failing one listed in ``xfail``
     is XFAIL, a passing one XPASS; one listed in ``skip`` is SKIP whatever
-    it did. Returns the listed names no sub-result has (a typo, or a test
+    it did. ``aliases`` gives other names a sub-result answers to (a TAP
+    point's description without its number, which moves as tests are
+    added). Returns the listed names no sub-result has (a typo, or a test
     that went away), for the message."""
     seen = set()
     for sub in subresults:
-        if sub.name in skip:
-            seen.add(sub.name)
+        names = [sub.name, *(aliases(sub) if aliases is not None else ())]
+        skipped = next((n for n in names if n in skip), None)
+        expected = next((n for n in names if n in xfail), None)
+        if skipped is not None:
+            seen.add(skipped)
             if sub.status is not Status.SKIP:
-                sub.message = f"known skip ({skip[sub.name]}); it was {sub.status.value}" + (
+                sub.message = f"known skip ({skip[skipped]}); it was {sub.status.value}" + (
                     f": {sub.message}" if sub.message else ""
                 )
                 sub.status, sub.reason = Status.SKIP, Reason.CONTROL
-        elif sub.name in xfail:
-            seen.add(sub.name)
+        elif expected is not None:
+            seen.add(expected)
             if sub.status in BAD:
                 sub.status = Status.XFAIL
-                sub.message = f"expected failure ({xfail[sub.name]})" + (f": {sub.message}" if sub.message else "")
+                sub.message = f"expected failure ({xfail[expected]})" + (f": {sub.message}" if sub.message else "")
             elif sub.status is Status.PASS:
                 sub.status = Status.XPASS
-                sub.message = f"passed, but a failure was expected: {xfail[sub.name]}"
+                sub.message = f"passed, but a failure was expected: {xfail[expected]}"
     return sorted((set(xfail) | set(skip)) - seen)

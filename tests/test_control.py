@@ -408,12 +408,23 @@ def test_host_facts_in_conditions():
 def test_condition_names_documented_set():
     scope = condition_names(["slow"], {"CI": "1"}, {"opt": "O2"}, {"compiler": "gcc"})
     assert set(scope) == {"os", "arch", "platform", "cpus", "python", "hostname",
-                          "env", "params", "tags", "which", "opt", "compiler"}
+                          "env", "params", "tags", "which", "exists", "opt", "compiler"}
     assert scope["tags"] == ("slow",)
     assert isinstance(scope["env"], Namespace) and isinstance(scope["params"], Namespace)
     for text in ["'slow' in tags", "env.CI == '1'", "not env.HOME", "'CI' in env",
                  "opt == 'O2' and params.opt == 'O2'", "compiler == 'gcc'"]:
         assert compile_condition(text).evaluate(scope), text
+
+
+def test_exists_checks_absolute_paths_only(tmp_path):
+    (tmp_path / "header.h").write_text("")
+    scope = condition_names((), {}, {}, {})
+    header = str(tmp_path / "header.h")
+    assert compile_condition(f"exists[{header!r}] and {header!r} in exists").evaluate(scope)
+    assert scope["exists"][header] == header
+    assert compile_condition(f"not exists[{str(tmp_path / 'missing.h')!r}]").evaluate(scope)
+    # Relative to what? Never found, so a suite means the same from any directory.
+    assert compile_condition("not exists['header.h'] and 'header.h' not in exists").evaluate(scope)
 
 
 def test_which_finds_programs_on_the_conditions_path(tmp_path):

@@ -161,7 +161,7 @@ class Verdicts:
                 for fragment, outcome in ran
             )
         status, reason = last.status, last.reason
-        subresults = [sub for outcome in outcomes for sub in outcome.subresults]
+        subresults = self._subresults(ran)
         if len(outcomes) > 1 and (self.side_by_side[number] or sum(bool(o.subresults) for o in outcomes) > 1):
             status, reason, message = _side_by_side(ran, subresults)
         attempts = self.attempts[number]
@@ -194,6 +194,22 @@ class Verdicts:
             traceback=last.traceback,
             subresults=subresults,
         )
+
+    @staticmethod
+    def _subresults(ran: list[tuple[Fragment, Outcome]]) -> list[SubResult]:
+        """The sub-results of the fragments that ran, as their driver
+        orders them (shards side by side interleave)."""
+        if sum(bool(outcome.subresults) for _, outcome in ran) < 2:
+            return [sub for _, outcome in ran for sub in outcome.subresults]
+        from run_testsuite.drivers.registry import load_reference
+
+        fragments = [fragment for fragment, _ in ran]
+        outcomes = [outcome for _, outcome in ran]
+        try:  # loaded already, to plan the testcase: this is a cache lookup
+            driver = load_reference(fragments[0].driver, fragments[0].driver_path)
+            return driver.merge_subresults(fragments, outcomes)
+        except Exception:  # a driver's bug must not lose the results
+            return [sub for outcome in outcomes for sub in outcome.subresults]
 
     def _earlier(self, number: int) -> str:
         return "; ".join(

@@ -301,7 +301,7 @@
       var li = el("li", "sub " + status);
       li.setAttribute("data-hay", x[0].toLowerCase() + "\n" + (x[2] || "").toLowerCase());
       var head = el(x[4] ? "summary" : "div", "subline");
-      head.appendChild(el("span", "badge " + status, status));
+      head.appendChild(el("span", "badge small s-" + status, status));
       head.appendChild(el("span", "subname mono", x[0]));
       if (x[3] !== null && x[3] !== undefined) head.appendChild(el("span", "d", seconds(x[3])));
       if (x[2]) head.appendChild(el("span", "msg", x[2].split("\n")[0]));
