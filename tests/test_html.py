@@ -576,3 +576,81 @@ def test_ten_thousand_results_stay_fast(chromium, tmp_path):
     assert generation < 4, "the budget is ~2 s; allow slow CI machines twice that"
     assert size < 20 * 2**20
     assert load < 10 and filter_ms < 5000 and search_ms < 5000 and clear_ms < 5000 and sort_ms < 5000
+
+
+# -- sub-results ---------------------------------------------------------------------
+TAP_POINTS = [f"ok {n} - check {n}" for n in range(1, 31)]
+TAP_POINTS[6] = "not ok 7 - parses <img src=x onerror=window.__pwned=7> dates"
+TAP_POINTS[11] = "not ok 12 - rounds halves # TODO known"
+
+
+@pytest.fixture(scope="module")
+def sub_report(tmp_path_factory):
+    """A suite whose testcases carry sub-results (TAP points), one failing."""
+    tmp = tmp_path_factory.mktemp("html-subresults")
+    root, out = tmp / "suite", tmp / "out"
+    script = "\n".join(["1..30", *TAP_POINTS[:7], "# got: </pre><script>window.__pwned=8</script>", *TAP_POINTS[7:]])
+    write_suite(
+        root,
+        {
+            "suite.yaml": "name: sub-demo\n",
+            "tap/points/test.yaml": "driver: tap\ncmd: cat points.tap\n",
+            "tap/points/points.tap": script + "\n",
+            "plain/one/test.yaml": "cmd: echo one\n",
+        },
+    )
+    run = run_cli(root, out)
+    assert run.returncode == 1, run.stdout + run.stderr
+    path = out / "report.html"
+    write_html(str(out / "new"), str(path))
+    return path
+
+
+@pytest.fixture
+def sub_page(chromium, sub_report, tmp_path):
+    browser.page_errors(chromium)
+    browser.open_report(chromium, sub_report)
+    yield chromium
+    browser.screenshot(chromium, tmp_path / "report.png")
+    assert browser.page_errors(chromium) == []
+
+
+def test_subresults_are_listed_under_their_row_failures_first(sub_page):
+    row = browser.row(sub_page, "tap/points")
+    assert "30 sub-results, 1 failed" in row.find_element("css selector", ".line").text
+    row = browser.open_result(sub_page, "tap/points")
+    items = row.find_elements("css selector", ".subresults li.sub")
+    assert len(items) == 30
+    first = items[0].find_element("css selector", ".subline").text
+    assert first.startswith("FAIL") and "7 - parses <img src=x onerror=window.__pwned=7> dates" in first
+    assert items[1].find_element("css selector", ".subline").text.startswith("XFAIL")
+    heading = row.find_element("css selector", ".subresults h4").text
+    assert heading.upper() == "SUB-RESULTS (30: 28 PASS, 1 FAIL, 1 XFAIL)"
+    # The failing point opens on its own output, shown as text.
+    items[0].find_element("css selector", "summary").click()
+    output = items[0].find_element("css selector", "pre.output")
+    assert output.is_displayed()
+    assert output.text == "# got: </pre><script>window.__pwned=8</script>"
+    assert sub_page.execute_script("return typeof window.__pwned") == "undefined"
+    # Passing points have nothing to open.
+    assert items[5].find_elements("css selector", "summary") == []
+
+
+def test_search_finds_a_testcase_by_its_subresult_and_narrows_the_list(sub_page):
+    search = sub_page.find_element("id", "search")
+    search.send_keys("check 2")
+    time.sleep(0.3)
+    assert visible(sub_page) == ["tap/points"]
+    row = browser.open_result(sub_page, "tap/points")
+    shown = [
+        li.find_element("css selector", ".subname").text
+        for li in row.find_elements("css selector", ".subresults li.sub")
+        if li.is_displayed()
+    ]
+    # 'check 2', 'check 20' ... 'check 29', and no other point.
+    assert len(shown) == 11 and all("check 2" in text for text in shown), shown
+    search.clear()
+    search.send_keys("tap/points")
+    time.sleep(0.3)
+    shown = [li for li in row.find_elements("css selector", ".subresults li.sub") if li.is_displayed()]
+    assert len(shown) == 30  # the terms name the testcase, not its points: all of them show

@@ -128,27 +128,26 @@ class Verdicts:
         if self.attempts[number] > planned.retries or self.stop_reason is not None:
             return False
         self.attempts[number] += 1
-        self.failed_attempts[number].append(self._ordered(number)[-1][1])
+        self.failed_attempts[number].append(self._last(number))
         self.outcomes[number] = {}
         return True
 
-    def _ordered(self, number: int) -> list[tuple[Fragment, Outcome]]:
-        """The testcase's fragments that ran, with their outcomes, in its
-        order; a failure, the first of them, last (what the verdict is of)."""
+    def _ran(self, number: int) -> list[tuple[Fragment, Outcome]]:
+        """The testcase's fragments that ran, with their outcomes, in its order."""
         outcomes = self.outcomes[number]
-        ran = [(self.plan.fragments[f], outcomes[f]) for f in self.plan.testcases[number].fragments if f in outcomes]
-        failed = [pair for pair in ran if pair[1].status is not Status.PASS]
-        if failed:
-            ran.remove(failed[0])
-            ran.append(failed[0])
-        return ran
+        return [(self.plan.fragments[f], outcomes[f]) for f in self.plan.testcases[number].fragments if f in outcomes]
+
+    def _last(self, number: int) -> Outcome:
+        """What the verdict is of: the first failure, else the last outcome."""
+        ran = [outcome for _, outcome in self._ran(number)]
+        return next((o for o in ran if o.status is not Status.PASS), ran[-1])
 
     def result(self, number: int) -> Result:
         """Fold a testcase's fragment outcomes into its Result."""
         planned = self.plan.testcases[number]
-        ran = self._ordered(number)
+        ran = self._ran(number)
         outcomes = [outcome for _, outcome in ran]
-        last = outcomes[-1]
+        last = self._last(number)
         message = last.message
         not_run = len(planned.fragments) - len(outcomes)
         if last.status is not Status.PASS and not_run:
