@@ -186,3 +186,35 @@ def test_a_fragment_waiting_for_a_later_one_is_the_drivers_error(tmp_path):
     assert statuses(run.index) == {"fan": ("ERROR", "DRIVER"), "plain": ("PASS", None)}
     message = load_result(out, "fan", run.index)["message"]
     assert "fragment 'part0' (position 1) may only wait for fragments before it, not (1,)" in message
+
+
+def readme_subresults_example() -> str:
+    """The README's driver that emits sub-results (the Python block after
+    "A driver emits sub-results")."""
+    from conftest import REPO
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("A driver emits sub-results", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_subresults_driver_runs_as_written(tmp_path):
+    root, out = tmp_path / "suite", tmp_path / "out"
+    write_suite(
+        root,
+        {
+            "suite.yaml": "drivers:\n  lines: lines.py:LinesDriver\n",
+            "lines.py": readme_subresults_example(),
+            "good/test.yaml": "driver: lines\ncmd: printf 'PASS parse\\nPASS print\\n'\n",
+            "bad/test.yaml": "driver: lines\ncmd: cat lines.txt; exit 1\n",
+            "bad/lines.txt": "PASS parse\nFAIL print: wrong width\n",
+        },
+    )
+    run = run_cli(root, out)
+    assert statuses(run.index) == {"good": ("PASS", None), "bad": ("FAIL", None)}
+    bad = load_result(out, "bad", run.index)
+    assert bad["message"] == "1 of 2 failed: print"
+    assert bad["subresults"] == [
+        {"name": "parse", "status": "PASS"},
+        {"name": "print", "status": "FAIL", "message": "wrong width"},
+    ]
