@@ -93,13 +93,14 @@ class CollectingDriver(Driver):
             problems.insert(0, f"step '{command.step}' timed out after {command.timeout:g} s")
             reason = Reason.TIMEOUT
         elif record.exit_code != command.exit_code and not explained:
-            what = "every test passed" if subresults else f"the {self.source} holds no test"
-            if skipped is not None:
-                what = "it skipped everything"
-            problems.append(
-                f"{what}, but step '{command.step}' exited with {describe_status(record.exit_code)}, "
-                f"expected {command.exit_code}"
+            exited = (
+                f"step '{command.step}' exited with {describe_status(record.exit_code)}, expected {command.exit_code}"
             )
+            if problems:  # the stream's own problem comes first; the status is one more fact
+                problems.append(exited)
+            else:
+                what = "every test passed" if subresults else f"the {self.source} holds no test"
+                problems.append(f"{'it skipped everything' if skipped is not None else what}, but {exited}")
             reason = reason or Reason.EXIT_CODE
         if unknown and not problems:
             problems.append(f"xfail/skip name tests the {self.source} does not have: {', '.join(unknown)}")

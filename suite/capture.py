@@ -59,7 +59,9 @@ class OutputCapture:
 
     def _spill(self) -> None:
         try:
-            log = self._log = open(self.log_path, "ab")
+            # "wb": a retried testcase's fragment starts its log afresh; the
+            # attempt before it is not this output.
+            log = self._log = open(self.log_path, "wb")
             for chunk in self._memory or ():
                 log.write(chunk)
         except OSError as exc:  # a full disk: say which file, for the result

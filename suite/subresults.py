@@ -103,20 +103,19 @@ def apply_expectations(
     point's description without its number, which moves as tests are
     added). Returns the listed names no sub-result has (a typo, or a test
     that went away), for the message."""
-    seen = set()
+    seen: set[str] = set()
     for sub in subresults:
         names = [sub.name, *(aliases(sub) if aliases is not None else ())]
         skipped = next((n for n in names if n in skip), None)
         expected = next((n for n in names if n in xfail), None)
+        seen.update(n for n in names if n in skip or n in xfail)  # listed twice, by both names: known
         if skipped is not None:
-            seen.add(skipped)
             if sub.status is not Status.SKIP:
                 sub.message = f"known skip ({skip[skipped]}); it was {sub.status.value}" + (
                     f": {sub.message}" if sub.message else ""
                 )
                 sub.status, sub.reason = Status.SKIP, Reason.CONTROL
         elif expected is not None:
-            seen.add(expected)
             if sub.status in BAD:
                 sub.status = Status.XFAIL
                 sub.message = f"expected failure ({xfail[expected]})" + (f": {sub.message}" if sub.message else "")

@@ -13,7 +13,7 @@ from run_testsuite.subresults import apply_expectations, counts, describe_counts
 
 # A suite's own driver: a `prep` fragment, then `parts` fragments side by
 # side (each sleeps `sleep` seconds and reports its checks as sub-results).
-FAN = '''
+FAN = """
 import os, time
 from run_testsuite.api import Driver, Fragment, Outcome, Status, SubResult, summarise
 
@@ -50,7 +50,7 @@ class Fan(Driver):
                 check.status, check.message, check.output = Status.FAIL, "wrong answer", "got 41\\n"
         status, reason, message = summarise(checks)
         return Outcome(status, reason, message, subresults=checks)
-'''
+"""
 
 
 def fan_suite(root, **specs) -> None:
@@ -100,7 +100,10 @@ def test_expectations_turn_failures_into_xfail_and_name_what_is_unknown():
 
 
 def test_result_files_and_index_entries_carry_subresults_within_their_schema():
-    subs = [SubResult("t.ok", Status.PASS, duration=0.5), SubResult("t.bad", Status.FAIL, Reason.CRASH, "boom\nmore", None, "out")]
+    subs = [
+        SubResult("t.ok", Status.PASS, duration=0.5),
+        SubResult("t.bad", Status.FAIL, Reason.CRASH, "boom\nmore", None, "out"),
+    ]
     result = Result("x", Status.FAIL, subresults=subs)
     data = validate_result(result.to_json())
     assert data["subresults"] == [
@@ -109,7 +112,10 @@ def test_result_files_and_index_entries_carry_subresults_within_their_schema():
     ]
     assert Result.from_json(data).subresults == subs
     assert "subresults" not in Result("y", Status.PASS).to_json()
-    assert index_summary(subs) == {"counts": {"FAIL": 1, "PASS": 1}, "notable": [{"name": "t.bad", "status": "FAIL", "message": "boom"}]}
+    assert index_summary(subs) == {
+        "counts": {"FAIL": 1, "PASS": 1},
+        "notable": [{"name": "t.bad", "status": "FAIL", "message": "boom"}],
+    }
 
 
 def test_a_group_restarts_with_its_inner_order_and_nothing_outside_it():
@@ -141,7 +147,11 @@ def test_fragments_side_by_side_run_at_once_and_the_testcase_waits_for_all(tmp_p
     assert [s["name"] for s in result["subresults"]] == [f"part{k}.check{n}" for k in range(3) for n in range(2)]
     assert result["message"] == "1 of 6 failed: part0.check1"
     assert result["subresults"][1] == {
-        "name": "part0.check1", "status": "FAIL", "message": "wrong answer", "duration": 0.001, "output": "got 41\n",
+        "name": "part0.check1",
+        "status": "FAIL",
+        "message": "wrong answer",
+        "duration": 0.001,
+        "output": "got 41\n",
     }
     ran = spans(out, "fan")
     assert len(ran) == 3

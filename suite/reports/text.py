@@ -95,7 +95,9 @@ class TextReport:
             self.not_run.setdefault(result.message.removeprefix(NOT_RUN_PREFIX), [0, 0])[is_setup] += 1
             return
         flaky = result.status is Status.PASS and result.attempts > 1
-        if result.status is Status.PASS and not self.verbose and not flaky:
+        # A passing testcase whose known failure passed: its xfail list is stale.
+        unexpected = any(sub.status is Status.XPASS for sub in result.subresults)
+        if result.status is Status.PASS and not self.verbose and not flaky and not unexpected:
             return
         if result.status in (Status.FAIL, Status.ERROR, Status.XPASS):
             self.notable.append(result)
@@ -109,7 +111,7 @@ class TextReport:
         if first:
             line += f": {first}"
         self.stream.write(line + "\n")
-        if result.status is not Status.PASS:
+        if result.status is not Status.PASS or unexpected:
             self.stream.write(self._notable_subresults(result))
         self.stream.flush()
 
