@@ -79,6 +79,9 @@ class Driver:
     """
 
     options_schema: dict | None = None
+    # Whether testcases give ``cmd`` or ``steps`` (False: the driver makes
+    # its commands from options, as gtest does; ``new`` writes none).
+    runs_cmd = True
 
     # -- main process -----------------------------------------------------
     def fragments(self, test: Testcase) -> list[Fragment]:

@@ -56,6 +56,7 @@ NAMES = {"type": "object", "additionalProperties": {"type": "string"}}
 class GtestDriver(Driver):
     """Run a GoogleTest binary in shards; each test is a sub-result."""
 
+    runs_cmd = False
     options_schema = {  # noqa: RUF012 - read, never changed; Driver declares it an attribute
         "type": "object",
         "required": ["binary"],

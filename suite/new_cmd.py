@@ -64,6 +64,8 @@ def main(argv: list[str]) -> int:
         created += write_schemas(root)
     os.makedirs(args.path, exist_ok=True)
     template = TEMPLATES.get(args.driver, "description: {description}\ndriver: {driver}\ncmd: {cmd}\n")
+    if not getattr(driver_class, "runs_cmd", True):  # the driver makes its own commands (gtest)
+        template = template.replace("cmd: {cmd}\n", "")
     reference = os.path.relpath(schema, os.path.abspath(args.path))
     body = template.format(description=_quote(args.description), cmd=_quote(args.cmd), driver=args.driver)
     body += _options_stub(getattr(driver_class, "options_schema", None))

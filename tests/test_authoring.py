@@ -204,6 +204,24 @@ def test_new_scaffolds_a_testcase_that_validates_and_runs(tmp_path):
     assert cli("new", root / "greeting").returncode == 2  # never overwrites
 
 
+@pytest.mark.parametrize(
+    ("driver", "expected"),
+    [
+        ("gtest", "driver: gtest\noptions:  # the driver needs binary\n  binary: TODO\n"),
+        ("tap", "driver: tap\ncmd: echo hello\n"),
+        ("junit", "driver: junit\ncmd: echo hello\noptions:  # the driver needs junit\n  junit: TODO\n"),
+    ],
+)
+def test_new_scaffolds_the_drivers_with_subresults(tmp_path, driver, expected):
+    root = tmp_path / "s"
+    assert cli("new", root / "t", "--driver", driver).returncode == 0
+    spec = (root / "t" / "test.yaml").read_text()
+    assert spec.split("\n", 2)[2] == expected  # after the schema comment and description
+    # gtest makes its own commands: a cmd would be refused.
+    problems = cli("validate", root)
+    assert ("'cmd' is not used" in problems.stdout) is False
+
+
 def test_new_refuses_an_unknown_driver_and_finds_the_suites_own(tmp_path):
     root = write_suite(tmp_path / "s", {
         "suite.yaml": "drivers:\n  mine: drivers_here/mine.py:Mine\n",

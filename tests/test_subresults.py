@@ -228,3 +228,21 @@ def test_the_readme_subresults_driver_runs_as_written(tmp_path):
         {"name": "parse", "status": "PASS"},
         {"name": "print", "status": "FAIL", "message": "wrong width"},
     ]
+
+
+def test_a_stale_known_failure_is_said_even_when_its_testcase_passes(tmp_path):
+    root, out = tmp_path / "suite", tmp_path / "out"
+    write_suite(
+        root,
+        {
+            "fixed/test.yaml": "driver: tap\ncmd: printf '1..2\\nok 1 - a\\nok 2 - b\\n'\noptions:\n  xfail: {a: bug 4}\n",
+            "quiet/test.yaml": "driver: tap\ncmd: printf '1..1\\nok 1 - a\\n'\n",
+        },
+    )
+    run = run_cli(root, out)
+    assert statuses(run.index) == {"fixed": ("PASS", None), "quiet": ("PASS", None)}
+    lines = run.stdout.splitlines()
+    at = lines.index("PASS  fixed: 2 sub-results: 1 passed, 1 xpass")
+    assert lines[at + 1] == "      XPASS 1 - a: passed, but a failure was expected: bug 4"
+    assert not any(line.startswith("PASS  quiet") for line in lines)
+    assert "3 sub-results: 2 passed, 1 xpass" in run.stdout
