@@ -117,6 +117,12 @@ class Driver:
             fragment.keep_log = True
         fragments[-1].data["earlier_logs"] = [f.log_path for f in fragments[:-1]]
 
+    def inputs(self, test: Testcase) -> list[str]:
+        """Files outside the testcase directory that its commands read, as
+        the driver knows from its options (absolute paths): part of the
+        testcase's incremental key, beside the spec's ``inputs``."""
+        return []
+
     def private_files(self, test: Testcase) -> list[str]:
         """Files of the testcase directory that commands must not see in
         their work directory; they stay in ``$TEST_SOURCE_DIR``."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 
 from run_testsuite.drivers.base import Driver, Testcase, describe_status, expand_env
@@ -118,6 +119,18 @@ class GtestDriver(Driver):
         longest = max((len(s) for s in shards), default=0)
         ordered = [shard[i] for i in range(longest) for shard in shards if i < len(shard)]
         return ordered + listed
+
+    def inputs(self, test: Testcase) -> list[str]:
+        """The binary, where it lies outside the run (one a set-up builds is
+        in the set-up's key already, one beside the spec in the testcase's),
+        so --incremental runs it again when it is rebuilt."""
+        binary = expand_env(test.spec["options"]["binary"], {**os.environ, **test.env})
+        if "/" not in binary:
+            binary = shutil.which(binary, path=test.env.get("PATH", os.environ.get("PATH"))) or ""
+        run_dir = os.path.dirname(test.work_dir)
+        if not os.path.isabs(binary) or binary.startswith(run_dir + os.sep):
+            return []
+        return [binary]
 
     def run(self, fragment: Fragment, ctx: RunContext) -> Outcome:
         if fragment.data["index"] is None:

@@ -239,6 +239,7 @@ class _Builder:
             planned.timeout = test.timeout
             planned.inputs = self._inputs(item, test.env)
             check_options(driver, test)
+            planned.inputs += tuple(driver.inputs(test))
             resources = check_resources(self.suite, merged.get("resources", {}), item.spec_file)
             fragments = driver.fragments(test)
             if not fragments or not all(isinstance(f, Fragment) for f in fragments):
