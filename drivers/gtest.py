@@ -112,13 +112,12 @@ class GtestDriver(Driver):
 
     @classmethod
     def merge_subresults(cls, fragments: list[Fragment], outcomes: list[Outcome]) -> list[SubResult]:
-        """In the binary's order: shard K holds tests K, K+N, K+2N ... (the
-        disabled ones, from the list, last)."""
-        shards = [o.subresults for f, o in zip(fragments, outcomes) if f.data.get("index") is not None]
-        listed = [sub for f, o in zip(fragments, outcomes) if f.data.get("index") is None for sub in o.subresults]
-        longest = max((len(s) for s in shards), default=0)
-        ordered = [shard[i] for i in range(longest) for shard in shards if i < len(shard)]
-        return ordered + listed
+        """In the binary's order (each sub-result knows its place in the
+        listing), however the shards split them."""
+        subresults = [sub for outcome in outcomes for sub in outcome.subresults]
+        if all(sub.position is not None for sub in subresults):
+            subresults.sort(key=lambda sub: sub.position or 0)
+        return subresults
 
     def inputs(self, test: Testcase) -> list[str]:
         """The binary, where it lies outside the run (one a set-up builds is
@@ -151,8 +150,13 @@ class GtestDriver(Driver):
             return Outcome(Status.FAIL, Reason.EXIT_CODE, f"{argv[0]} lists no tests{where}")
         with open(os.path.join(ctx.work_dir, LIST_FILE), "w", encoding="utf-8") as handle:
             json.dump(names, handle)
-        disabled = [SubResult(n, Status.SKIP, None, "disabled (DISABLED_)") for n in names if is_disabled(n)]
-        unknown = sorted((set(data["xfail"]) | set(data["skip"])) - set(names))
+        disabled = [
+            SubResult(name, Status.SKIP, None, "disabled (DISABLED_)", position=place)
+            for place, name in enumerate(names)
+            if is_disabled(name) and not _runs_disabled(data["args"])
+        ]
+        # With a filter, a name outside it is not the binary's to lack.
+        unknown = [] if data["filter"] else sorted((set(data["xfail"]) | set(data["skip"])) - set(names))
         if unknown:
             return Outcome(
                 Status.FAIL,
@@ -166,7 +170,10 @@ class GtestDriver(Driver):
     def _shard(self, fragment: Fragment, ctx: RunContext) -> Outcome:
         data = fragment.data
         with open(os.path.join(ctx.work_dir, LIST_FILE), encoding="utf-8") as handle:
-            runnable = [n for n in json.load(handle) if not is_disabled(n)]
+            listed = json.load(handle)
+        places = {name: place for place, name in enumerate(listed)}
+        everything = _runs_disabled(data["args"])
+        runnable = [name for name in listed if everything or not is_disabled(name)]
         mine = shard(runnable, data["total"], data["index"])
         if not mine:
             return Outcome(Status.PASS)
@@ -195,11 +202,14 @@ class GtestDriver(Driver):
                 break
         for name in left:
             if time.monotonic() >= deadline:
-                why = "the shard's timeout was spent"
+                why, cause = "the shard's timeout was spent", Reason.TIMEOUT
             else:
                 why = "the binary kept ending" if restarts > MAX_RESTARTS else "the binary ended"
-            results[name] = SubResult(name, Status.ERROR, Reason.CRASH, f"not run: {why} before it")
+                cause = Reason.CRASH
+            results[name] = SubResult(name, Status.ERROR, cause, f"not run: {why} before it")
         subresults = [results[n] for n in mine]
+        for sub in subresults:
+            sub.position = places[sub.name]
         apply_expectations(subresults, data["xfail"], data["skip"])
         status, reason, message = summarise(subresults)
         if status is not Status.FAIL and problems:
@@ -254,6 +264,12 @@ class GtestDriver(Driver):
         if record.exit_code != 0 and all(s.status is not Status.FAIL for s in reported.values()):
             return f"every test passed, but {argv[0]} exited with {describe_status(record.exit_code)}"
         return None
+
+
+def _runs_disabled(args: list[str]) -> bool:
+    """``args`` ask GoogleTest to run DISABLED_ tests too: then they are
+    runnable, and in its shards, like any other."""
+    return any(arg in ("--gtest_also_run_disabled_tests", "--gtest_also_run_disabled_tests=1") for arg in args)
 
 
 def shard_count(option: int | str, slots: int, last_duration: float | None) -> int:

@@ -26,6 +26,7 @@ from run_testsuite.subresults import excerpt
 
 _SUITE = re.compile(r"^(\S+)\.(?:\s+#.*)?$")
 _TEST = re.compile(r"^  (\S+)(?:\s+#.*)?$")
+SKIPPED = "skipped by the test (GTEST_SKIP)"
 _PROGRESS = re.compile(r"^\[ +(RUN|OK|FAILED|SKIPPED) +\] (\S+)(?: \((\d+) ms\))?")
 
 
@@ -79,7 +80,7 @@ def _from_json(name: str, test: dict) -> SubResult:
         message = ": ".join(line for line in first[:2] if line)
         return SubResult(name, Status.FAIL, None, message, duration, excerpt("\n".join(failures)))
     if result == "SKIPPED":
-        return SubResult(name, Status.SKIP, None, "skipped by the test (GTEST_SKIP)", duration)
+        return SubResult(name, Status.SKIP, None, SKIPPED, duration)
     if result == "SUPPRESSED":
         return SubResult(name, Status.SKIP, None, "disabled (DISABLED_)", duration)
     if result == "COMPLETED":
@@ -120,9 +121,23 @@ class Progress:
             self.sections.setdefault(name, []).append(line)
             duration = int(ms) / 1000 if ms else None
             status = {"OK": Status.PASS, "FAILED": Status.FAIL, "SKIPPED": Status.SKIP}[word]
-            self.ended[name] = SubResult(name, status, None, "", duration)
+            self.ended[name] = SubResult(name, status, None, self._message(status, name), duration)
             if self.running == name:
                 self.running = None
+
+    def _message(self, status: Status, name: str) -> str:
+        """As the JSON report would say it: ``t.cc:6: Expected equality of
+        these values:`` from ``t.cc:6: Failure`` and the line after it."""
+        if status is Status.SKIP:
+            return SKIPPED
+        if status is not Status.FAIL:
+            return ""
+        lines = self.sections.get(name, [])[1:]
+        for number, line in enumerate(lines):
+            if line.endswith(": Failure"):
+                following = lines[number + 1] if number + 1 < len(lines) else ""
+                return ": ".join(part for part in (line[: -len(": Failure")], following) if part)
+        return ""
 
     def output_of(self, name: str) -> str:
         """What the binary printed while ``name`` ran."""

@@ -90,6 +90,9 @@ class SubResult:
     message: str = ""
     duration: float | None = None
     output: str = ""
+    # Where it stands among its testcase's sub-results, where fragments
+    # side by side report them (GoogleTest shards); not saved.
+    position: int | None = None
 
     def to_json(self) -> dict:
         data: dict = {"name": self.name, "status": self.status.value}
