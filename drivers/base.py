@@ -46,7 +46,8 @@ class Testcase:
     # The testcase's whole matrix (key -> values), of which ``spec["variant"]``
     # is this variant's choice: what its other variants can be.
     matrix: dict[str, list] = field(default_factory=dict)
-    # The run's slots (-j): how many fragments of it could run at once.
+    # How many fragments of it could usefully run at once: the run's -j,
+    # capped by the machine's CPUs (a Dask cluster's slots, with --dask).
     slots: int = 1
     # Seconds its latest run took (the sum of its fragments), from history.
     last_duration: float | None = None

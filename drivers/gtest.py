@@ -233,12 +233,16 @@ class GtestDriver(Driver):
         wrapped = ["env", *settings, f"GTEST_OUTPUT=json:{report}", *argv]
         before = ctx.capture.size
         record = ctx.run(Command(wrapped, 0, round(timeout, 3), fragment.name))
-        printed = ctx.output()[before:].decode("utf-8", "replace")
-        progress = Progress(printed)
         try:
             reported = read_json_report(report)
         except (OSError, ValueError):
             reported = None
+        # The progress lines are read only where needed (a test that did not
+        # pass, no report): for 2,000 passing tests they cost 20 ms.
+        if reported is None or record.timed_out or any(s.status is not Status.PASS for s in reported.values()):
+            progress = Progress(ctx.output()[before:].decode("utf-8", "replace"))
+        else:
+            progress = Progress("")
         if reported is not None and not record.timed_out:
             for name, sub in reported.items():
                 if sub.status is not Status.PASS and not sub.output.strip():

@@ -144,6 +144,15 @@ def _cluster(address: str):
         raise UsageError(str(exc)) from None
 
 
+def _split_slots(jobs: int | None, with_dask: bool) -> int:
+    """How many fragments of one testcase may usefully run at once
+    (``Testcase.slots``): -j, on one machine no more than its CPUs; with
+    --dask, -j, or this host's CPUs where the cluster sizes the run."""
+    if with_dask:
+        return max(1, jobs or os.cpu_count() or 1)
+    return max(1, min(jobs or 1, len(os.sched_getaffinity(0))))
+
+
 def _prepare(args, argv: list[str], with_dask: bool):
     """The plan, what history knows, and the options of the run."""
     from run_testsuite.loader import build_plan
@@ -162,7 +171,7 @@ def _prepare(args, argv: list[str], with_dask: bool):
         params=dict(args.define or []),
         sandbox=args.sandbox,
         rewrite=args.rewrite,
-        slots=max(1, args.jobs),
+        slots=_split_slots(args.jobs, with_dask),
     )
     written = tuple(p for p in (args.junit_xml, args.list_json) if p and p != "-")
     plan = build_plan(args.root, args.names, output_dir, work_dir, args.timeout, history, selection, written)

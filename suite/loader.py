@@ -238,7 +238,7 @@ class _Builder:
             test.matrix = dict(self.raw_spec(item).get("matrix") or {})
             planned.timeout = test.timeout
             planned.inputs = self._inputs(item, test.env)
-            check_options(driver, test)
+            check_options(driver, test, self.cache)
             planned.inputs += tuple(driver.inputs(test))
             resources = check_resources(self.suite, merged.get("resources", {}), item.spec_file)
             fragments = driver.fragments(test)

@@ -51,8 +51,13 @@ class SpecCache:
         self.path = os.path.join(output_dir, CACHE_FILE)
         self.key = _key()
         self.entries: dict[str, tuple[Stamp, dict]] = {}
+        # Digests of (a driver's options schema, options) found valid: a
+        # re-run checks them without importing jsonschema (90 ms here).
+        self.valid_options: set[str] = set()
         self.dirty = False
         data = read_cache(self.path, "spec cache")
+        if isinstance(data, dict) and data.get("key") == self.key and isinstance(data.get("options", []), list):
+            self.valid_options = {digest for digest in data.get("options", []) if isinstance(digest, str)}
         if isinstance(data, dict) and data.get("key") == self.key and isinstance(data.get("entries"), dict):
             try:
                 self.entries = {
@@ -77,10 +82,19 @@ class SpecCache:
         self.entries[path] = (file_stamp, spec)
         self.dirty = True
 
+    def options_valid(self, digest: str) -> None:
+        if digest not in self.valid_options:
+            self.valid_options.add(digest)
+            self.dirty = True
+
     def save(self) -> None:
         if not self.dirty:
             return
-        data = {"key": self.key, "entries": {path: [*st, spec] for path, (st, spec) in self.entries.items()}}
+        data = {
+            "key": self.key,
+            "entries": {path: [*st, spec] for path, (st, spec) in self.entries.items()},
+            "options": sorted(self.valid_options),
+        }
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             write_atomic(self.path, data)

@@ -10,15 +10,26 @@ from run_testsuite import spec as specs
 from run_testsuite.drivers.base import Driver, Testcase
 from run_testsuite.suite_config import SuiteConfig
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
+if TYPE_CHECKING:  # pragma: no cover
+    from run_testsuite.spec_cache import SpecCache
 
-def check_options(driver: Driver, test: Testcase) -> None:
-    """A testcase's ``options`` against its driver's ``options_schema``."""
+
+def check_options(driver: Driver, test: Testcase, cache: SpecCache | None = None) -> None:
+    """A testcase's ``options`` against its driver's ``options_schema``;
+    ``cache`` remembers the pairs found valid, for the next run."""
     schema = driver.options_schema
     if schema is None:
         return
+    options = test.spec.get("options", {})
+    digest = _options_digest(schema, options) if cache is not None else None
+    if digest is not None and cache is not None and digest in cache.valid_options:
+        return
     from jsonschema import Draft202012Validator
 
-    errors = list(Draft202012Validator(schema).iter_errors(test.spec.get("options", {})))
+    errors = list(Draft202012Validator(schema).iter_errors(options))
+    if not errors and digest is not None and cache is not None:
+        cache.options_valid(digest)
     if errors:
         if "options" not in test.spec:  # no key to point at, and "{} is not valid" says little
             needed = " or ".join(", ".join(keys) for keys in required_options(schema)) or "see its options_schema"
@@ -32,6 +43,19 @@ def check_options(driver: Driver, test: Testcase) -> None:
             for e in errors
         ]
         raise specs.SpecError(test.spec_file, problems)
+
+
+def _options_digest(schema: dict, options: object) -> str | None:
+    """What identifies a check of ``options`` against ``schema``; None for
+    options JSON cannot say (checked every time)."""
+    import hashlib
+    import json
+
+    try:
+        text = json.dumps([schema, options], sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def required_options(schema: dict) -> list[list[str]]:

@@ -725,6 +725,11 @@ def history_runs(gtest_binary, tmp_path_factory):
     return runs
 
 
+# shards: auto splits in as many as the run's slots, on one machine no more
+# than its CPUs: -j 3 here.
+AUTO_SLOTS = min(3, len(os.sched_getaffinity(0)))
+
+
 def shard_steps(total: int) -> list[str]:
     return ["list", *[f"shard-{k}-of-{total}" for k in range(1, total + 1)]]
 
@@ -732,7 +737,7 @@ def shard_steps(total: int) -> list[str]:
 @pytest.mark.parametrize("name", ["auto", "medium", "slow"])
 def test_auto_shards_are_the_slots_without_history(history_runs, name):
     first, _ = history_runs
-    assert steps(first[name]) == shard_steps(3)
+    assert steps(first[name]) == shard_steps(AUTO_SLOTS)
 
 
 def test_auto_shards_of_a_quick_binary_with_history(history_runs):
@@ -749,9 +754,9 @@ def test_auto_shards_follow_the_last_duration_capped_by_the_slots(history_runs, 
     first, second = history_runs
     last = first[name]["duration"]
     if name == "slow":
-        assert last > 1.5  # more than 3 shards' worth: -j 3 caps it
-    expected = min(3, max(1, math.ceil(last / 0.5)))
-    assert expected == {"medium": 2, "slow": 3}[name], last  # one in range, one capped by -j 3
+        assert last > 1.5  # more than 3 shards' worth: the slots cap it
+    expected = min(AUTO_SLOTS, max(1, math.ceil(last / 0.5)))
+    assert expected == {"medium": min(2, AUTO_SLOTS), "slow": AUTO_SLOTS}[name], last
     assert steps(second[name]) == shard_steps(expected)
     assert [s["name"] for s in second[name]["subresults"]] == [f"Sleepy.S{n}" for n in range(4)]
 

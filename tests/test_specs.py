@@ -374,7 +374,7 @@ EXPECTED_ERRORS = {
     "bad/type": (2, 10, "'abc' is not of type 'number' (at timeout)"),
     "bad/misspelt": (2, 1, "unknown key 'cmdd'; did you mean 'cmd'?"),
     "bad/both": (1, 1, "'cmd' and 'steps' exclude each other"),
-    "bad/driver": (2, 9, "unknown driver 'nope' (known: diff, shell)"),
+    "bad/driver": (2, 9, "unknown driver 'nope' (known: diff, gtest, junit, shell, tap)"),
     "bad/baseline": (1, 1, "baseline 'test.out' does not exist"),
     "bad/baseline-named": (3, 11, "baseline 'expected.txt' does not exist"),
     "bad/step-key": (3, 5, "unknown key 'timout'; did you mean 'timeout'? (at steps[0])"),
