@@ -221,6 +221,8 @@ def index_entry(result: Result, rel: str) -> IndexEntry:
         entry["kind"] = result.kind
     if result.cached:
         entry["cached"] = True
+    if result.wall is not None:
+        entry["wall"] = round(result.wall, 6)
     if result.subresults:
         from run_testsuite.subresults import index_summary
 

@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
         spec_file: str | None
         cached: bool | None
         subresults: list[dict]
+        wall: float | None
 
     class IndexEntry(TypedDict, total=False):
         """One result in the index; ``result`` is its file, relative to it."""
@@ -69,6 +70,7 @@ if TYPE_CHECKING:  # pragma: no cover
         unwritten: str
         previous: Previous
         subresults: dict
+        wall: float
 
     class Previous(TypedDict):
         """A testcase's latest earlier verdict, from history: what the

@@ -162,6 +162,9 @@ class Result:
     kind: str = "testcase"
     cached: bool | None = None
     subresults: list[SubResult] = field(default_factory=list)
+    # Fragments that ran side by side: from the first one's start to the
+    # last one's end (``duration`` is their sum, the work done).
+    wall: float | None = None
 
     def to_json(self) -> dict:
         # Built by hand: dataclasses.asdict deep-copies recursively and cost

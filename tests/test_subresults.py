@@ -156,6 +156,9 @@ def test_fragments_side_by_side_run_at_once_and_the_testcase_waits_for_all(tmp_p
     ran = spans(out, "fan")
     assert len(ran) == 3
     assert max(start for start, _ in ran) < min(end for _, end in ran), f"parts did not overlap: {ran}"
+    # duration is the work (three parts of 0.6 s), wall the time it took.
+    assert result["duration"] >= 1.8 and 0.6 <= result["wall"] < 1.2, (result["duration"], result["wall"])
+    assert entry(run.index, "fan")["wall"] == round(result["wall"], 6)
     assert entry(run.index, "fan")["subresults"] == {
         "counts": {"FAIL": 1, "PASS": 5},
         "notable": [{"name": "part0.check1", "status": "FAIL", "message": "wrong answer"}],

@@ -192,6 +192,7 @@ class Verdicts:
             log_files=[path for o in outcomes for path in o.log_files],
             traceback=last.traceback,
             subresults=subresults,
+            wall=_wall(outcomes) if self.side_by_side[number] and len(outcomes) > 1 else None,
         )
 
     @staticmethod
@@ -294,6 +295,14 @@ class Verdicts:
                         (planned.name, self.plan.fragments[number].name, outcome.status.value, outcome.duration)
                     )
         return rows
+
+
+def _wall(outcomes: list[Outcome]) -> float | None:
+    """Seconds from the first fragment's start to the last one's end."""
+    ran = [o for o in outcomes if o.start]
+    if not ran:
+        return None
+    return max(o.start + o.duration for o in ran) - min(o.start for o in ran)
 
 
 def _side_by_side(

@@ -19,6 +19,10 @@
   var searchEl = document.getElementById("search");
   var CHUNK = 1500;
 
+  /* How long a result held the timeline: its wall time where fragments ran
+     side by side (duration is then their sum), else its duration. */
+  function took(r) { return r.wall !== null && r.wall !== undefined ? r.wall : r.duration; }
+
   function el(tag, cls, text) {
     var e = document.createElement(tag);
     if (cls) e.className = cls;
@@ -139,7 +143,7 @@
     msg.appendChild(document.createTextNode(r.message));
     msg.title = r.message;
     line.appendChild(msg);
-    line.appendChild(el("span", "dur", r.t === null && !r.duration ? "–" : seconds(r.duration)));
+    line.appendChild(el("span", "dur", r.t === null && !r.duration ? "–" : seconds(took(r))));
     res.appendChild(line);
     res.hidden = !r.visible;
     r.el = res;
@@ -167,7 +171,7 @@
   var comparators = {
     status: function (a, b) { return (severity[a.status] - severity[b.status]) || cmpName(a, b); },
     name: function (a, b) { return cmpName(a, b); },
-    duration: function (a, b) { return (a.duration - b.duration) || cmpName(a, b); }
+    duration: function (a, b) { return (took(a) - took(b)) || cmpName(a, b); }
   };
   function cmpName(a, b) { return a.name < b.name ? -1 : a.name > b.name ? 1 : 0; }
 
@@ -245,7 +249,8 @@
       r.tags.forEach(function (t) { tags.appendChild(el("span", "tag", t)); });
       field(dl, "Tags", tags);
     }
-    field(dl, "Duration", seconds(r.duration));
+    field(dl, "Duration", seconds(r.duration) + (r.wall !== null && r.wall !== undefined
+      ? " of work; " + seconds(r.wall) + " from first start to last end (fragments side by side)" : ""));
     if (r.t !== null) {
       field(dl, "Started", "+" + seconds(r.t) + " into the run" + (r.slot !== null ? ", slot " + r.slot : ""));
     }
@@ -422,7 +427,7 @@
     var body = document.getElementById("timeline-body");
     var ran = results.filter(function (r) { return r.t !== null && r.slot !== null; });
     var span = data.duration;
-    ran.forEach(function (r) { span = Math.max(span, r.t + r.duration); });
+    ran.forEach(function (r) { span = Math.max(span, r.t + took(r)); });
     if (!ran.length || !(span > 0)) {
       body.appendChild(el("p", "tl-empty", "Nothing ran."));
       return;
@@ -470,7 +475,7 @@
       bar.setAttribute("data-i", r.i);
       bar.setAttribute("x", (r.t / span * W).toFixed(3));
       bar.setAttribute("y", k * laneH + pad);
-      bar.setAttribute("width", Math.max(minW, r.duration / span * W).toFixed(3));
+      bar.setAttribute("width", Math.max(minW, took(r) / span * W).toFixed(3));
       bar.setAttribute("height", laneH - 2 * pad);
       frag.appendChild(bar);
       named.push([r, k]);
@@ -514,7 +519,7 @@
       tip.textContent = "";
       tip.appendChild(el("span", "tip-name", r.name));
       tip.appendChild(document.createTextNode(r.status + (r.reason ? " (" + r.reason + ")" : "") +
-        " · " + seconds(r.duration) + " · slot " + r.slot + " · +" + seconds(r.t)));
+        " · " + seconds(took(r)) + " · slot " + r.slot + " · +" + seconds(r.t)));
       tip.hidden = false;
       var x = Math.min(e.clientX + 14, window.innerWidth - tip.offsetWidth - 8);
       tip.style.left = Math.max(4, x) + "px";
@@ -538,10 +543,10 @@
     var frag = document.createDocumentFragment();
     named.forEach(function (pair) {
       var r = pair[0], k = pair[1];
-      if (r.duration / span * width < NAME_MIN) return;
+      if (took(r) / span * width < NAME_MIN) return;
       var name = el("span", "tl-name", r.name);
       name.style.left = (r.t / span * 100) + "%";
-      name.style.width = (r.duration / span * 100) + "%";
+      name.style.width = (took(r) / span * 100) + "%";
       name.style.top = (k * laneH + pad + 1) + "px";
       name.style.height = name.style.lineHeight = (laneH - 2 * pad) + "px";
       frag.appendChild(name);
@@ -555,7 +560,7 @@
     var sorted = ran.slice().sort(function (a, b) { return a.t - b.t; });
     var reach = new Map();
     sorted.forEach(function (r) {
-      var from = Math.max(r.t, reach.has(r.slot) ? reach.get(r.slot) : 0), to = r.t + r.duration;
+      var from = Math.max(r.t, reach.has(r.slot) ? reach.get(r.slot) : 0), to = r.t + took(r);
       if (to > from) busy.set(r.slot, busy.get(r.slot) + to - from);
       reach.set(r.slot, Math.max(to, reach.has(r.slot) ? reach.get(r.slot) : 0));
     });
