@@ -16,7 +16,7 @@ from __future__ import annotations
 from run_testsuite.drivers.base import Driver, Testcase, describe_status, judge_exit
 from run_testsuite.fragment import Fragment
 from run_testsuite.results import CommandRecord, Outcome, Reason, Status, SubResult
-from run_testsuite.subresults import BAD, apply_expectations, summarise
+from run_testsuite.subresults import BAD, apply_expectations, summarise, unknown_names
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,6 +40,7 @@ class CollectingDriver(Driver):
             xfail=dict(options.get("xfail", {})),
             skip=dict(options.get("skip", {})),
             options=dict(options),
+            spec_file=test.spec_file,
         )
         return fragments
 
@@ -103,7 +104,10 @@ class CollectingDriver(Driver):
                 problems.append(f"{'it skipped everything' if skipped is not None else what}, but {exited}")
             reason = reason or Reason.EXIT_CODE
         if unknown and not problems:
-            problems.append(f"xfail/skip name tests the {self.source} does not have: {', '.join(unknown)}")
+            known = [name for sub in subresults for name in (sub.name, *self.aliases(sub))]
+            problems.append(
+                unknown_names(unknown, known, data["xfail"], data.get("spec_file"), f"in the {self.source}")
+            )
         if not problems and skipped is not None and status is not Status.FAIL:
             return Outcome(Status.SKIP, None, f"skipped: {skipped}" if skipped else "skipped", subresults=subresults)
         if problems:

@@ -35,7 +35,7 @@ from run_testsuite.drivers.base import Driver, Testcase, describe_status, expand
 from run_testsuite.drivers.gtest_output import Progress, is_disabled, parse_listing, read_json_report, shard
 from run_testsuite.fragment import Command, Fragment
 from run_testsuite.results import Outcome, Reason, Status, SubResult
-from run_testsuite.subresults import apply_expectations, summarise
+from run_testsuite.subresults import apply_expectations, summarise, unknown_names
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,6 +85,7 @@ class GtestDriver(Driver):
             "xfail": dict(options.get("xfail", {})),
             "skip": dict(options.get("skip", {})),
             "total": total,
+            "spec_file": test.spec_file,
         }
         ref = self.reference()
 
@@ -139,7 +140,10 @@ class GtestDriver(Driver):
     # -- the list ---------------------------------------------------------
     def _list(self, fragment: Fragment, ctx: RunContext) -> Outcome:
         data = fragment.data
-        argv = [binary_path(data["binary"], ctx), "--gtest_list_tests", *_filter(data["filter"]), *data["args"]]
+        binary = binary_path(data["binary"], ctx)
+        if "/" in binary and not os.path.exists(binary):
+            return Outcome(Status.FAIL, None, f"the binary {binary} does not exist (options.binary: {data['binary']})")
+        argv = [binary, "--gtest_list_tests", *_filter(data["filter"]), *data["args"]]
         record = ctx.run(Command(argv, 0, fragment.commands[0].timeout, "list"))
         if record.timed_out or record.exit_code != 0:
             how = describe_status(record.exit_code) if not record.timed_out else "a timeout"
@@ -155,15 +159,6 @@ class GtestDriver(Driver):
             for place, name in enumerate(names)
             if is_disabled(name) and not _runs_disabled(data["args"])
         ]
-        # With a filter, a name outside it is not the binary's to lack.
-        unknown = [] if data["filter"] else sorted((set(data["xfail"]) | set(data["skip"])) - set(names))
-        if unknown:
-            return Outcome(
-                Status.FAIL,
-                Reason.SPEC,
-                f"options name tests {argv[0]} does not have: {', '.join(unknown)}",
-                subresults=disabled,
-            )
         return Outcome(Status.PASS, subresults=disabled)
 
     # -- a shard ----------------------------------------------------------
@@ -172,15 +167,21 @@ class GtestDriver(Driver):
         with open(os.path.join(ctx.work_dir, LIST_FILE), encoding="utf-8") as handle:
             listed = json.load(handle)
         places = {name: place for place, name in enumerate(listed)}
+        problems: list[str] = []
+        # The first shard says which xfail/skip names the binary lacks; not
+        # with a filter, whose outside is not the binary's to lack.
+        unknown = sorted((set(data["xfail"]) | set(data["skip"])) - set(places))
+        if unknown and data["index"] == 0 and not data["filter"]:
+            problems.append(unknown_names(unknown, listed, data["xfail"], data.get("spec_file"), "the binary lists"))
         everything = _runs_disabled(data["args"])
         runnable = [name for name in listed if everything or not is_disabled(name)]
         mine = shard(runnable, data["total"], data["index"])
         if not mine:
-            return Outcome(Status.PASS)
+            return Outcome(Status.FAIL, None, "; ".join(problems)) if problems else Outcome(Status.PASS)
         binary = binary_path(data["binary"], ctx)
         deadline = time.monotonic() + fragment.commands[0].timeout
         results: dict[str, SubResult] = {}
-        problems: list[str] = []
+        exits = False  # a problem is an exit status no test shows
         restarts = 0
         left = mine
         while left:
@@ -194,6 +195,7 @@ class GtestDriver(Driver):
                 ended = self._run_once(fragment, ctx, argv, remaining, first, results)
                 if ended:
                     problems.append(ended)
+                    exits = True
             left = [n for n in mine if n not in results]
             if not left or time.monotonic() >= deadline or len(results) == known:
                 break  # done, out of time, or a binary that dies before any test
@@ -212,8 +214,10 @@ class GtestDriver(Driver):
             sub.position = places[sub.name]
         apply_expectations(subresults, data["xfail"], data["skip"])
         status, reason, message = summarise(subresults)
-        if status is not Status.FAIL and problems:
-            status, reason, message = Status.FAIL, Reason.EXIT_CODE, "; ".join(problems)
+        if problems:
+            reason = reason if status is Status.FAIL else Reason.EXIT_CODE if exits else None
+            message = "; ".join([message, *problems] if status is Status.FAIL else problems)
+            status = Status.FAIL
         return Outcome(status, reason, message, subresults=subresults)
 
     def _run_once(

@@ -27,6 +27,7 @@ from run_testsuite.subresults import excerpt
 _SUITE = re.compile(r"^(\S+)\.(?:\s+#.*)?$")
 _TEST = re.compile(r"^  (\S+)(?:\s+#.*)?$")
 SKIPPED = "skipped by the test (GTEST_SKIP)"
+MESSAGE_MAX = 200  # a failure's one line; the whole of it is the output
 _PROGRESS = re.compile(r"^\[ +(RUN|OK|FAILED|SKIPPED) +\] (\S+)(?: \((\d+) ms\))?")
 
 
@@ -76,9 +77,7 @@ def _from_json(name: str, test: dict) -> SubResult:
     failures = [f.get("failure", "") for f in test.get("failures") or () if isinstance(f, dict)]
     result = test.get("result")
     if failures:
-        first = failures[0].split("\n")
-        message = ": ".join(line for line in first[:2] if line)
-        return SubResult(name, Status.FAIL, None, message, duration, excerpt("\n".join(failures)))
+        return SubResult(name, Status.FAIL, None, one_line(failures[0]), duration, excerpt("\n".join(failures)))
     if result == "SKIPPED":
         return SubResult(name, Status.SKIP, None, SKIPPED, duration)
     if result == "SUPPRESSED":
@@ -86,6 +85,14 @@ def _from_json(name: str, test: dict) -> SubResult:
     if result == "COMPLETED":
         return SubResult(name, Status.PASS, None, "", duration)
     return SubResult(name, Status.ERROR, None, f"GoogleTest reports result {result!r}", duration)
+
+
+def one_line(failure: str, limit: int = MESSAGE_MAX) -> str:
+    """A failure as one line: ``t.cc:6: Expected equality of these values:
+    3 1 + 1 Which is: 2``: where, then what, its spaces squeezed."""
+    where, _, what = failure.strip().partition("\n")
+    text = f"{where.removesuffix(': Failure')}: {' '.join(what.split())}" if what else where
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _seconds(text: object) -> float | None:
@@ -134,9 +141,8 @@ class Progress:
             return ""
         lines = self.sections.get(name, [])[1:]
         for number, line in enumerate(lines):
-            if line.endswith(": Failure"):
-                following = lines[number + 1] if number + 1 < len(lines) else ""
-                return ": ".join(part for part in (line[: -len(": Failure")], following) if part)
+            if line.endswith(": Failure"):  # up to the test's end line, as the report's text
+                return one_line("\n".join(lines[number:-1] if lines[-1].startswith("[") else lines[number:]))
         return ""
 
     def output_of(self, name: str) -> str:

@@ -147,12 +147,18 @@ class RunSession:
 
     def _changes(self, final: Index) -> str | None:
         """The terminal's line of changes since each testcase's latest
-        earlier verdict in history (none on a first run)."""
+        earlier verdict in history (none on a first run), and of the
+        sub-results broken since the run before (OUTPUT/old)."""
         if not self.history or not self.history.verdicts:
             return None
-        from run_testsuite.reports.compare import changes_line, compare
+        from run_testsuite.reports.compare import changes_line, compare, sub_regressions_since
 
-        return changes_line(compare({}, final))
+        comparison = compare({}, final)
+        output_dir = self.options.output_dir
+        comparison.sub_regressions = sub_regressions_since(
+            os.path.join(output_dir, "old"), os.path.join(output_dir, "new"), final
+        )
+        return changes_line(comparison)
 
     def _reporters(self, new_dir: str, html: HtmlReport | None) -> Reporters:
         options, plan, history = self.options, self.plan, self.history

@@ -3,9 +3,10 @@
 A TAP script's points, a GoogleTest binary's tests, the ``<testcase>``
 elements of a JUnit file: each is a ``SubResult`` of its testcase. The
 testcase's own status summarises them: FAIL when one failed (or erred),
-SKIP when every one was skipped, PASS otherwise (an expected failure, a
-skip or an unexpected pass among passes does not fail it, as prove and
-GoogleTest see it). The drivers and the verdict of a testcase whose
+SKIP when every one was skipped, XPASS when one listed as a known failure
+passed (the list is stale: the testcase says so as an XPASS testcase does,
+without failing the run), PASS otherwise (an expected failure or a skip
+among passes does not fail it, as prove and GoogleTest see it). The drivers and the verdict of a testcase whose
 fragments ran in parallel (GoogleTest shards) use the same rule, so the
 testcase says the same whichever way its tests were split.
 """
@@ -46,11 +47,15 @@ def describe_counts(numbers: dict[str, int]) -> str:
         "PASS": "passed",
         "FAIL": "failed",
         "ERROR": "error",
-        "XFAIL": "xfail",
-        "XPASS": "xpass",
+        "XFAIL": "xfailed",
+        "XPASS": "xpassed",
         "SKIP": "skipped",
     }
-    parts = [f"{numbers[status]} {word}" for status, word in words.items() if numbers.get(status)]
+    parts = [
+        f"{numbers[status]} {word}{'s' if status == 'ERROR' and numbers[status] != 1 else ''}"
+        for status, word in words.items()
+        if numbers.get(status)
+    ]
     return f"{total} sub-result{'' if total == 1 else 's'}: {', '.join(parts)}"
 
 
@@ -66,6 +71,11 @@ def summarise(subresults: list[SubResult]) -> tuple[Status, Reason | None, str]:
         return Status.FAIL, reason, f"{len(bad)} of {len(subresults)} failed: {named}{more}"
     if subresults and all(sub.status is Status.SKIP for sub in subresults):
         return Status.SKIP, None, f"all {len(subresults)} skipped"
+    unexpected = [sub for sub in subresults if sub.status is Status.XPASS]
+    if unexpected:  # a known failure that passed: the list is stale, and says so as a testcase would
+        named = ", ".join(sub.name for sub in unexpected[:NAMED_IN_MESSAGE])
+        more = f" and {len(unexpected) - NAMED_IN_MESSAGE} more" if len(unexpected) > NAMED_IN_MESSAGE else ""
+        return Status.XPASS, None, f"{len(unexpected)} of {len(subresults)} passed unexpectedly: {named}{more}"
     return Status.PASS, None, describe_counts(counts(subresults)) if subresults else ""
 
 
@@ -79,6 +89,29 @@ def index_summary(subresults: list[SubResult]) -> dict:
         if sub.status in NOTABLE
     ]
     return {"counts": counts(subresults), "notable": notable[:NOTABLE_IN_INDEX]}
+
+
+def unknown_names(unknown: list[str], known: list[str], xfail: dict, spec_file: str | None, what: str) -> str:
+    """What is wrong with ``xfail:``/``skip:`` names no sub-result has, one
+    clause a name, located in the spec and with the closest known name:
+    ``t/test.yaml:7:5: options.xfail: 'Ring.Grow' is not a test of the
+    binary (did you mean 'Ring.Grows'?)``. The spec is read again only
+    here, where a name is wrong."""
+    import difflib
+
+    from run_testsuite import spec as specs
+
+    clauses = []
+    for name in unknown:
+        kind = "xfail" if name in xfail else "skip"
+        where = ""
+        if spec_file:
+            line, col = specs.key_position(spec_file, ["options", kind, name])
+            where = f"{spec_file}:{line}:{col}: "
+        close = difflib.get_close_matches(name, known, 1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        clauses.append(f"{where}options.{kind}: '{name}' is not a test {what}{hint}")
+    return "; ".join(clauses)
 
 
 def excerpt(text: str, limit: int = EXCERPT_LIMIT) -> str:

@@ -215,7 +215,7 @@ def test_statuses_of_every_testcase(main_run):
         "tap/exit-all-ok": ("FAIL", "EXIT_CODE"),
         "tap/exit-xfailed": ("PASS", None),
         "tap/killed": ("FAIL", "EXIT_CODE"),
-        "tap/names": ("PASS", None),
+        "tap/names": ("XPASS", None),
         "tap/plan-skip": ("SKIP", None),
         "tap/steps": ("PASS", None),
         "tap/steps-fail": ("FAIL", "EXIT_CODE"),
@@ -311,7 +311,7 @@ def test_tap_nonzero_exit_with_every_point_ok_fails(main_run):
 def test_tap_nonzero_exit_explained_by_a_known_failure_passes(main_run):
     res = result(main_run, "tap/exit-xfailed")
     assert (res["status"], res["reason"]) == ("PASS", None)
-    assert res["message"] == "2 sub-results: 1 passed, 1 xfail"
+    assert res["message"] == "2 sub-results: 1 passed, 1 xfailed"
     assert subs(res) == [("1 - a", "PASS", ""), ("2 - b", "XFAIL", "expected failure (bug 12)")]
 
 
@@ -333,8 +333,8 @@ def test_tap_plan_skip_skips_the_testcase(main_run):
 # -- tap: xfail and skip names -------------------------------------------------------------
 def test_tap_xfail_and_skip_by_description_and_by_full_name(main_run):
     res = result(main_run, "tap/names")
-    assert (res["status"], res["reason"]) == ("PASS", None)
-    assert res["message"] == "5 sub-results: 2 xfail, 1 xpass, 2 skipped"
+    assert (res["status"], res["reason"]) == ("XPASS", None)
+    assert res["message"] == "1 of 5 passed unexpectedly: 3 - rounds"
     assert subs(res) == [
         ("1 - parses dates", "XFAIL", "expected failure (bug 1)"),
         ("2 - formats", "XFAIL", "expected failure (bug 2)"),
@@ -350,15 +350,22 @@ def test_tap_xfail_and_skip_by_description_and_by_full_name(main_run):
 
 def test_tap_unknown_xfail_and_skip_names_fail(main_run):
     res = result(main_run, "tap/unknown")
+    spec = main_run.root / "tap" / "unknown" / "test.yaml"
     assert res["status"] == "FAIL"
-    assert res["message"] == "xfail/skip name tests the TAP stream does not have: 9 - phantom, ghost"
+    assert res["message"] == (
+        f"{spec}:5:25: options.skip: '9 - phantom' is not a test in the TAP stream; "
+        f"{spec}:4:18: options.xfail: 'ghost' is not a test in the TAP stream"
+    )
     assert subs(res) == [("1 - a", "PASS", "")]
 
 
 def test_tap_unknown_name_beside_a_failure_is_named_too(main_run):
     res = result(main_run, "tap/unknown-and-failing")
     assert res["status"] == "FAIL"
-    assert res["message"] == "1 of 2 failed: 2 - b; xfail/skip name tests the TAP stream does not have: ghost"
+    spec = main_run.root / "tap" / "unknown-and-failing" / "test.yaml"
+    assert (
+        res["message"] == f"1 of 2 failed: 2 - b; {spec}:4:18: options.xfail: 'ghost' is not a test in the TAP stream"
+    )
 
 
 # -- tap: steps --------------------------------------------------------------------------------
@@ -483,7 +490,7 @@ def test_junit_path_expands_variables(main_run):
     res = result(main_run, "junit/var")
     # Exit 1 is explained by the (known) failure: PASS.
     assert (res["status"], res["reason"]) == ("PASS", None)
-    assert res["message"] == "2 sub-results: 1 passed, 1 xfail"
+    assert res["message"] == "2 sub-results: 1 passed, 1 xfailed"
     assert subs(res) == [
         ("pkg.Thing.works", "PASS", ""),
         ("pkg.Thing.breaks", "XFAIL", "expected failure (bug 7): boom"),
@@ -511,7 +518,7 @@ def test_report_summary_names_failing_subresults(main_run):
         "FAIL  tap/bail: Bail out! database down\n"
     ) in text
     # Every testcase's sub-results count, passes' too.
-    assert "\n33 sub-results: 15 passed, 5 failed, 1 error, 6 xfail, 2 xpass, 4 skipped\n" in text
+    assert "\n33 sub-results: 15 passed, 5 failed, 1 error, 6 xfailed, 2 xpassed, 4 skipped\n" in text
     total = sum(sum(e.get("subresults", {}).get("counts", {}).values()) for e in main_run.run.index["results"])
     assert total == 33
 
@@ -693,4 +700,4 @@ def test_retry_of_a_large_tap_stream_reads_the_last_attempt(bug_run):
 def test_xfail_naming_a_point_twice_is_not_an_unknown_name(bug_run):
     res = load_result(bug_run.out, "xfail-twice", bug_run.run.index)
     assert subs(res) == [("1 - a", "XFAIL", "expected failure (bug 1)")]
-    assert (res["status"], res["message"]) == ("PASS", "1 sub-result: 1 xfail")
+    assert (res["status"], res["message"]) == ("PASS", "1 sub-result: 1 xfailed")

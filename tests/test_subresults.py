@@ -73,7 +73,9 @@ def test_summary_fails_on_a_failure_skips_when_all_skip_and_counts_otherwise():
     assert summarise(many) == (Status.FAIL, Reason.CRASH, "7 of 7 failed: t0, t1, t2, t3, t4 and 2 more")
     assert summarise([SubResult("a", Status.SKIP)] * 2) == (Status.SKIP, None, "all 2 skipped")
     passing = [SubResult("a", Status.PASS), SubResult("b", Status.XPASS), SubResult("c", Status.SKIP)]
-    assert summarise(passing) == (Status.PASS, None, "3 sub-results: 1 passed, 1 xpass, 1 skipped")
+    # A known failure that passed: the testcase is XPASS, as its list is stale.
+    assert summarise(passing) == (Status.XPASS, None, "1 of 3 passed unexpectedly: b")
+    assert summarise(passing[::2]) == (Status.PASS, None, "2 sub-results: 1 passed, 1 skipped")
     assert counts(passing) == {"XPASS": 1, "SKIP": 1, "PASS": 1}
     assert describe_counts({"PASS": 1}) == "1 sub-result: 1 passed"
 
@@ -233,7 +235,7 @@ def test_the_readme_subresults_driver_runs_as_written(tmp_path):
     ]
 
 
-def test_a_stale_known_failure_is_said_even_when_its_testcase_passes(tmp_path):
+def test_a_stale_known_failure_makes_its_testcase_xpass(tmp_path):
     root, out = tmp_path / "suite", tmp_path / "out"
     write_suite(
         root,
@@ -243,9 +245,46 @@ def test_a_stale_known_failure_is_said_even_when_its_testcase_passes(tmp_path):
         },
     )
     run = run_cli(root, out)
-    assert statuses(run.index) == {"fixed": ("PASS", None), "quiet": ("PASS", None)}
+    assert run.returncode == 0  # as an XPASS testcase: said, not failed
+    assert statuses(run.index) == {"fixed": ("XPASS", None), "quiet": ("PASS", None)}
     lines = run.stdout.splitlines()
-    at = lines.index("PASS  fixed: 2 sub-results: 1 passed, 1 xpass")
+    at = lines.index("XPASS fixed: 1 of 2 passed unexpectedly: 1 - a")
     assert lines[at + 1] == "      XPASS 1 - a: passed, but a failure was expected: bug 4"
     assert not any(line.startswith("PASS  quiet") for line in lines)
-    assert "3 sub-results: 2 passed, 1 xpass" in run.stdout
+    assert "3 sub-results: 2 passed, 1 xpassed" in run.stdout
+
+
+def test_a_renumbered_tap_point_that_breaks_is_a_regression_everywhere(tmp_path):
+    """A test inserted before the others renumbers every TAP point: a point
+    that passed and fails now is still found by its description, in the
+    terminal, --compare and the HTML report."""
+    from conftest import cli_argv, cli_env
+
+    root, out = tmp_path / "suite", tmp_path / "out"
+    first = "1..3\nok 1 - usage\nnot ok 2 - known broken\nok 3 - version\n"
+    second = "1..4\nok 1 - inserted\nnot ok 2 - usage\nnot ok 3 - known broken\nok 4 - version\n"
+    write_suite(root, {"cli/test.yaml": "driver: tap\ncmd: cat points.tap\n", "cli/points.tap": first})
+    assert run_cli(root, out).returncode == 1
+    (root / "cli" / "points.tap").write_text(second)
+    run = run_cli(root, out)
+    assert "since the previous results: 1 still failing, 1 sub-result regression (cli :: 2 - usage)" in run.stdout
+    import subprocess
+
+    compare = subprocess.run(
+        [
+            *cli_argv(root, out)[:3],
+            "report",
+            "--compare",
+            str(out / "old"),
+            str(out / "new"),
+            "--html",
+            str(tmp_path / "r.html"),
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+    )
+    assert compare.returncode == 1, compare.stdout + compare.stderr
+    assert "Sub-result regressions (1):\n  PASS -> FAIL  cli :: 2 - usage" in compare.stdout
+    html = (tmp_path / "r.html").read_text()
+    assert "Sub-result regressions" in html and "2 - usage" in html

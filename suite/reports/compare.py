@@ -180,9 +180,18 @@ def compare_subresults(
         if new_data is None or old_data is None:
             continue
         was = {sub["name"]: Status(sub["status"]) for sub in old_data.get("subresults", ())}
+        # TAP points are named "N - description", and a test inserted
+        # before them renumbers them: a name not found is looked up by its
+        # description, where that is unique in the old run.
+        stable: dict[str, Status | None] = {}
+        for old_name, old_status in was.items():
+            key = _unnumbered(old_name)
+            stable[key] = None if key in stable else old_status
         for sub in new_data.get("subresults", ()):
             status = Status(sub["status"])
             previous = was.get(sub["name"])
+            if previous is None:
+                previous = stable.get(_unnumbered(sub["name"]))
             if previous is None:
                 if status in BAD:  # a new test that fails: no history to regress from
                     result.sub_new_failing.append(SubChange(name, sub["name"], None, status, sub.get("message", "")))
@@ -193,6 +202,32 @@ def compare_subresults(
                 result.sub_regressions.append(change)
             elif kind == "fixes":
                 result.sub_fixes.append(change)
+
+
+def _unnumbered(name: str) -> str:
+    """``2 - parses dates`` -> ``parses dates``; other names as they are."""
+    number, dash, rest = name.partition(" - ")
+    return rest if dash and number.isdigit() else name
+
+
+def sub_regressions_since(old_dir: str, new_dir: str, new: Index) -> list[SubChange]:
+    """The sub-result regressions of run ``new`` (in ``new_dir``) against the
+    run in ``old_dir``, when that one has an index: what the terminal and
+    the HTML report name beside history's changes."""
+    import os
+
+    from run_testsuite.jsonio import INDEX_FILE, read_index
+
+    path = os.path.join(old_dir, INDEX_FILE)
+    if not os.path.isfile(path):
+        return []
+    try:
+        old = read_index(path)
+    except (OSError, ValueError):
+        return []
+    comparison = Comparison()
+    compare_subresults(_by_name(old), _by_name(new), old_dir, new_dir, comparison)
+    return sorted(comparison.sub_regressions, key=lambda change: (change.testcase, change.name))
 
 
 def earlier(old_entry: IndexEntry | None, entry: IndexEntry) -> Status | None:
@@ -302,6 +337,11 @@ def changes_line(comparison: Comparison, limit: int = 5) -> str | None:
     failing_new = [c for c in comparison.new if c.new in BAD]
     if failing_new:
         parts.append(f"{len(failing_new)} new failing")
+    if comparison.sub_regressions:
+        count = len(comparison.sub_regressions)
+        named = ", ".join(f"{c.testcase} :: {c.name}" for c in comparison.sub_regressions[:limit])
+        more = f" and {count - limit} more" if count > limit else ""
+        parts.append(f"{count} sub-result regression{'s' if count != 1 else ''} ({named}{more})")
     if not parts:
         return None
     return "since the previous results: " + ", ".join(parts)

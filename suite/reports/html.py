@@ -100,7 +100,7 @@ def write_html(
         command_line=shlex.join(index.get("command_line", [])),
         counts=counts,
         total=sum(counts.values()),
-        changes=_changes(index, old) if old is not None or _has_history(index) else None,
+        changes=_changes(index, old, index_dir, old_index_dir) if old is not None or _has_history(index) else None,
         data_json=Markup(_script_json(data)),
         generated=time.strftime("%Y-%m-%d %H:%M:%S"),
     )
@@ -255,7 +255,7 @@ def _has_history(index: Index) -> bool:
     return any("previous" in entry for entry in index.get("results", []))
 
 
-def _changes(new: Index, old: Index | None) -> dict:
+def _changes(new: Index, old: Index | None, new_dir: str = "", old_dir: str | None = None) -> dict:
     """Names whose failing state differs from (or stays as in) each one's
     latest earlier verdict: the old run's result, or history's where the
     old run has none (see ``compare``); a result of an interrupted or
@@ -277,8 +277,15 @@ def _changes(new: Index, old: Index | None) -> dict:
         else:
             continue
         changes[key].append({"name": name, "status": status, "was": was})
+    if old is not None and old_dir:
+        from run_testsuite.reports.compare import sub_regressions_since
+
+        changes["sub_regressions"] = [
+            {"name": c.testcase, "sub": c.name, "status": c.new.value, "was": c.old.value if c.old else None}
+            for c in sub_regressions_since(old_dir, new_dir, new)
+        ]
     return {
-        key: {"entries": sorted(items, key=lambda i: i["name"])[:CHANGES_MAX], "total": len(items)}
+        key: {"entries": sorted(items, key=lambda i: (i["name"], i.get("sub", "")))[:CHANGES_MAX], "total": len(items)}
         for key, items in changes.items()
     }
 

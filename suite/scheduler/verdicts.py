@@ -92,15 +92,20 @@ class Verdicts:
             return Next.IGNORE
         outcomes = self.outcomes[number]
         outcomes[fragment] = outcome
-        passed = outcome.status is Status.PASS
         if self.side_by_side[number]:
+            # A shard that skipped, or whose known failures passed, is no
+            # failure: only FAIL and ERROR hold back or retry the rest.
+            passed = not outcome.status.is_failure
             if self._still_open(number):
                 return Next.GO_ON if passed else Next.WAIT
             over = True
+            failed = any(o.status.is_failure for o in outcomes.values())
         else:
+            passed = outcome.status is Status.PASS
             over = not passed or len(outcomes) == len(self.plan.testcases[number].fragments)
+            failed = not passed
         if over:
-            if any(o.status is not Status.PASS for o in outcomes.values()) and self._retry(number):
+            if failed and self._retry(number):
                 return Next.RETRY
             result = self.result(number)
             self.decide(number, result)
@@ -115,7 +120,7 @@ class Verdicts:
         blocked = [False] * len(planned.fragments)
         for position, fragment in enumerate(planned.fragments):
             if fragment in outcomes:
-                blocked[position] = outcomes[fragment].status is not Status.PASS
+                blocked[position] = outcomes[fragment].status.is_failure
                 continue
             if not any(blocked[before] for before in planned.inner[position]):
                 return True
@@ -151,7 +156,8 @@ class Verdicts:
         message = last.message
         not_run = len(planned.fragments) - len(outcomes)
         if last.status is not Status.PASS and not_run:
-            message += f" ({not_run} later step{'s' if not_run > 1 else ''} not run)"
+            what = "shard" if self.side_by_side[number] else "later step"
+            message += f" ({not_run} {what}{'s' if not_run > 1 else ''} not run)"
         if len(outcomes) == 1:
             output = last.output
         else:
@@ -312,22 +318,24 @@ def _side_by_side(
     sub-results summarised as one, and what failed besides them, by
     fragment. An ERROR outranks a FAIL."""
     status, reason, message = summarise(subresults)
-    failed = [(fragment, outcome) for fragment, outcome in ran if outcome.status is not Status.PASS]
+    failed = [(fragment, outcome) for fragment, outcome in ran if outcome.status.is_failure]
     if any(outcome.status is Status.ERROR for _, outcome in failed):
         status = Status.ERROR
     elif failed:
         status = Status.FAIL
-    # A failure its own sub-results do not show (an exit status, a crash
-    # between tests) is said with the fragment's name.
-    unexplained = [
-        f"{fragment.name}: {outcome.message}"
-        for fragment, outcome in failed
-        if not any(sub.status in BAD for sub in outcome.subresults)
-    ]
-    if unexplained:
-        reason = next(o.reason for f, o in failed if not any(s.status in BAD for s in o.subresults))
-        if status is Status.PASS or not any(sub.status in BAD for sub in subresults):
-            message = "; ".join(unexplained)
+    # What a fragment said beyond its own sub-results' summary (an exit
+    # status, a crash between tests, a stale xfail name) is kept, with the
+    # fragment's name.
+    extras = []
+    for fragment, outcome in failed:
+        own = summarise(outcome.subresults)[2] if outcome.subresults else ""
+        extra = outcome.message.removeprefix(own).removeprefix("; ") if own else outcome.message
+        if extra:
+            extras.append((outcome, f"{fragment.name}: {extra}"))
+    if extras:
+        if not any(sub.status in BAD for sub in subresults):
+            reason = extras[0][0].reason
+            message = "; ".join(text for _, text in extras)
         else:
-            message = "; ".join([message, *unexplained])
+            message = "; ".join([message, *(text for _, text in extras)])
     return status, reason, message
