@@ -16,13 +16,16 @@ from __future__ import annotations
 from run_testsuite.drivers.base import Driver, Testcase, describe_status, judge_exit
 from run_testsuite.fragment import Fragment
 from run_testsuite.results import CommandRecord, Outcome, Reason, Status, SubResult
-from run_testsuite.subresults import BAD, apply_expectations, summarise, unknown_names
+from run_testsuite.subresults import BAD, apply_expectations, one_line, summarise, unknown_names
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from run_testsuite.context import RunContext
 
 NAMES = {"type": "object", "additionalProperties": {"type": "string"}}
+# The longest sub-result name kept: a TAP description or a JUnit name can
+# be megabytes, and each is in the index, the terminal and the HTML.
+NAME_MAX = 300
 # Known failures and skips, by sub-result name, with the reason for each.
 EXPECTATIONS = {"xfail": NAMES, "skip": NAMES}
 
@@ -56,6 +59,10 @@ class CollectingDriver(Driver):
         start = ctx.capture.size
         record = ctx.run(last)
         subresults, problems, skipped = self.collect(fragment, ctx, record, start)
+        for sub in subresults:  # a name is any length and any text; in reports it is one short line
+            sub.name = one_line(sub.name)
+            if len(sub.name) > NAME_MAX:
+                sub.name = sub.name[: NAME_MAX - 1] + "…"
         return self.verdict(fragment, record, subresults, problems, skipped)
 
     # -- what a subclass provides ------------------------------------------

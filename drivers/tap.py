@@ -23,9 +23,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from run_testsuite.context import RunContext
 
-# A point's description can be any length; its name in reports is not.
-NAME_MAX = 300
-
 
 class TapDriver(CollectingDriver):
     """Run ``cmd`` or ``steps``; the last step's TAP points are sub-results."""
@@ -47,7 +44,4 @@ class TapDriver(CollectingDriver):
         self, fragment: Fragment, ctx: RunContext, record: CommandRecord, start: int
     ) -> tuple[list[SubResult], list[str], str | None]:
         verdict = parse_tap(ctx.output()[start:].decode("utf-8", "replace"))
-        for sub in verdict.subresults:
-            if len(sub.name) > NAME_MAX:
-                sub.name = sub.name[: NAME_MAX - 1] + "…"
         return verdict.subresults, verdict.problems, verdict.plan_skip

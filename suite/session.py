@@ -172,7 +172,12 @@ class RunSession:
         progress = Progress(
             len(names),
             new_dir,
-            expected_durations(names, durations, os.path.join(options.output_dir, "old")),
+            expected_durations(
+                names,
+                durations,
+                os.path.join(options.output_dir, "old"),
+                {(fragment.testcase, fragment.name) for fragment in plan.fragments},
+            ),
             options.jobs,
         )
         line = StatusLine(sys.stdout) if live_display_wanted(sys.stdout) and not options.quiet else None

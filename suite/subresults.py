@@ -114,6 +114,18 @@ def unknown_names(unknown: list[str], known: list[str], xfail: dict, spec_file: 
     return "; ".join(clauses)
 
 
+# Control characters a name or message could hide a line break or an
+# escape sequence in; shown as escapes so one line stays one line.
+_CONTROL = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F] if code != 0x09}
+_CONTROL.update({0x0A: "\\n", 0x0D: "\\r"})
+
+
+def one_line(text: str) -> str:
+    """``text`` as one line: a sub-result's name comes from the program
+    under test, and a line break in it could forge a line of a report."""
+    return text.translate(_CONTROL)
+
+
 def excerpt(text: str, limit: int = EXCERPT_LIMIT) -> str:
     """The head and tail of a long output, saying what was cut."""
     if len(text) <= limit:

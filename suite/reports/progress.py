@@ -127,15 +127,22 @@ class StatusLine:
         self.shown = True
 
 
-def expected_durations(names: list[str], durations: dict[tuple[str, str], float], old_dir: str) -> dict[str, float]:
+def expected_durations(
+    names: list[str],
+    durations: dict[tuple[str, str], float],
+    old_dir: str,
+    fragments: set[tuple[str, str]] | None = None,
+) -> dict[str, float]:
     """Seconds each of ``names`` is expected to take: the sum of its
-    fragments' recorded ``durations`` (history's), else from the previous
-    run's index (parsing it cost a 10,000-testcase run 30 ms at its start)."""
+    fragments' recorded ``durations`` (history's; of this run's
+    ``fragments`` (testcase, fragment) alone, where given: history keeps
+    shards of an earlier count), else from the previous run's index
+    (parsing it cost a 10,000-testcase run 30 ms at its start)."""
     wanted = set(names)
     expected: dict[str, float] = {}
     if durations:
-        for (name, _), seconds in durations.items():
-            if name in wanted:
+        for (name, fragment), seconds in durations.items():
+            if name in wanted and (fragments is None or (name, fragment) in fragments):
                 expected[name] = expected.get(name, 0.0) + seconds
         return expected
     try:

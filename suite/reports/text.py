@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from run_testsuite.plan import SETUP_PREFIX
 from run_testsuite.results import Reason, Result, Status, describe_exit
-from run_testsuite.subresults import NOTABLE, counts, describe_counts
+from run_testsuite.subresults import NOTABLE, counts, describe_counts, one_line
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
 if TYPE_CHECKING:  # pragma: no cover
@@ -122,8 +122,8 @@ class TextReport:
         lines = []
         for sub in notable[:SUBRESULTS_SHOWN]:
             reason = f" [{sub.reason.value}]" if sub.reason else ""
-            message = sub.message.split("\n", 1)[0]
-            lines.append(f"      {self.paint(sub.status, f'{sub.status.value:<5}')} {sub.name}{reason}")
+            message = one_line(sub.message.split("\n", 1)[0])
+            lines.append(f"      {self.paint(sub.status, f'{sub.status.value:<5}')} {one_line(sub.name)}{reason}")
             if message:
                 lines[-1] += f": {message}"
         if len(notable) > SUBRESULTS_SHOWN:
@@ -149,8 +149,8 @@ class TextReport:
             shown = [sub for sub in result.subresults if sub.status in NOTABLE and sub.output][:SUBRESULTS_SHOWN]
             for sub in shown:  # each failing test's own output says more than the log's tail
                 write(
-                    f"  -- {sub.status.value} {sub.name}"
-                    + (f": {sub.message.splitlines()[0]}" if sub.message else "")
+                    f"  -- {sub.status.value} {one_line(sub.name)}"
+                    + (f": {one_line(sub.message.splitlines()[0])}" if sub.message else "")
                     + "\n"
                 )
                 for line in sub.output.rstrip("\n").split("\n")[-SUB_TAIL_LINES:]:

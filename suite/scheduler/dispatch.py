@@ -271,6 +271,9 @@ class MultiprocessScheduler:
             self.ready.done(fragment)
         elif step is Next.RETRY:
             self.ready.restart(self.plan.testcases[self.plan.owner[fragment]].fragments)
+        elif step is Next.RELEASE:
+            for last in self.plan.testcases[self.plan.owner[fragment]].ends():
+                self.ready.done(last)
         # STOP, WAIT, IGNORE: what follows it does not run (yet).
 
     def _decided(self, number: int) -> None:

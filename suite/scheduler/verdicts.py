@@ -20,6 +20,9 @@ from run_testsuite.plan import Plan
 from run_testsuite.results import Outcome, Reason, Result, Status, SubResult
 from run_testsuite.subresults import BAD, summarise
 
+# Reasons of an outcome the run made by stopping a fragment, not its driver.
+STOPPED = (Reason.INTERRUPTED, Reason.MAX_FAILURES)
+
 
 @dataclass
 class Policy:
@@ -36,7 +39,8 @@ class Next(Enum):
 
     IGNORE = "ignore"  # its testcase was decided already
     GO_ON = "go on"  # the fragment is done: what follows it may run
-    WAIT = "wait"  # it failed, but its testcase waits for fragments beside it
+    WAIT = "wait"  # its testcase waits for fragments beside it; nothing follows yet
+    RELEASE = "release"  # fragments side by side all done well: what follows the testcase may run
     RETRY = "retry"  # the testcase starts again from its first fragment
     STOP = "stop"  # the testcase is decided, and nothing after it runs
 
@@ -60,6 +64,9 @@ class Verdicts:
         # Per testcase, its fragments' outcomes by fragment number.
         self.outcomes: list[dict[int, Outcome]] = [{} for _ in range(count)]
         self.side_by_side = [not planned.in_order for planned in plan.testcases]
+        # Their last fragments: what follows the testcase waits for these,
+        # released together once it is decided (a retry runs them again).
+        self.ends = [set(planned.ends()) if side else set() for planned, side in zip(plan.testcases, self.side_by_side)]
         self.failures = 0
         self.stop_reason: str | None = None  # set once --max-failures is reached
         self.unpublished: list[Result] = []
@@ -81,7 +88,7 @@ class Verdicts:
         undecided and, past the failure limit, already under way."""
         if self.decided[number]:
             return False
-        return self.stop_reason is None or bool(self.outcomes[number])
+        return self.stop_reason is None or bool(self.outcomes[number]) or self.attempts[number] > 1
 
     def finished(self, fragment: int, outcome: Outcome) -> Next:
         """Record a fragment's outcome; decide its testcase if it is over:
@@ -97,7 +104,7 @@ class Verdicts:
             # failure: only FAIL and ERROR hold back or retry the rest.
             passed = not outcome.status.is_failure
             if self._still_open(number):
-                return Next.GO_ON if passed else Next.WAIT
+                return Next.GO_ON if passed and fragment not in self.ends[number] else Next.WAIT
             over = True
             failed = any(o.status.is_failure for o in outcomes.values())
         else:
@@ -109,7 +116,11 @@ class Verdicts:
                 return Next.RETRY
             result = self.result(number)
             self.decide(number, result)
-            return Next.GO_ON if passed and result.status.ran_ok else Next.STOP
+            if not result.status.ran_ok:
+                return Next.STOP
+            if self.side_by_side[number]:
+                return Next.RELEASE
+            return Next.GO_ON if passed else Next.STOP
         return Next.GO_ON
 
     def _still_open(self, number: int) -> bool:
@@ -169,6 +180,11 @@ class Verdicts:
         subresults = self._subresults(ran)
         if len(outcomes) > 1 and (self.side_by_side[number] or sum(bool(o.subresults) for o in outcomes) > 1):
             status, reason, message = _side_by_side(ran, subresults)
+            stopped = [(f, o) for f, o in ran if o.reason in STOPPED and not o.subresults]
+            if stopped and not status.is_failure:
+                # The run stopped it before its tests all ran: that is its verdict.
+                status, reason = stopped[0][1].status, stopped[0][1].reason
+                message = "; ".join(f"{f.name}: {o.message}" for f, o in stopped)
         attempts = self.attempts[number]
         if attempts > 1:
             if status is Status.PASS:
@@ -278,6 +294,12 @@ class Verdicts:
         for number, planned in enumerate(self.plan.testcases):
             if self.decided[number]:
                 continue
+            if self.outcomes[number]:  # under way: a failure seen already is not hidden
+                result = self.result(number)
+                if result.status.is_failure and result.reason not in STOPPED:
+                    self.decided[number] = True
+                    self.unpublished.append(result)
+                    continue
             if interrupted:
                 status, reason, message = Status.SKIP, Reason.INTERRUPTED, "not run: the run was interrupted"
             elif self.stop_reason is not None:
@@ -318,7 +340,9 @@ def _side_by_side(
     sub-results summarised as one, and what failed besides them, by
     fragment. An ERROR outranks a FAIL."""
     status, reason, message = summarise(subresults)
-    failed = [(fragment, outcome) for fragment, outcome in ran if outcome.status.is_failure]
+    # A fragment the run stopped (Ctrl-C, -x) says nothing of the tests:
+    # the failures seen before it are the verdict (see Verdicts.result).
+    failed = [(f, o) for f, o in ran if o.status.is_failure and not (o.reason in STOPPED and not o.subresults)]
     if any(outcome.status is Status.ERROR for _, outcome in failed):
         status = Status.ERROR
     elif failed:
