@@ -270,19 +270,36 @@ def _at(where: list) -> str:
 
 def describe(error) -> str:
     """A message a spec author understands, without JSON Schema jargon."""
-    if error.validator == "oneOf" and error.schema.get("oneOf") and all("type" in s for s in error.schema["oneOf"]):
-        kinds = " or ".join(_kind(s) for s in error.schema["oneOf"])
-        return f"expected {kinds}, got {error.instance!r}"
+    branches = error.schema.get(error.validator) if error.validator in ("oneOf", "anyOf") else None
+    if branches and all("type" in s or "const" in s for s in branches):
+        kinds = " or ".join(_kind(s) for s in branches)
+        return f"expected {kinds}, got {_shown(error.instance)}"
+    if error.validator == "type" and isinstance(error.validator_value, str):
+        return f"expected {_kind(error.schema)}, got {_shown(error.instance)}"
     if error.validator == "not" and "description" in error.schema.get("not", {}):
         return error.schema["not"]["description"]
     return error.message
 
 
 def _kind(schema: dict) -> str:
+    if "const" in schema:
+        return _shown(schema["const"])
     kind = schema["type"]
     if kind == "array":
         return "a list"
-    return {"string": "a string", "object": "a mapping", "integer": "an integer"}.get(kind, str(kind))
+    if kind == "integer" and "minimum" in schema and "maximum" in schema:
+        return f"an integer from {schema['minimum']} to {schema['maximum']}"
+    names = {"string": "a string", "object": "a mapping", "integer": "an integer", "number": "a number"}
+    return names.get(kind, "true or false" if kind == "boolean" else str(kind))
+
+
+def _shown(value: Any) -> str:
+    """A value as YAML says it: null, true, 'text'."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
 
 
 def suggest(key: str, allowed) -> str:

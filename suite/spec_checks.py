@@ -38,11 +38,11 @@ def check_options(driver: Driver, test: Testcase, cache: SpecCache | None = None
             raise specs.SpecError(
                 test.spec_file, [(line, col, f"options: missing; driver '{driver_name}' needs {needed}")]
             )
-        problems = [
-            (*specs.key_position(test.spec_file, ["options", *e.absolute_path]), f"options: {e.message}")
-            for e in errors
-        ]
-        raise specs.SpecError(test.spec_file, problems)
+        # Checked again under an "options" key, so each problem is located
+        # and worded as the spec's own are (unknown keys with "did you mean").
+        wrapped = {"type": "object", "properties": {"options": schema}}
+        errors = list(Draft202012Validator(wrapped).iter_errors({"options": options}))
+        raise specs.SpecError(test.spec_file, specs.locate_errors(test.spec_file, errors))
 
 
 def _options_digest(schema: dict, options: object) -> str | None:

@@ -280,7 +280,7 @@ def _problems(tmp_path, text: str, schema: str = "testcase"):
 
 def test_locate_wrong_type_at_its_value(tmp_path):
     problems, _ = _problems(tmp_path, "cmd: echo hi\ntimeout: abc\n")
-    assert problems == [(2, 10, "'abc' is not of type 'number' (at timeout)")]
+    assert problems == [(2, 10, "expected a number, got 'abc' (at timeout)")]
 
 
 def test_locate_unknown_key_with_suggestion(tmp_path):

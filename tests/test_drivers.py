@@ -317,9 +317,10 @@ def test_custom_driver_check_passes_and_fails(driver_run):
 @pytest.mark.parametrize(
     "name, where, text",
     [
-        ("custom/bad-type", "4:11", "options: 5 is not of type 'string'"),
+        ("custom/bad-type", "4:11", "expected a string, got 5 (at options.expect)"),
         ("custom/missing-option", "1:1", "options: missing; driver 'mine' needs expect"),
-        ("custom/extra-option", "4:3", "options: Additional properties are not allowed ('colour' was unexpected)"),
+        # Located at the key that is wrong, worded as the spec's own keys are.
+        ("custom/extra-option", "5:3", "unknown key 'colour' (at options)"),
         ("custom/test-error", "4:11", "options.expect must not be empty"),
     ],
 )

@@ -371,7 +371,7 @@ INVALID = {
 # name -> (line, column, text the message holds after "path:line:col: ")
 EXPECTED_ERRORS = {
     "bad/syntax": (3, 1, "YAML syntax error: "),
-    "bad/type": (2, 10, "'abc' is not of type 'number' (at timeout)"),
+    "bad/type": (2, 10, "expected a number, got 'abc' (at timeout)"),
     "bad/misspelt": (2, 1, "unknown key 'cmdd'; did you mean 'cmd'?"),
     "bad/both": (1, 1, "'cmd' and 'steps' exclude each other"),
     "bad/driver": (2, 9, "unknown driver 'nope' (known: diff, gtest, junit, shell, tap)"),
