@@ -263,37 +263,38 @@ def render_text(comparison: Comparison, old_label: str = "old", new_label: str =
     """A plain-text report, regressions first."""
     lines = [f"Comparing {old_label} -> {new_label}"]
     for attribute, title in SECTIONS:
-        changes = getattr(comparison, attribute)
-        if not changes:
-            continue
-        lines.append("")
-        lines.append(f"{title} ({len(changes)}):")
-        width = max(len(_transition(change)) for change in changes)
-        for change in changes:
-            line = f"  {_transition(change):<{width}}  {change.name}"
-            if change.reason:
-                line += f" [{change.reason}]"
+        rows = []
+        for change in getattr(comparison, attribute):
+            text = change.name + (f" [{change.reason}]" if change.reason else "")
             if change.message and change.new is not None and change.new not in GOOD:
-                line += f": {change.message}"
-            lines.append(line)
+                text += f": {change.message}"
+            rows.append((_transition(change), text))
+        _section(lines, title, rows)
     for changes, title in (
         (comparison.sub_regressions, "Sub-result regressions"),
         (comparison.sub_fixes, "Sub-results fixed"),
         (comparison.sub_new_failing, "New sub-results that fail"),
     ):
-        if not changes:
-            continue
-        lines.append("")
-        lines.append(f"{title} ({len(changes)}):")
-        width = max(len(_sub_transition(change)) for change in changes)
+        rows = []
         for sub in changes:
-            line = f"  {_sub_transition(sub):<{width}}  {sub.testcase} :: {sub.name}"
+            text = f"{sub.testcase} :: {sub.name}"
             if sub.message and sub.new not in GOOD:
-                line += f": {sub.message.splitlines()[0]}"
-            lines.append(line)
+                text += f": {sub.message.splitlines()[0]}"
+            rows.append((_sub_transition(sub), text))
+        _section(lines, title, rows)
     lines.append("")
     lines.append(summary_line(comparison))
     return "\n".join(lines) + "\n"
+
+
+def _section(lines: list[str], title: str, rows: list[tuple[str, str]]) -> None:
+    """``Title (N):`` and a row per change, transitions aligned; nothing if none."""
+    if not rows:
+        return
+    lines.append("")
+    lines.append(f"{title} ({len(rows)}):")
+    width = max(len(transition) for transition, _ in rows)
+    lines.extend(f"  {transition:<{width}}  {text}" for transition, text in rows)
 
 
 def _sub_transition(change: SubChange) -> str:
