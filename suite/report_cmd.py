@@ -69,6 +69,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rebuild", action="store_true", help="rebuild _index.json from the result files even if the run completed"
     )
+    p.add_argument(
+        "--history",
+        nargs="?",
+        const="",
+        metavar="NAME",
+        help="summarise the last runs from history (flaky, failing since, slowest, grew slower, totals); "
+        "with NAME, that testcase's runs",
+    )
+    p.add_argument(
+        "--last", type=int, default=20, metavar="N", help="with --history: how many runs to read (default 20)"
+    )
     return p
 
 
@@ -76,6 +87,10 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     if args.compare and args.output:
         parser().error("give OUTPUT or --compare OLD NEW, not both")
+    if args.history is not None and (args.compare or args.junit_xml or args.html):
+        parser().error("--history reports on history alone: not with --compare, --junit-xml or --html")
+    if args.last < 1:
+        parser().error("--last must be 1 or more")
     try:
         return _report(args, sys.stdout)
     except ReportError as exc:
@@ -83,7 +98,42 @@ def main(argv: list[str]) -> int:
         return EXIT_USAGE
 
 
+def _history(args: argparse.Namespace, out: TextIO) -> int:
+    """``--history [NAME]``: read from OUTPUT/history.sqlite."""
+    import sqlite3
+
+    from run_testsuite.history import HISTORY_FILE
+    from run_testsuite.history_view import read_window
+    from run_testsuite.reports.history_text import render_summary, render_testcase
+
+    output = os.path.abspath(args.output or "out")
+    places = [os.path.join(output, HISTORY_FILE), os.path.join(os.path.dirname(output), HISTORY_FILE)]
+    path = next((p for p in places if os.path.isfile(p)), None)
+    if path is None:
+        raise ReportError(f"no history in {output}: {places[0]} does not exist (a run records it)")
+    try:
+        window = read_window(path, args.last)
+    except sqlite3.Error as exc:
+        raise ReportError(f"{path}: the history cannot be read ({exc})") from None
+    if args.history:
+        text = render_testcase(window, args.history)
+        if not text:
+            known = sorted(window.series)
+            import difflib
+
+            close = difflib.get_close_matches(args.history, known, 1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ReportError(f"'{args.history}' has no result in the last {len(window.runs)} runs{hint}")
+        out.write(text)
+    else:
+        out.write(render_summary(window))
+    out.flush()
+    return EXIT_OK
+
+
 def _report(args: argparse.Namespace, out: TextIO) -> int:
+    if args.history is not None:
+        return _history(args, out)
     status = EXIT_OK
     old_dir = None
     if args.compare:

@@ -1,0 +1,189 @@
+"""Reading history for people: the last N runs of each testcase, and what
+they show: flaky testcases, the slowest, those that grew slower, those
+failing in every run since some run.
+
+Read from ``OUTPUT/history.sqlite`` (see ``history``) in two queries: the
+runs, then every result of them, grouped by testcase in Python. A result
+that says nothing of its testcase (skipped because the run stopped or a
+dependency failed, a control skip) is no verdict: it neither flips nor
+breaks a failing streak.
+
+Flaky: a testcase whose verdict flipped between good (PASS, XFAIL) and
+bad (FAIL, ERROR) from one run to the next while its key stayed the same
+(nothing it depends on changed), and back again, or that passed only on a
+retry. One turn alone is a change (something its key does not see broke
+or fixed it): a testcase failing since is listed as that.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import statistics
+from dataclasses import dataclass, field
+
+from run_testsuite.history import NOT_VERDICTS
+
+GOOD = frozenset({"PASS", "XFAIL"})
+BAD = frozenset({"FAIL", "ERROR"})
+# Durations compared for growth: at least this many runs on each side.
+GROWTH_MIN_RUNS = 3
+
+
+@dataclass
+class Run:
+    id: int
+    start: float
+    duration: float | None
+    counts: dict[str, int]
+
+
+@dataclass
+class Entry:
+    """One testcase in one run."""
+
+    run: int
+    status: str
+    reason: str | None
+    duration: float
+    attempts: int
+    key: str | None
+
+    @property
+    def verdict(self) -> bool:
+        return self.reason not in NOT_VERDICTS
+
+
+@dataclass
+class Series:
+    """One testcase's results over the runs read, oldest first."""
+
+    name: str
+    entries: list[Entry] = field(default_factory=list)
+
+    def verdicts(self) -> list[Entry]:
+        return [e for e in self.entries if e.verdict]
+
+    def flips(self) -> list[int]:
+        """The runs whose verdict flipped from the one before under the
+        same key, and those that passed only on a retry."""
+        return sorted(set(self.turns()) | set(self.retried()))
+
+    def turns(self) -> list[int]:
+        """The runs whose verdict went from good to bad, or back, under the
+        key of the run before."""
+        runs = []
+        before = None
+        for entry in self.verdicts():
+            if (
+                before is not None
+                and entry.key is not None
+                and entry.key == before.key
+                and ((entry.status in GOOD and before.status in BAD) or (entry.status in BAD and before.status in GOOD))
+            ):
+                runs.append(entry.run)
+            before = entry
+        return runs
+
+    def retried(self) -> list[int]:
+        """The runs it passed only on a retry."""
+        return [e.run for e in self.verdicts() if e.status == "PASS" and e.attempts > 1]
+
+    @property
+    def flaky(self) -> bool:
+        """Flipped and flipped back (one turn alone is a change: it broke,
+        or was fixed, by something its key does not see), or passed on a
+        retry."""
+        return len(self.turns()) >= 2 or bool(self.retried())
+
+    def durations(self) -> list[float]:
+        """Durations of the runs that ran it to an end (PASS or FAIL)."""
+        return [e.duration for e in self.entries if e.status in ("PASS", "FAIL") and e.verdict]
+
+    def failing_since(self) -> Entry | None:
+        """The first run of the streak of bad verdicts it is in now, if it
+        is failing now."""
+        first = None
+        for entry in reversed(self.verdicts()):
+            if entry.status not in BAD:
+                break
+            first = entry
+        return first
+
+
+@dataclass
+class Window:
+    """The last runs of a history, and each testcase's results in them."""
+
+    runs: list[Run]
+    series: dict[str, Series]
+    total_runs: int
+
+    def run(self, number: int) -> Run | None:
+        return next((r for r in self.runs if r.id == number), None)
+
+    def flaky(self) -> list[tuple[Series, list[int]]]:
+        """Flaky testcases, most flips first."""
+        found = [(s, s.flips()) for s in self.series.values() if s.flaky]
+        return sorted(found, key=lambda item: (-len(item[1]), item[0].name))
+
+    def slowest(self, limit: int = 10) -> list[tuple[Series, float]]:
+        timed = [(s, statistics.median(d)) for s in self.series.values() if (d := s.durations())]
+        return sorted(timed, key=lambda item: (-item[1], item[0].name))[:limit]
+
+    def grew(self, limit: int = 10) -> list[tuple[Series, float, float]]:
+        """Testcases whose median duration in the later half of their runs
+        exceeds the earlier half's by 20% and 50 ms at least: (series,
+        earlier, later), the largest growth first."""
+        found = []
+        for series in self.series.values():
+            durations = series.durations()
+            if len(durations) < 2 * GROWTH_MIN_RUNS:
+                continue
+            half = len(durations) // 2
+            earlier, later = statistics.median(durations[:half]), statistics.median(durations[half:])
+            if later > earlier * 1.2 and later - earlier > 0.05:
+                found.append((series, earlier, later))
+        return sorted(found, key=lambda item: (-(item[2] - item[1]), item[0].name))[:limit]
+
+    def failing(self) -> list[tuple[Series, Entry, int]]:
+        """Testcases failing in every run since some run: (series, the
+        streak's first entry, how many runs), the longest streak first."""
+        found = []
+        for series in self.series.values():
+            first = series.failing_since()
+            if first is not None:
+                streak = sum(1 for e in series.verdicts() if e.run >= first.run)
+                found.append((series, first, streak))
+        return sorted(found, key=lambda item: (item[1].run, item[0].name))
+
+
+def read_window(path: str, last: int) -> Window:
+    """The last ``last`` runs of the history at ``path``. Raises
+    sqlite3.Error when it cannot be read."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = db.execute("SELECT id, start, duration, counts FROM runs ORDER BY id DESC LIMIT ?", (last,)).fetchall()
+        total = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        runs = [Run(i, start, duration, _counts(counts)) for i, start, duration, counts in reversed(rows)]
+        series: dict[str, Series] = {}
+        if runs:
+            for run, name, status, reason, duration, attempts, key in db.execute(
+                "SELECT run, name, status, reason, duration, attempts, key FROM results WHERE run >= ? ORDER BY run",
+                (runs[0].id,),
+            ):
+                found = series.get(name)
+                if found is None:
+                    found = series[name] = Series(name)
+                found.entries.append(Entry(run, status, reason, duration, attempts, key))
+    finally:
+        db.close()
+    return Window(runs, series, total)
+
+
+def _counts(text: str | None) -> dict[str, int]:
+    try:
+        counts = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return counts if isinstance(counts, dict) else {}
