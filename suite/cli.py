@@ -282,6 +282,7 @@ def _run_options(args, argv: list[str], output_dir: str, work_dir: str, slot_cpu
         fail_fast=args.fail_fast,
         slot_cpus=slot_cpus,
         cleanup=args.cleanup,
+        history_keep=args.history_keep,
         partial=bool(args.names or args.keyword or args.tag or args.failed or args.repeat > 1),
     )
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from run_testsuite.results import Result
 
 HISTORY_FILE = "history.sqlite"
+KEY_IN_RESULTS = 16  # hex digits of a key kept with each result
 # Reasons of results that say nothing of the testcase itself: it was not
 # run, or stopped, because of the run (Ctrl-C, --max-failures, -x), a
 # dependency that did not pass, or a control entry's skip.
@@ -41,7 +42,9 @@ CREATE TABLE IF NOT EXISTS results (
     attempts INTEGER NOT NULL,
     key TEXT,
     PRIMARY KEY (run, name)
-);
+) WITHOUT ROWID;
+-- Fragments of testcases with more than one (steps, shards): a lone
+-- fragment's row would say what its result says.
 CREATE TABLE IF NOT EXISTS fragments (
     run INTEGER NOT NULL REFERENCES runs(id),
     testcase TEXT NOT NULL,
@@ -49,7 +52,7 @@ CREATE TABLE IF NOT EXISTS fragments (
     status TEXT NOT NULL,
     duration REAL NOT NULL,
     PRIMARY KEY (run, testcase, fragment)
-);
+) WITHOUT ROWID;
 -- The latest word on each testcase, so reading it stays cheap however
 -- many runs the file holds.
 CREATE TABLE IF NOT EXISTS latest (
@@ -199,7 +202,13 @@ class History:
                         keys.get(result.name),
                     )
                 )
-            self.db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            # A run's results keep the key's first 64 bits: enough to tell
+            # whether it changed between runs (what history reports need),
+            # and 48 bytes less a result (10,000 testcases: 0.5 MB a run).
+            self.db.executemany(
+                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(*row[:6], row[6][:KEY_IN_RESULTS] if row[6] else None) for row in rows],
+            )
             self.db.executemany(
                 "INSERT OR REPLACE INTO latest VALUES (?, ?, ?, ?, ?, ?)",
                 [(name, run, status, reason, duration, key) for run, name, status, reason, duration, _, key in rows],
@@ -224,9 +233,10 @@ class History:
             )
             if parts is not None and run is not None:
                 self._record_parts(run, rows, parts)
+            several = _with_several(fragment_durations)
             self.db.executemany(
                 "INSERT OR REPLACE INTO fragments VALUES (?, ?, ?, ?, ?)",
-                [(run, t, f, s, d) for t, f, s, d in fragment_durations],
+                [(run, t, f, s, d) for t, f, s, d in fragment_durations if t in several],
             )
             # Only durations of fragments that ran to the end say how long they take.
             self.db.executemany(
@@ -267,8 +277,29 @@ class History:
         row = self.db.execute("SELECT files FROM manifests WHERE digest = ?", (digest,)).fetchone()
         return row[0] if row else None
 
+    def prune(self, keep: int) -> int:
+        """Keep the last ``keep`` runs' details (results, fragments), and
+        return how many runs were dropped. The latest word on each testcase
+        (latest, verdicts, passed keys) stays, naming runs that may be gone."""
+        row = self.db.execute("SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET ?", (keep,)).fetchone()
+        if row is None:
+            return 0
+        with self.db:
+            self.db.execute("DELETE FROM results WHERE run <= ?", (row[0],))
+            self.db.execute("DELETE FROM fragments WHERE run <= ?", (row[0],))
+            return self.db.execute("DELETE FROM runs WHERE id <= ?", (row[0],)).rowcount
+
     def close(self) -> None:
         self.db.close()
+
+
+def _with_several(fragment_durations: list[tuple[str, str, str, float]]) -> set[str]:
+    """The testcases with more than one fragment in ``fragment_durations``."""
+    seen: set[str] = set()
+    several: set[str] = set()
+    for testcase, _, _, _ in fragment_durations:
+        (several if testcase in seen else seen).add(testcase)
+    return several
 
 
 @dataclass
@@ -280,6 +311,52 @@ class KeyRecord:
     parts: Callable[[str], str | None]
     shared_digest: str
     shared_manifest: Callable[[], str]
+
+
+# The process pruning history, if one was started.
+_pruner: int | None = None
+
+
+def start_pruning(path: str, keep: int) -> None:
+    """``--history-keep``: drop all but the last ``keep`` runs' details, in
+    a child process at the lowest CPU priority while the run writes its
+    reports and summary (dropping a backlog of thousands of runs takes
+    seconds; the steady state, one run, about 50 ms at 10,000 testcases).
+    A prune cut short rolls back: SQLite's transaction is all or nothing."""
+    global _pruner
+    try:
+        pid = os.fork()
+    except OSError:  # no process to spare: the next run prunes
+        return
+    if pid:
+        _pruner = pid
+        return
+    try:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.setpriority(os.PRIO_PROCESS, 0, 19)
+        history = History(path)
+        try:
+            history.prune(keep)
+        finally:
+            history.close()
+    except BaseException:  # history is a help: a prune that fails is tried again next run
+        pass
+    finally:
+        os._exit(0)
+
+
+def finish_pruning() -> None:
+    """Wait for the prune started by ``start_pruning``, if any."""
+    global _pruner
+    if _pruner is not None:
+        try:
+            os.waitpid(_pruner, 0)
+        except ChildProcessError:
+            pass
+        _pruner = None
 
 
 def read_history(output_dir: str) -> HistoryView | None:

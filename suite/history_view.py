@@ -17,6 +17,7 @@ or fixed it): a testcase failing since is listed as that.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import statistics
@@ -38,9 +39,10 @@ class Run:
     counts: dict[str, int]
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
-    """One testcase in one run."""
+    """One testcase in one run; ``verdict``: it says something of the
+    testcase (not a skip the run or a dependency made)."""
 
     run: int
     status: str
@@ -48,10 +50,7 @@ class Entry:
     duration: float
     attempts: int
     key: str | None
-
-    @property
-    def verdict(self) -> bool:
-        return self.reason not in NOT_VERDICTS
+    verdict: bool = True
 
 
 @dataclass
@@ -62,12 +61,20 @@ class Series:
     entries: list[Entry] = field(default_factory=list)
 
     def verdicts(self) -> list[Entry]:
+        return self._verdicts
+
+    @functools.cached_property
+    def _verdicts(self) -> list[Entry]:  # read once the entries are all in
         return [e for e in self.entries if e.verdict]
 
     def flips(self) -> list[int]:
         """The runs whose verdict flipped from the one before under the
         same key, and those that passed only on a retry."""
-        return sorted(set(self.turns()) | set(self.retried()))
+        return sorted(set(self._turns) | set(self.retried()))
+
+    @functools.cached_property
+    def _turns(self) -> list[int]:
+        return self.turns()
 
     def turns(self) -> list[int]:
         """The runs whose verdict went from good to bad, or back, under the
@@ -94,11 +101,15 @@ class Series:
         """Flipped and flipped back (one turn alone is a change: it broke,
         or was fixed, by something its key does not see), or passed on a
         retry."""
-        return len(self.turns()) >= 2 or bool(self.retried())
+        return len(self._turns) >= 2 or bool(self.retried())
+
+    @functools.cached_property
+    def _durations(self) -> list[float]:
+        return [e.duration for e in self.entries if e.status in ("PASS", "FAIL") and e.verdict]
 
     def durations(self) -> list[float]:
         """Durations of the runs that ran it to an end (PASS or FAIL)."""
-        return [e.duration for e in self.entries if e.status in ("PASS", "FAIL") and e.verdict]
+        return self._durations
 
     def failing_since(self) -> Entry | None:
         """The first run of the streak of bad verdicts it is in now, if it
@@ -158,9 +169,9 @@ class Window:
         return sorted(found, key=lambda item: (item[1].run, item[0].name))
 
 
-def read_window(path: str, last: int) -> Window:
-    """The last ``last`` runs of the history at ``path``. Raises
-    sqlite3.Error when it cannot be read."""
+def read_window(path: str, last: int, name: str | None = None) -> Window:
+    """The last ``last`` runs of the history at ``path``, of every testcase
+    or of the one ``name``. Raises sqlite3.Error when it cannot be read."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
         rows = db.execute("SELECT id, start, duration, counts FROM runs ORDER BY id DESC LIMIT ?", (last,)).fetchall()
@@ -168,14 +179,19 @@ def read_window(path: str, last: int) -> Window:
         runs = [Run(i, start, duration, _counts(counts)) for i, start, duration, counts in reversed(rows)]
         series: dict[str, Series] = {}
         if runs:
-            for run, name, status, reason, duration, attempts, key in db.execute(
-                "SELECT run, name, status, reason, duration, attempts, key FROM results WHERE run >= ? ORDER BY run",
-                (runs[0].id,),
-            ):
-                found = series.get(name)
+            query = "SELECT run, name, status, reason, duration, attempts, key FROM results WHERE run >= ?"
+            values: tuple = (runs[0].id,)
+            if name is not None:  # a seek per run: the table is ordered by (run, name)
+                query = (
+                    "SELECT run, name, status, reason, duration, attempts, key FROM results WHERE name = ? AND run IN "
+                )
+                query += f"({', '.join('?' * len(runs))})"
+                values = (name, *(r.id for r in runs))
+            for run, testcase, status, reason, duration, attempts, key in db.execute(query + " ORDER BY run", values):
+                found = series.get(testcase)
                 if found is None:
-                    found = series[name] = Series(name)
-                found.entries.append(Entry(run, status, reason, duration, attempts, key))
+                    found = series[testcase] = Series(testcase)
+                found.entries.append(Entry(run, status, reason, duration, attempts, key, reason not in NOT_VERDICTS))
     finally:
         db.close()
     return Window(runs, series, total)

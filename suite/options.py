@@ -152,6 +152,14 @@ def _output(group: argparse._ArgumentGroup) -> None:
         default="passed",
         help="which work directories to remove: those of testcases that PASSed, as they pass (default); all of them; none",
     )
+    group.add_argument(
+        "--history-keep",
+        type=_non_negative,
+        default=200,
+        metavar="N",
+        help="keep the details of the last N runs in OUTPUT/history.sqlite, pruning older ones after the run "
+        "(default 200; 0 keeps all)",
+    )
     loudness = group.add_mutually_exclusive_group()
     loudness.add_argument("-v", "--verbose", action="store_true", help="print every result, passing ones too")
     loudness.add_argument("-q", "--quiet", action="store_true", help="print only the summary (not with -v)")
@@ -187,4 +195,14 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not 0 < value <= MAX_TIMEOUT:  # also refuses inf and nan
         raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_TIMEOUT:.0f} (a year)")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value

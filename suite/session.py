@@ -15,7 +15,7 @@ import sys
 import time
 
 from run_testsuite.cleanup import WorkCleaner
-from run_testsuite.history import HISTORY_FILE, History, HistoryView, KeyRecord
+from run_testsuite.history import HISTORY_FILE, History, HistoryView, KeyRecord, finish_pruning, start_pruning
 from run_testsuite.index import ReportIndex, describe_error, finish_rotation, rotate, run_metadata
 from run_testsuite.outputs import mark_work_dir
 from run_testsuite.plan import Plan
@@ -66,6 +66,7 @@ class RunOptions:
         slot_cpus: dict[int, list[int]] | None = None,
         cleanup: str = "passed",
         partial: bool = False,
+        history_keep: int = 200,
     ):
         self.root = root
         self.output_dir = output_dir
@@ -83,6 +84,7 @@ class RunOptions:
         self.slot_cpus = slot_cpus or {}
         self.cleanup = cleanup
         self.partial = partial
+        self.history_keep = history_keep
 
 
 class RunSession:
@@ -132,10 +134,13 @@ class RunSession:
             remove_spares(options.work_dir)  # of workers that died
             if cleaner is not None:
                 cleaner.finish()
+        if options.history_keep:  # after the sweep of the run's leftover processes, which would take it
+            start_pruning(os.path.join(options.output_dir, HISTORY_FILE), options.history_keep)
         reporters.text.summary(final["counts"], time.monotonic() - began, options.output_dir, self._changes(final))
         if options.rewrite:
             rewrite_baselines(plan, reporters.results)
         finish_rotation()
+        finish_pruning()
         if lost:
             _say_unrecorded(lost)
         if scheduler.interrupted:

@@ -111,3 +111,39 @@ def test_unknown_testcase_and_missing_history_are_clear(history, tmp_path):
     assert proc.returncode == 2 and "no history in" in proc.stderr
     proc = report(out, "--history", "--html", tmp_path / "x.html")
     assert proc.returncode == 2 and "--history reports on history alone" in proc.stderr
+
+
+def test_history_keep_prunes_older_runs_after_the_run(tmp_path):
+    import sqlite3
+
+    root, out = tmp_path / "suite", tmp_path / "out"
+    write_suite(root, {"a/test.yaml": "cmd: 'true'\n", "b/test.yaml": "steps:\n  - cmd: 'true'\n  - cmd: 'true'\n"})
+    for _ in range(4):
+        assert run_cli(root, out).returncode == 0
+    assert run_cli(root, out, "--history-keep", "2").returncode == 0
+
+    def rows(table: str) -> list:
+        db = sqlite3.connect(out / "history.sqlite")
+        try:
+            return db.execute(
+                f"SELECT DISTINCT {'id' if table == 'runs' else 'run'} FROM {table} ORDER BY 1"
+            ).fetchall()
+        finally:
+            db.close()
+
+    assert rows("runs") == [(4,), (5,)]
+    assert rows("results") == [(4,), (5,)]
+    assert rows("fragments") == [(4,), (5,)]  # b's two steps; a's lone fragment is its result
+    assert report(out, "--history").stdout.startswith("The last 2 runs of 2 (runs 4-5,")
+    # The latest word on each testcase stays: --failed and --incremental still work.
+    assert run_cli(root, out, "--incremental").index["cached"] == 2
+    # 0 keeps everything from now on.
+    assert run_cli(root, out, "--history-keep", "0").returncode == 0
+    assert rows("runs") == [(4,), (5,), (6,), (7,)]
+    proc = subprocess.run(
+        [*cli_argv(root, out)[:3], str(root), "-o", str(out), "--history-keep", "-1"],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+    )
+    assert proc.returncode == 2 and "--history-keep: must be 0 or more, got -1" in proc.stderr
