@@ -67,7 +67,7 @@ def main() -> int:
     one = []
     for _ in range(5):
         began = time.perf_counter()
-        render_testcase(read_window(path, 200), names[500])
+        render_testcase(read_window(path, 200, names[500]), names[500])
         one.append(time.perf_counter() - began)
     print(f"{args.testcases} testcases, {args.runs} runs recorded, keeping {args.keep}")
     print(f"database: {size / 1e6:.0f} MB ({size / (args.testcases * min(args.runs, args.keep)):.0f} bytes a result)")

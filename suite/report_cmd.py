@@ -112,15 +112,15 @@ def _history(args: argparse.Namespace, out: TextIO) -> int:
     if path is None:
         raise ReportError(f"no history in {output}: {places[0]} does not exist (a run records it)")
     try:
-        window = read_window(path, args.last)
+        window = read_window(path, args.last, args.history or None)
     except sqlite3.Error as exc:
         raise ReportError(f"{path}: the history cannot be read ({exc})") from None
     if args.history:
         text = render_testcase(window, args.history)
         if not text:
-            known = sorted(window.series)
             import difflib
 
+            known = sorted(read_window(path, args.last).series)  # only now: every testcase's rows
             close = difflib.get_close_matches(args.history, known, 1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ReportError(f"'{args.history}' has no result in the last {len(window.runs)} runs{hint}")
