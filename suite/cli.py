@@ -175,6 +175,7 @@ def _prepare(args, argv: list[str], with_dask: bool):
     )
     written = tuple(p for p in (args.junit_xml, args.list_json) if p and p != "-")
     plan = build_plan(args.root, args.names, output_dir, work_dir, args.timeout, history, selection, written)
+    _quarantine(plan, output_dir, args.quarantine)
     for warning in plan.warnings:
         print(warning, file=sys.stderr)
     if not (args.list or args.list_json):
@@ -184,6 +185,41 @@ def _prepare(args, argv: list[str], with_dask: bool):
     _claim_outputs(args, output_dir, work_dir)
     slot_cpus = {} if with_dask else slot_cpu_sets(args.jobs, args.cpus_per_slot or plan.suite.cpus_per_slot)
     return plan, history, _run_options(args, argv, output_dir, work_dir, slot_cpus)
+
+
+def _quarantine(plan, output_dir: str, from_history: bool) -> None:
+    """Mark the testcases whose failures do not fail the run: suite.yaml's
+    ``quarantine``, and with --quarantine those history finds flaky."""
+    reasons = dict(plan.suite.quarantine)
+    if from_history:
+        from run_testsuite.history import HISTORY_FILE
+        from run_testsuite.history_view import read_window
+
+        path = os.path.join(output_dir, HISTORY_FILE)
+        if os.path.isfile(path):
+            import sqlite3
+
+            try:
+                window = read_window(path, QUARANTINE_RUNS)
+            except sqlite3.Error as exc:
+                print(f"run-testsuite: warning: --quarantine: the history cannot be read ({exc})", file=sys.stderr)
+            else:
+                for series, flips in window.flaky():
+                    reasons.setdefault(
+                        series.name, f"flaky: {len(flips)} flips in its last {len(series.verdicts())} runs"
+                    )
+    if not reasons:
+        return
+    from run_testsuite.variants import base_name
+
+    for planned in plan.testcases:
+        reason = reasons.get(planned.name) or reasons.get(base_name(planned.name))
+        if reason:  # not a spec error decided already: quarantine excuses flakiness, not mistakes
+            planned.quarantine = reason
+
+
+# The runs --quarantine reads for flaky testcases (as report --history does).
+QUARANTINE_RUNS = 20
 
 
 def _check_places(plan, output_dir: str, work_dir: str) -> None:

@@ -223,6 +223,8 @@ def index_entry(result: Result, rel: str) -> IndexEntry:
         entry["cached"] = True
     if result.wall is not None:
         entry["wall"] = round(result.wall, 6)
+    if result.quarantined:
+        entry["quarantined"] = result.quarantined
     if result.subresults:
         from run_testsuite.subresults import index_summary
 

@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
         cached: bool | None
         subresults: list[dict]
         wall: float | None
+        quarantined: str | None
 
     class IndexEntry(TypedDict, total=False):
         """One result in the index; ``result`` is its file, relative to it."""
@@ -71,6 +72,7 @@ if TYPE_CHECKING:  # pragma: no cover
         previous: Previous
         subresults: dict
         wall: float
+        quarantined: str
 
     class Previous(TypedDict):
         """A testcase's latest earlier verdict, from history: what the

@@ -70,6 +70,12 @@ def _selection(group: argparse._ArgumentGroup) -> None:
         "--failed", action="store_true", help="run only what did not pass last time (and what it depends on)"
     )
     group.add_argument(
+        "--quarantine",
+        action="store_true",
+        help="testcases history finds flaky in its last 20 runs run and are reported, but their failures do "
+        "not fail the run (as those in suite.yaml's quarantine)",
+    )
+    group.add_argument(
         "--incremental",
         action="store_true",
         help="do not run testcases whose key passed before (spec, own and shared files, inputs, executables, key_env, dependencies); report them as passed from cache",

@@ -72,6 +72,7 @@ class Planned:
     # Per fragment, the positions of the testcase's fragments it waits for
     # (see Fragment.after); empty until the loader plans the fragments.
     inner: list[tuple[int, ...]] = field(default_factory=list)
+    quarantine: str | None = None  # why its failures do not fail the run
 
     def plan_fragments(self, fragments: list[Fragment], first: int) -> None:
         """Take the driver's fragments, numbered from ``first`` in the run;
@@ -116,6 +117,7 @@ class Planned:
             driver=self.driver,
             tags=self.tags,
             spec_file=self.spec_file,
+            quarantined=self.quarantine,
             **fields,
         )
 

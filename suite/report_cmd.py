@@ -263,6 +263,8 @@ def print_summary(index: Index, index_dir: str, out: TextIO) -> None:
     out.write("\n" + text.counts_line(counts, setups, duration) + "\n")
     if text.sub_counts:
         out.write(describe_counts(text.sub_counts) + "\n")
+    if text.quarantined:
+        out.write(text.quarantine_line() + "\n")
     out.write(f"report index: {os.path.join(index_dir, INDEX_FILE)}\n")
     out.flush()
 
@@ -274,6 +276,7 @@ def _as_result(entry: IndexEntry) -> Result:
         status=Status(entry["status"]),
         reason=Reason(reason) if reason in Reason._value2member_map_ else None,
         message=entry.get("message") or "",
+        quarantined=entry.get("quarantined"),
         subresults=[
             SubResult(sub["name"], Status(sub["status"]), None, sub.get("message", ""))
             for sub in entry.get("subresults", {}).get("notable", ())

@@ -165,6 +165,8 @@ class Result:
     # Fragments that ran side by side: from the first one's start to the
     # last one's end (``duration`` is their sum, the work done).
     wall: float | None = None
+    # Why its failures do not fail the run (quarantined as flaky), or None.
+    quarantined: str | None = None
 
     def to_json(self) -> dict:
         # Built by hand: dataclasses.asdict deep-copies recursively and cost

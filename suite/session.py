@@ -147,7 +147,7 @@ class RunSession:
             return 128 + (interrupts.signum or signal.SIGINT)
         if lost:
             return EXIT_UNRECORDED
-        failed = final["counts"]["FAIL"] + final["counts"]["ERROR"]
+        failed = sum(1 for r in reporters.results if r.status.is_failure and not r.quarantined)
         return EXIT_FAILED if failed else EXIT_OK
 
     def _changes(self, final: Index) -> str | None:

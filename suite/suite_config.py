@@ -26,6 +26,8 @@ class SuiteConfig:
     params: dict = field(default_factory=dict)
     max_variants: int = 10_000
     key_ignore: list = field(default_factory=list)  # globs of shared files in no key
+    # name -> why: testcases whose failures do not fail the run (suite.yaml `quarantine`)
+    quarantine: dict = field(default_factory=dict)
 
     def pool(self, name: str) -> list[str]:
         """The members of a resource pool: its names, or numbered ones."""
@@ -58,4 +60,12 @@ def load_suite_config(root: str, cache: SpecCache | None = None) -> SuiteConfig:
         cpus_per_slot=data.get("cpus_per_slot"),
         max_variants=data.get("max_variants", 10_000),
         key_ignore=data.get("key_ignore", []),
+        quarantine=_quarantine(data.get("quarantine", {})),
     )
+
+
+def _quarantine(value: list | dict) -> dict[str, str]:
+    """suite.yaml's ``quarantine``, a list of names or names with reasons."""
+    if isinstance(value, list):
+        return {name: "in suite.yaml's quarantine" for name in value}
+    return {name: reason or "in suite.yaml's quarantine" for name, reason in value.items()}

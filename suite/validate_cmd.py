@@ -58,6 +58,7 @@ def main(argv: list[str]) -> int:
         if planned.kind == "testcase" and planned.spec:
             problems.extend(_check_conditions(planned.spec_file, planned.spec.get("control", [])))
     problems.extend(_check_setups(plan.suite))
+    _warn_quarantine(plan)
     for line in dict.fromkeys(problems):  # each once, in order
         print(line)
     for line in plan.warnings:  # said, but not problems: the exit status stays
@@ -71,6 +72,17 @@ def main(argv: list[str]) -> int:
         return 1
     print(f"{counted(checked)}: all valid", file=sys.stderr)
     return 0
+
+
+def _warn_quarantine(plan) -> None:
+    """suite.yaml's quarantine naming no testcase: a typo, or one gone."""
+    from run_testsuite.variants import base_name
+
+    names = {p.name for p in plan.testcases} | {base_name(p.name) for p in plan.testcases}
+    for name in plan.suite.quarantine:
+        if name not in names:
+            line, col = specs.key_position(plan.suite.path or "", ["quarantine"])
+            plan.warnings.append(f"{plan.suite.path}:{line}:{col}: warning: quarantine: '{name}' names no testcase")
 
 
 def _check_setups(suite) -> list[str]:

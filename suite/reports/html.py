@@ -204,6 +204,7 @@ def _row(entry: IndexEntry, result: dict | None, prefix: str, run_start: float) 
         "message": entry.get("message", ""),
         "duration": entry.get("duration", 0.0),
         "wall": entry.get("wall"),
+        "quarantined": entry.get("quarantined"),
         "t": max(0.0, round(start - run_start, 6)) if start and run_start and not cached else None,
         "cached": cached,
         "kind": entry.get("kind") or result.get("kind") or "testcase",

@@ -223,6 +223,8 @@ def _testcase(suite: str, entry: IndexEntry, result: dict) -> ET.Element:
     status = entry["status"]
     reason = entry.get("reason") or status
     message = result.get("message") or ""
+    if entry.get("quarantined") and status in (Status.FAIL, Status.ERROR):
+        message = f"[quarantined, not counted: {entry['quarantined']}] {message}"
     first = xml_safe(message.split("\n", 1)[0], MESSAGE_MAX)
     if status == Status.FAIL:
         body = _details(result, result.get("diff") or _tail(result.get("output", "")))

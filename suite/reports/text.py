@@ -78,6 +78,7 @@ class TextReport:
         # Message -> [testcases, set-ups] not run for it (NOT_RUN).
         self.not_run: dict[str, list[int]] = {}
         self.sub_counts: dict[str, int] = {}  # status -> sub-results of every testcase
+        self.quarantined: list[str] = []  # failing testcases whose failures do not count
 
     def paint(self, status: Status, text: str) -> str:
         return f"\033[{COLOURS[status]}m{text}\033[0m" if self.colour else text
@@ -86,6 +87,8 @@ class TextReport:
         """``sub_counts``: the result's sub-results by status, where
         ``result.subresults`` holds only the notable ones (from an index)."""
         self.cached += bool(result.cached)
+        if result.quarantined and result.status.is_failure:
+            self.quarantined.append(result.name)
         for status, count in (sub_counts if sub_counts is not None else counts(result.subresults)).items():
             self.sub_counts[status] = self.sub_counts.get(status, 0) + count
         is_setup = result.name.startswith(SETUP_PREFIX)
@@ -110,6 +113,8 @@ class TextReport:
         line = f"{self.paint(result.status, f'{result.status.value:<5}')} {result.name}{reason}"
         if first:
             line += f": {first}"
+        if result.quarantined and result.status.is_failure:
+            line += f" (quarantined, not counted: {result.quarantined})"
         self.stream.write(line + "\n")
         if result.status is not Status.PASS or unexpected:
             self.stream.write(self._notable_subresults(result))
@@ -175,10 +180,18 @@ class TextReport:
         write("\n" + self.counts_line(counts, self.setup_counts, wall, self.cached) + "\n")
         if self.sub_counts:
             write(describe_counts(self.sub_counts) + "\n")
+        if self.quarantined:
+            write(self.quarantine_line() + "\n")
         if changes:
             write(changes + "\n")
         write(f"report index: {os.path.join(output_dir, 'new', '_index.json')}\n")
         self.stream.flush()
+
+    def quarantine_line(self) -> str:
+        """``2 failures quarantined, not counted in the exit status: a, b``."""
+        count = len(self.quarantined)
+        named = ", ".join(self.quarantined[:5]) + (f" and {count - 5} more" if count > 5 else "")
+        return f"{count} failure{'s' if count != 1 else ''} quarantined, not counted in the exit status: {named}"
 
     def write_not_run(self) -> None:
         """One line per reason the run stopped before testcases (NOT_RUN)."""

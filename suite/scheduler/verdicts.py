@@ -264,8 +264,9 @@ class Verdicts:
             self.decide(number, self.result(number))
 
     def _count_failure(self, result: Result) -> None:
-        """--max-failures counts every FAIL and ERROR, spec errors too."""
-        if not result.status.is_failure:
+        """--max-failures counts every FAIL and ERROR, spec errors too, but
+        those of quarantined testcases (flaky: they must not stop a run)."""
+        if not result.status.is_failure or result.quarantined:
             return
         self.failures += 1
         limit = self.policy.max_failures

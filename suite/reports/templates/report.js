@@ -51,6 +51,7 @@
     if (r.kind !== "testcase") r.marks.push(r.kind);
     if (r.cached) r.marks.push("cached");
     if (r.attempts > 1) r.marks.push(r.attempts + " attempts");
+    if (r.quarantined) r.marks.push("quarantined");
     var subs = r.subresults || [];
     if (subs.length) {
       var bad = (r.subcounts.FAIL || 0) + (r.subcounts.ERROR || 0);
@@ -255,6 +256,7 @@
       field(dl, "Started", "+" + seconds(r.t) + " into the run" + (r.slot !== null ? ", slot " + r.slot : ""));
     }
     field(dl, "Attempts", String(r.attempts));
+    if (r.quarantined) field(dl, "Quarantined", r.quarantined + "; its failures do not fail the run");
     if (r.kind !== "testcase") field(dl, "Kind", r.kind);
     if (r.cached) field(dl, "Cached", "taken from an earlier run whose inputs matched (--incremental)");
     var link = el("a", "mono", r.file);
