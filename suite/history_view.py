@@ -169,18 +169,22 @@ class Window:
         return sorted(found, key=lambda item: (item[1].run, item[0].name))
 
 
-def read_window(path: str, last: int, name: str | None = None) -> Window:
-    """The last ``last`` runs of the history at ``path``, of every testcase
-    or of the one ``name``. Raises sqlite3.Error when it cannot be read."""
+def read_window(path: str, last: int, name: str | None = None, before: float | None = None) -> Window:
+    """The last ``last`` runs of the history at ``path`` (those that started
+    ``before`` a time, if given), of every testcase or of the one ``name``.
+    Raises sqlite3.Error when it cannot be read."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
-        rows = db.execute("SELECT id, start, duration, counts FROM runs ORDER BY id DESC LIMIT ?", (last,)).fetchall()
+        rows = db.execute(
+            "SELECT id, start, duration, counts FROM runs WHERE start < ? ORDER BY id DESC LIMIT ?",
+            (before if before is not None else float("inf"), last),
+        ).fetchall()
         total = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
         runs = [Run(i, start, duration, _counts(counts)) for i, start, duration, counts in reversed(rows)]
         series: dict[str, Series] = {}
         if runs:
-            query = "SELECT run, name, status, reason, duration, attempts, key FROM results WHERE run >= ?"
-            values: tuple = (runs[0].id,)
+            query = "SELECT run, name, status, reason, duration, attempts, key FROM results WHERE run BETWEEN ? AND ?"
+            values: tuple = (runs[0].id, runs[-1].id)
             if name is not None:  # a seek per run: the table is ordered by (run, name)
                 query = (
                     "SELECT run, name, status, reason, duration, attempts, key FROM results WHERE name = ? AND run IN "
@@ -203,3 +207,28 @@ def _counts(text: str | None) -> dict[str, int]:
     except ValueError:
         return {}
     return counts if isinstance(counts, dict) else {}
+
+
+def strips(output_dir: str, last: int, before: float | None = None) -> dict[str, dict]:
+    """For the HTML report: each testcase's last ``last`` runs that started
+    ``before`` the one reported ([status, seconds] each) and, if flaky, its
+    flips. Empty when the output directory has no history or it cannot be
+    read."""
+    import os
+
+    from run_testsuite.history import HISTORY_FILE
+
+    path = os.path.join(output_dir, HISTORY_FILE)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        window = read_window(path, last, before=before)
+    except sqlite3.Error:
+        return {}
+    found = {}
+    for name, series in window.series.items():
+        found[name] = {
+            "runs": [[e.status, round(e.duration, 4)] for e in series.entries],
+            "flips": len(series.flips()) if series.flaky else 0,
+        }
+    return found

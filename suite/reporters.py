@@ -97,6 +97,7 @@ class HtmlReport:
         self.loaded = False
         self.module: ModuleType | None = None
         self.problem: Exception | None = None
+        self.history: dict[str, dict] | None = None  # the runs before, read while the tests run
 
     def _load(self) -> ModuleType | None:
         """The report's module, imported by whichever thread needs it first."""
@@ -126,6 +127,10 @@ class HtmlReport:
             module = self._load()
             if module is not None:
                 module.prepare()
+                from run_testsuite.history_view import strips
+
+                # Before this run records itself: what the strips show is the runs before it.
+                self.history = strips(os.path.dirname(self.new_dir), module.STRIP_RUNS)
         except Exception:  # write() will meet the problem again, and say it
             pass
 
@@ -136,6 +141,8 @@ class HtmlReport:
             module = self._load()
             if module is None:
                 raise self.problem or ImportError("run_testsuite.reports.html")
-            module.write_html(self.new_dir, os.path.join(self.new_dir, "report.html"), self.old_dir, self.details)
+            module.write_html(
+                self.new_dir, os.path.join(self.new_dir, "report.html"), self.old_dir, self.details, self.history
+            )
         except Exception as exc:
             print(f"run-testsuite: warning: could not write the HTML report: {exc}", file=sys.stderr)

@@ -254,7 +254,9 @@ def test_failure_expands_to_its_coloured_diff(page, report, tmp_path):
     }
     assert lines == {"add": ["+beta"], "del": ["-BETA"], "hunk": [lines["hunk"][0]]}
     assert lines["hunk"][0].startswith("@@")
-    red, green, blue = (colour(page, detail.find_element("css selector", f"pre.diff span.{k}")) for k in ("del", "add", "hunk"))
+    red, green, blue = (
+        colour(page, detail.find_element("css selector", f"pre.diff span.{k}")) for k in ("del", "add", "hunk")
+    )
     assert red[0] > 2 * red[1] and green[1] > 2 * green[0] and blue[2] > 2 * blue[0]
     assert row.find_element("css selector", ".line").get_attribute("aria-expanded") == "true"
     ARTIFACTS.mkdir(exist_ok=True)
@@ -294,7 +296,7 @@ def test_hostile_output_is_shown_as_text(page):
         page.execute_script("arguments[0].dispatchEvent(new MouseEvent('mousemove', {bubbles: true}))", bar)
     counts = page.execute_script(
         "return [document.querySelectorAll('script').length, document.querySelectorAll('img, iframe, object, embed').length,"
-        " document.querySelectorAll('#rows svg, #rows b, #rows i, .detail b, .detail i').length]"
+        " document.querySelectorAll('#rows svg:not(.strip), #rows b, #rows i, .detail b, .detail i').length]"
     )
     assert counts == [2, 0, 0]
     assert page.execute_script("return typeof window.__pwned") == "undefined"
@@ -471,13 +473,33 @@ def synthetic_run(directory: Path, count: int, jobs: int, seed: int = 7, busy_sl
             began = start + clock[slot]
             clock[slot] += duration + rng.uniform(0, 0.01)
         result = {
-            "name": name, "status": status, "reason": reason, "message": message or "",
-            "description": f"synthetic testcase {number}", "driver": "diff" if diff else "shell", "tags": tags,
-            "start": began, "duration": duration, "slot": slot,
-            "commands": [] if status == "SKIP" else [
-                {"step": "run", "cmd": ["./prog", str(number)], "exit_code": 0, "duration": duration, "timed_out": False}
+            "name": name,
+            "status": status,
+            "reason": reason,
+            "message": message or "",
+            "description": f"synthetic testcase {number}",
+            "driver": "diff" if diff else "shell",
+            "tags": tags,
+            "start": began,
+            "duration": duration,
+            "slot": slot,
+            "commands": []
+            if status == "SKIP"
+            else [
+                {
+                    "step": "run",
+                    "cmd": ["./prog", str(number)],
+                    "exit_code": 0,
+                    "duration": duration,
+                    "timed_out": False,
+                }
             ],
-            "output": output, "diff": diff, "log_files": [], "traceback": traceback, "attempts": 1, "spec_file": None,
+            "output": output,
+            "diff": diff,
+            "log_files": [],
+            "traceback": traceback,
+            "attempts": 1,
+            "spec_file": None,
         }
         if number == 1:  # --incremental took it from an earlier run
             result["cached"] = True
@@ -487,16 +509,36 @@ def synthetic_run(directory: Path, count: int, jobs: int, seed: int = 7, busy_sl
         rel = f"results/{name.replace('/', '__')}.json"
         (directory / rel).write_text(json.dumps(result, separators=(",", ":")), encoding="utf-8")
         counts[status] += 1
-        entries.append({
-            "name": name, "status": status, "reason": reason, "message": result["message"],
-            "duration": duration, "start": began, "slot": slot, "tags": tags, "attempts": result["attempts"], "result": rel,
-        })
+        entries.append(
+            {
+                "name": name,
+                "status": status,
+                "reason": reason,
+                "message": result["message"],
+                "duration": duration,
+                "start": began,
+                "slot": slot,
+                "tags": tags,
+                "attempts": result["attempts"],
+                "result": rel,
+            }
+        )
         if result.get("cached"):
             entries[-1]["cached"] = True
     index = {
-        "format": 1, "suite": "synthetic", "root": "/nowhere", "command_line": ["run-testsuite", "/nowhere", "-j", str(jobs)],
-        "jobs": jobs, "host": "bench", "python": "3.11", "start": start, "duration": max(clock.values()) + 0.05,
-        "complete": True, "interrupted": False, "counts": counts, "results": entries,
+        "format": 1,
+        "suite": "synthetic",
+        "root": "/nowhere",
+        "command_line": ["run-testsuite", "/nowhere", "-j", str(jobs)],
+        "jobs": jobs,
+        "host": "bench",
+        "python": "3.11",
+        "start": start,
+        "duration": max(clock.values()) + 0.05,
+        "complete": True,
+        "interrupted": False,
+        "counts": counts,
+        "results": entries,
     }
     (directory / "_index.json").write_text(json.dumps(index), encoding="utf-8")
     validate_index(index)
@@ -515,8 +557,15 @@ def test_idle_slots_and_cut_outputs_are_shown(chromium, tmp_path):
     assert labels[3][2:] == ["idle"] and all(label[3] == "busy" for label in labels[:3])
     # A result taken from an earlier run has no bar; marks say so, and retries.
     ran = [e for e in index["results"] if e["slot"] is not None and not e.get("cached")]
-    assert len(chromium.find_elements("css selector", "#timeline rect.bar")) == len(ran) == 60 - index["counts"]["SKIP"] - 1
-    marks = {e["name"]: [m.text for m in browser.row(chromium, e["name"]).find_elements("css selector", ".mark")] for e in index["results"][1:3]}
+    assert (
+        len(chromium.find_elements("css selector", "#timeline rect.bar"))
+        == len(ran)
+        == 60 - index["counts"]["SKIP"] - 1
+    )
+    marks = {
+        e["name"]: [m.text for m in browser.row(chromium, e["name"]).find_elements("css selector", ".mark")]
+        for e in index["results"][1:3]
+    }
     assert list(marks.values()) == [["cached"], ["3 attempts"]]
     failing = next(e["name"] for e in index["results"] if e["status"] == "FAIL")
     row = browser.open_result(chromium, failing)
@@ -553,12 +602,17 @@ def test_ten_thousand_results_stay_fast(chromium, tmp_path):
         "requestAnimationFrame(function () { requestAnimationFrame(function () {"
         "  document.body.offsetHeight; done(performance.now() - t0); }); });"
     )
-    filter_ms = chromium.execute_async_script(timed % "document.querySelector('[data-status-filter=\"PASS\"]').click();")
+    filter_ms = chromium.execute_async_script(
+        timed % "document.querySelector('[data-status-filter=\"PASS\"]').click();"
+    )
     assert len(visible(chromium)) == 10_000 - index["counts"]["PASS"]
     search_ms = chromium.execute_async_script(
-        timed % "var s = document.getElementById('search'); s.value = 'group07 nightly'; s.dispatchEvent(new Event('input'));"
+        timed
+        % "var s = document.getElementById('search'); s.value = 'group07 nightly'; s.dispatchEvent(new Event('input'));"
     )
-    expected = [e for e in index["results"] if e["status"] != "PASS" and "group07/" in e["name"] and "nightly" in e["tags"]]
+    expected = [
+        e for e in index["results"] if e["status"] != "PASS" and "group07/" in e["name"] and "nightly" in e["tags"]
+    ]
     assert sorted(visible(chromium)) == sorted(e["name"] for e in expected)
     clear_ms = chromium.execute_async_script(timed % "document.getElementById('show-all').click();")
     assert len(visible(chromium)) == 10_000
@@ -654,3 +708,48 @@ def test_search_finds_a_testcase_by_its_subresult_and_narrows_the_list(sub_page)
     time.sleep(0.3)
     shown = [li for li in row.find_elements("css selector", ".subresults li.sub") if li.is_displayed()]
     assert len(shown) == 30  # the terms name the testcase, not its points: all of them show
+
+
+# -- history: strips of the last runs, flaky and slowest lists ------------------------------
+@pytest.fixture(scope="module")
+def history_report(tmp_path_factory):
+    """Four runs of a suite with a flaky testcase (it fails in odd runs,
+    its key unchanged) and a slow one; the report of the fourth."""
+    tmp = tmp_path_factory.mktemp("html-history")
+    root, out, counter = tmp / "suite", tmp / "out", tmp / "n"
+    write_suite(
+        root,
+        {
+            "suite.yaml": "name: hist\n",
+            "flaky/net/test.yaml": f"cmd: n=$(cat {counter}); test $((n % 2)) -eq 0\n",
+            "slow/one/test.yaml": "cmd: sleep 0.3\n",
+            "quick/one/test.yaml": "cmd: 'true'\n",
+        },
+    )
+    for number in range(1, 5):
+        counter.write_text(str(number))
+        run_cli(root, out)
+    return out / "new" / "report.html"
+
+
+def test_results_show_a_strip_of_their_last_runs_and_flaky_ones_are_marked(chromium, history_report, tmp_path):
+    browser.page_errors(chromium)
+    browser.open_report(chromium, history_report)
+    flaky = browser.row(chromium, "flaky/net")
+    assert "flaky" in [m.text for m in flaky.find_elements("css selector", ".tag.mark")]
+    assert "flaky" not in browser.row(chromium, "quick/one").text
+    row = browser.open_result(chromium, "flaky/net")
+    squares = row.find_elements("css selector", "svg.strip rect.run")
+    # Runs 1-3 from history (FAIL, PASS, FAIL), then this run (4: PASS), outlined.
+    assert [sq.get_attribute("class") for sq in squares] == ["run s-FAIL", "run s-PASS", "run s-FAIL", "run s-PASS now"]
+    assert row.find_elements("css selector", "svg.strip polyline.spark")
+    assert "2 flips in its last 3 runs" in row.text  # FAIL -> PASS -> FAIL, one key
+    # The summary lists the flaky testcase and this run's slowest, linked.
+    lists = chromium.find_element("id", "lists")
+    assert [a.text for a in lists.find_elements("css selector", "[data-list=flaky] a.jump")] == ["flaky/net"]
+    slowest = [a.text for a in lists.find_elements("css selector", "[data-list=slowest] a.jump")]
+    assert slowest[0] == "slow/one" and set(slowest) == {"slow/one", "flaky/net", "quick/one"}
+    lists.find_element("css selector", "[data-list=slowest] a.jump").click()
+    assert browser.row(chromium, "slow/one").find_element("css selector", ".detail").is_displayed()
+    browser.screenshot(chromium, tmp_path / "history.png")
+    assert browser.page_errors(chromium) == []

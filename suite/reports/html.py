@@ -43,6 +43,9 @@ MESSAGE_MAX = 4096
 SUB_OUTPUT_TAIL = 2048
 # Names listed per category of changes; more are counted, not listed.
 CHANGES_MAX = 200
+# Runs of history each result shows a strip of, and names per summary list.
+STRIP_RUNS = 10
+LISTED = 10
 # The order rows start in: what needs attention first.
 SEVERITY = ["ERROR", "FAIL", "XPASS", "XFAIL", "SKIP", "PASS"]
 FAILING = {Status.FAIL.value, Status.ERROR.value}
@@ -51,14 +54,20 @@ _environment = None
 
 
 def write_html(
-    index_dir: str, path: str, old_index_dir: str | None = None, details: Mapping[str, dict] | None = None
+    index_dir: str,
+    path: str,
+    old_index_dir: str | None = None,
+    details: Mapping[str, dict] | None = None,
+    history: dict[str, dict] | None = None,
 ) -> None:
     """Write the report of the run in ``index_dir`` (``OUTPUT/new``) to ``path``.
 
     ``old_index_dir`` (``OUTPUT/old``), when it holds an index, adds what
     changed since that run. ``details`` maps result files (as the index
     names them) to their ``details()``, made as the results came in; the
-    files of the others are read.
+    files of the others are read. ``history`` is ``history_view.strips``
+    of the runs before (read here from the output directory's history
+    when not given).
     """
     index = read_index(os.path.join(index_dir, INDEX_FILE))
     old = None
@@ -69,10 +78,19 @@ def write_html(
     prefix = os.path.relpath(index_dir, os.path.dirname(os.path.abspath(path))).replace(os.sep, "/")
     run_start = index.get("start") or 0.0
     details = details or {}
+    if history is None:
+        from run_testsuite.history_view import strips
+
+        # The runs before this one: it may be in history already (report --html).
+        history = strips(os.path.dirname(os.path.abspath(index_dir)), STRIP_RUNS, before=run_start or None)
     rows = [
         _row(entry, details.get(entry["result"]) or _read_details(index_dir, entry["result"]), prefix, run_start)
         for entry in index["results"]
     ]
+    for row in rows:
+        known = history.get(row["name"])
+        row["history"] = known["runs"] if known else []
+        row["flips"] = known["flips"] if known else 0
     slots = {row["slot"] for row in rows if row["slot"] is not None and row["t"] is not None}
     counts = {status.value: index["counts"].get(status.value, 0) for status in Status}
     data = {
@@ -81,6 +99,8 @@ def write_html(
         "severity": SEVERITY,
         "results": rows,
     }
+    lists = _lists(rows)
+    data["lists"] = lists  # names are test data: the page builds the lists with textContent
     run = _run_facts(index)
     # Imported here: a run imports this module early, to gather each
     # result's details, and renders the page only at its end.
@@ -101,6 +121,7 @@ def write_html(
         counts=counts,
         total=sum(counts.values()),
         changes=_changes(index, old, index_dir, old_index_dir) if old is not None or _has_history(index) else None,
+        lists=lists,
         data_json=Markup(_script_json(data)),
         generated=time.strftime("%Y-%m-%d %H:%M:%S"),
     )
@@ -288,6 +309,26 @@ def _changes(new: Index, old: Index | None, new_dir: str = "", old_dir: str | No
     return {
         key: {"entries": sorted(items, key=lambda i: (i["name"], i.get("sub", "")))[:CHANGES_MAX], "total": len(items)}
         for key, items in changes.items()
+    }
+
+
+def _lists(rows: list[dict]) -> dict:
+    """The summary's lists: testcases history finds flaky (most flips
+    first), and this run's slowest (wall time where shards ran side by side)."""
+    flaky = sorted((r for r in rows if r["flips"]), key=lambda r: (-r["flips"], r["name"]))
+    timed = [r for r in rows if r["t"] is not None]
+    slowest = sorted(timed, key=lambda r: (-(r["wall"] if r["wall"] is not None else r["duration"]), r["name"]))
+    return {
+        "flaky": [{"name": r["name"], "status": r["status"], "flips": r["flips"]} for r in flaky[:LISTED]],
+        "flaky_total": len(flaky),
+        "slowest": [
+            {
+                "name": r["name"],
+                "status": r["status"],
+                "took": seconds(r["wall"] if r["wall"] is not None else r["duration"]),
+            }
+            for r in slowest[:LISTED]
+        ],
     }
 
 

@@ -52,6 +52,7 @@
     if (r.cached) r.marks.push("cached");
     if (r.attempts > 1) r.marks.push(r.attempts + " attempts");
     if (r.quarantined) r.marks.push("quarantined");
+    if (r.flips) r.marks.push("flaky");
     var subs = r.subresults || [];
     if (subs.length) {
       var bad = (r.subcounts.FAIL || 0) + (r.subcounts.ERROR || 0);
@@ -257,6 +258,9 @@
     }
     field(dl, "Attempts", String(r.attempts));
     if (r.quarantined) field(dl, "Quarantined", r.quarantined + "; its failures do not fail the run");
+    if (r.history && r.history.length) field(dl, "Last runs", historyStrip(r));
+    if (r.flips) field(dl, "Flaky", r.flips + " flips in its last " + r.history.length +
+                        " runs: its verdict changed while its key stayed the same, or it passed on a retry");
     if (r.kind !== "testcase") field(dl, "Kind", r.kind);
     if (r.cached) field(dl, "Cached", "taken from an earlier run whose inputs matched (--incremental)");
     var link = el("a", "mono", r.file);
@@ -291,6 +295,39 @@
     textBlock(box, "Output", r.output, "output", "before", r);
     if (!r.output && r.commands.length) box.appendChild(el("p", "note", "no output"));
     return box;
+  }
+
+  /* A result's last runs, oldest first and this one last: a square per run
+     in its status colour, and a line of their durations above. */
+  function historyStrip(r) {
+    var runs = r.history.concat([[r.status, took(r)]]);
+    var NS = "http://www.w3.org/2000/svg", cell = 12, gap = 2, h = 20;
+    var svg = document.createElementNS(NS, "svg");
+    var w = runs.length * (cell + gap);
+    svg.setAttribute("width", w);
+    svg.setAttribute("height", h + cell + 2);
+    svg.setAttribute("class", "strip");
+    var most = Math.max.apply(null, runs.map(function (x) { return x[1] || 0; })) || 1;
+    var points = runs.map(function (x, k) {
+      return (k * (cell + gap) + cell / 2).toFixed(1) + "," + (h - 2 - (x[1] || 0) / most * (h - 4)).toFixed(1);
+    });
+    var line = document.createElementNS(NS, "polyline");
+    line.setAttribute("points", points.join(" "));
+    line.setAttribute("class", "spark");
+    svg.appendChild(line);
+    runs.forEach(function (x, k) {
+      var sq = document.createElementNS(NS, "rect");
+      sq.setAttribute("x", k * (cell + gap));
+      sq.setAttribute("y", h + 1);
+      sq.setAttribute("width", cell);
+      sq.setAttribute("height", cell);
+      sq.setAttribute("class", "run s-" + known(x[0]) + (k === runs.length - 1 ? " now" : ""));
+      var tip = document.createElementNS(NS, "title");
+      tip.textContent = (k === runs.length - 1 ? "this run: " : "") + x[0] + ", " + seconds(x[1] || 0);
+      sq.appendChild(tip);
+      svg.appendChild(sq);
+    });
+    return svg;
   }
 
   /* The tests inside a testcase: those that failed first, each opening on
@@ -414,6 +451,31 @@
     r.el.classList.remove("flash");
     void r.el.offsetWidth;
     r.el.classList.add("flash");
+  }
+
+  /* The flaky and slowest lists, from the data: names are the tests'. */
+  function fillList(key, items, note, total) {
+    var box = document.querySelector('[data-list="' + key + '"]');
+    if (!box) return;
+    if (!items.length) { box.appendChild(el("p", "none", "none")); return; }
+    var ul = el("ul");
+    items.forEach(function (item) {
+      var li = el("li");
+      li.appendChild(el("span", "badge small s-" + known(item.status), known(item.status)));
+      li.appendChild(document.createTextNode(" "));
+      var a = el("a", "jump", item.name);
+      a.href = "#";
+      a.setAttribute("data-name", item.name);
+      li.appendChild(a);
+      li.appendChild(el("span", "was", " " + note(item)));
+      ul.appendChild(li);
+    });
+    box.appendChild(ul);
+    if (total > items.length) box.appendChild(el("p", "more", "and " + (total - items.length) + " more"));
+  }
+  if (data.lists) {
+    fillList("flaky", data.lists.flaky, function (i) { return i.flips + " flips"; }, data.lists.flaky_total);
+    fillList("slowest", data.lists.slowest, function (i) { return i.took; }, data.lists.slowest.length);
   }
 
   document.querySelectorAll("a.jump").forEach(function (a) {
