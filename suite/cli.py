@@ -205,8 +205,11 @@ def _quarantine(plan, output_dir: str, from_history: bool) -> None:
                 print(f"run-testsuite: warning: --quarantine: the history cannot be read ({exc})", file=sys.stderr)
             else:
                 for series, flips in window.flaky():
+                    runs = len(series.verdicts())
                     reasons.setdefault(
-                        series.name, f"flaky: {len(flips)} flips in its last {len(series.verdicts())} runs"
+                        series.name,
+                        f"flaky: {len(flips)} flip{'s' if len(flips) != 1 else ''} in its last "
+                        f"{runs} run{'s' if runs != 1 else ''}",
                     )
     if not reasons:
         return

@@ -336,6 +336,9 @@ def start_pruning(path: str, keep: int) -> None:
 
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # The run's descriptors are not the prune's: the output directory's
+        # lock above all, which would keep the next run out while it works.
+        os.closerange(3, 1 << 16)
         os.setpriority(os.PRIO_PROCESS, 0, 19)
         history = History(path)
         try:
@@ -349,14 +352,36 @@ def start_pruning(path: str, keep: int) -> None:
 
 
 def finish_pruning() -> None:
-    """Wait for the prune started by ``start_pruning``, if any."""
+    """Wait for the prune started by ``start_pruning``, if any; interrupted
+    (Ctrl-C), stop it: it rolls back, and the next run prunes."""
     global _pruner
     if _pruner is not None:
+        pid, _pruner = _pruner, None
         try:
-            os.waitpid(_pruner, 0)
+            os.waitpid(pid, 0)
         except ChildProcessError:
             pass
-        _pruner = None
+        except BaseException:
+            _stop(pid)
+            raise
+
+
+def stop_pruning() -> None:
+    """Stop the prune at once (the run is being interrupted): it rolls back."""
+    global _pruner
+    if _pruner is not None:
+        pid, _pruner = _pruner, None
+        _stop(pid)
+
+
+def _stop(pid: int) -> None:
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except OSError:
+        pass
 
 
 def read_history(output_dir: str) -> HistoryView | None:

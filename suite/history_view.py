@@ -23,7 +23,7 @@ import sqlite3
 import statistics
 from dataclasses import dataclass, field
 
-from run_testsuite.history import NOT_VERDICTS
+from run_testsuite.history import KEY_IN_RESULTS, NOT_VERDICTS
 
 GOOD = frozenset({"PASS", "XFAIL"})
 BAD = frozenset({"FAIL", "ERROR"})
@@ -85,7 +85,7 @@ class Series:
             if (
                 before is not None
                 and entry.key is not None
-                and entry.key == before.key
+                and same_key(entry.key, before.key)
                 and ((entry.status in GOOD and before.status in BAD) or (entry.status in BAD and before.status in GOOD))
             ):
                 runs.append(entry.run)
@@ -129,9 +129,12 @@ class Window:
     runs: list[Run]
     series: dict[str, Series]
     total_runs: int
+    _by_id: dict[int, Run] = field(default_factory=dict)
 
     def run(self, number: int) -> Run | None:
-        return next((r for r in self.runs if r.id == number), None)
+        if len(self._by_id) != len(self.runs):
+            self._by_id = {r.id: r for r in self.runs}
+        return self._by_id.get(number)
 
     def flaky(self) -> list[tuple[Series, list[int]]]:
         """Flaky testcases, most flips first."""
@@ -169,6 +172,12 @@ class Window:
         return sorted(found, key=lambda item: (item[1].run, item[0].name))
 
 
+def same_key(one: str | None, other: str | None) -> bool:
+    """Keys compared as results keep them: their first KEY_IN_RESULTS digits
+    (histories from before kept them whole)."""
+    return one is not None and other is not None and one[:KEY_IN_RESULTS] == other[:KEY_IN_RESULTS]
+
+
 def read_window(path: str, last: int, name: str | None = None, before: float | None = None) -> Window:
     """The last ``last`` runs of the history at ``path`` (those that started
     ``before`` a time, if given), of every testcase or of the one ``name``.
@@ -176,7 +185,10 @@ def read_window(path: str, last: int, name: str | None = None, before: float | N
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
         rows = db.execute(
-            "SELECT id, start, duration, counts FROM runs WHERE start < ? ORDER BY id DESC LIMIT ?",
+            # Runs that ended before ``before``: a run holding that moment
+            # is the one reported (its index may start later, when rebuilt).
+            "SELECT id, start, duration, counts FROM runs WHERE start + COALESCE(duration, 0) < ? "
+            "ORDER BY id DESC LIMIT ?",
             (before if before is not None else float("inf"), last),
         ).fetchall()
         total = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]

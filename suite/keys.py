@@ -33,7 +33,7 @@ import shutil
 from dataclasses import dataclass, field
 
 from run_testsuite import __version__
-from run_testsuite.discovery import SPEC_FILE
+from run_testsuite.discovery import SPEC_FILE, SUITE_FILE
 from run_testsuite.file_hashes import FileHashes
 from run_testsuite.fragment import Fragment
 from run_testsuite.history import HistoryView
@@ -203,12 +203,30 @@ class KeyMaker:
         if self._shared is None:
             ignore = self.suite.key_ignore
             manifest = {
-                rel: self.hashes.digest(path)
+                rel: self._suite_digest() if rel == SUITE_FILE else self.hashes.digest(path)
                 for rel, path in self.shared_files
                 if not (ignore and _ignored(rel, ignore))
             }
             self._shared = (_manifest_digest(manifest), manifest)
         return self._shared
+
+    def _suite_digest(self) -> str:
+        """suite.yaml by what it says, less its ``quarantine``: which
+        testcases are quarantined changes how their failures count, not
+        what they do, and must not run the whole suite again."""
+        suite = self.suite
+        said = [
+            suite.name,
+            suite.defaults,
+            suite.drivers,
+            suite.setup,
+            suite.resources,
+            suite.cpus_per_slot,
+            suite.params,
+            suite.max_variants,
+            suite.key_ignore,
+        ]
+        return "suite:" + hashlib.sha256(json.dumps(said, sort_keys=True, default=str).encode()).hexdigest()
 
     def inputs(self, patterns: tuple[str, ...] | list[str]) -> dict[str, str]:
         """Each file an ``inputs`` entry names (expanded already), hashed;

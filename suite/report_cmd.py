@@ -41,6 +41,10 @@ PROG = "run-testsuite report"
 SEVERITY = [Status.ERROR, Status.FAIL, Status.XPASS, Status.XFAIL, Status.SKIP]
 
 
+# The most runs --history reads: SQLite's integers end at 2**63.
+MAX_LAST = 1_000_000_000
+
+
 class ReportError(Exception):
     """A problem the user can fix; printed without a traceback, exit 2."""
 
@@ -89,8 +93,8 @@ def main(argv: list[str]) -> int:
         parser().error("give OUTPUT or --compare OLD NEW, not both")
     if args.history is not None and (args.compare or args.junit_xml or args.html):
         parser().error("--history reports on history alone: not with --compare, --junit-xml or --html")
-    if args.last < 1:
-        parser().error("--last must be 1 or more")
+    if not 1 <= args.last <= MAX_LAST:
+        parser().error(f"--last must be from 1 to {MAX_LAST}")
     try:
         return _report(args, sys.stdout)
     except ReportError as exc:

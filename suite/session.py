@@ -15,7 +15,15 @@ import sys
 import time
 
 from run_testsuite.cleanup import WorkCleaner
-from run_testsuite.history import HISTORY_FILE, History, HistoryView, KeyRecord, finish_pruning, start_pruning
+from run_testsuite.history import (
+    HISTORY_FILE,
+    History,
+    HistoryView,
+    KeyRecord,
+    finish_pruning,
+    start_pruning,
+    stop_pruning,
+)
 from run_testsuite.index import ReportIndex, describe_error, finish_rotation, rotate, run_metadata
 from run_testsuite.outputs import mark_work_dir
 from run_testsuite.plan import Plan
@@ -136,10 +144,14 @@ class RunSession:
                 cleaner.finish()
         if options.history_keep:  # after the sweep of the run's leftover processes, which would take it
             start_pruning(os.path.join(options.output_dir, HISTORY_FILE), options.history_keep)
-        reporters.text.summary(final["counts"], time.monotonic() - began, options.output_dir, self._changes(final))
-        if options.rewrite:
-            rewrite_baselines(plan, reporters.results)
-        finish_rotation()
+        try:
+            reporters.text.summary(final["counts"], time.monotonic() - began, options.output_dir, self._changes(final))
+            if options.rewrite:
+                rewrite_baselines(plan, reporters.results)
+            finish_rotation()
+        except BaseException:  # a Ctrl-C now: the prune stops with the run, nothing outlives it
+            stop_pruning()
+            raise
         finish_pruning()
         if lost:
             _say_unrecorded(lost)

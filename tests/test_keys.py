@@ -84,11 +84,15 @@ def test_a_shared_file_a_driver_source_and_suite_yaml_are_in_the_key(tmp_path):
     assert cached(incremental(root, out)) == {"a"}
     for change in ("data/table.txt", "_drivers/mine.py", "suite.yaml"):
         with open(root / change, "a") as handle:
-            handle.write("# changed\n")
+            # suite.yaml counts by what it says (less its quarantine), not its comments.
+            handle.write("max_variants: 99\n" if change == "suite.yaml" else "# changed\n")
         run = incremental(root, out, "--explain")
         assert cached(run) == set(), change
         assert f"shared file {change} changed" in run.stdout, run.stdout
         assert cached(incremental(root, out)) == {"a"}
+    with open(root / "suite.yaml", "a") as handle:
+        handle.write("# a comment\nquarantine: [a]\n")
+    assert cached(incremental(root, out)) == {"a"}  # neither says what a does
     (root / "a" / ".hidden-notes").write_text("y\n")  # hidden: never copied, never keyed
     (root / "new-notes.txt").write_text("notes\n")
     run = incremental(root, out, "--explain")

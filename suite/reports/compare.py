@@ -11,7 +11,8 @@ anything?". Statuses fall in three groups:
 
 and a testcase present in both runs is classified by (old, new):
 
-    regression     good or XPASS -> bad, and good -> XPASS
+    regression     good or XPASS -> bad, and good -> XPASS (of a testcase
+                   quarantined as flaky: listed apart, not counted)
     fix            bad -> good or XPASS
     still failing  bad -> bad (FAIL -> ERROR too: both statuses are shown)
     changed        any other change of status, e.g. PASS -> SKIP because a
@@ -96,6 +97,8 @@ class Comparison:
     sub_regressions: list[SubChange] = field(default_factory=list)
     sub_fixes: list[SubChange] = field(default_factory=list)
     sub_new_failing: list[SubChange] = field(default_factory=list)
+    # Regressions of quarantined testcases: said, and not counted.
+    quarantined: list[Change] = field(default_factory=list)
 
     @property
     def regressed(self) -> bool:
@@ -133,6 +136,8 @@ def compare(old: Index, new: Index, old_dir: str | None = None, new_dir: str | N
             result.new.append(_change(name, None, status, entry))
             continue
         kind = classify(previous, status)
+        if kind == "regressions" and entry.get("quarantined"):
+            kind = "quarantined"  # known flaky: shown, and not counted, as the run did not count it
         if kind is None:
             result.unchanged += 1
         else:
@@ -147,6 +152,7 @@ def compare(old: Index, new: Index, old_dir: str | None = None, new_dir: str | N
     if old_dir is not None and new_dir is not None:
         compare_subresults(before, after, old_dir, new_dir, result)
     for changes in (
+        result.quarantined,
         result.regressions,
         result.fixes,
         result.still_failing,
@@ -250,6 +256,7 @@ def _change(name: str, old: Status | None, new: Status | None, entry: IndexEntry
 
 SECTIONS = (
     ("regressions", "Regressions"),
+    ("quarantined", "Regressions of quarantined testcases (not counted)"),
     ("fixes", "Fixed"),
     ("still_failing", "Still failing"),
     ("changed", "Other changes"),
@@ -314,6 +321,8 @@ def summary_line(comparison: Comparison) -> str:
     ]
     if comparison.sub_regressions:
         counts.insert(1, (len(comparison.sub_regressions), "sub-result regression", "sub-result regressions"))
+    if comparison.quarantined:
+        counts.insert(1, (len(comparison.quarantined), "quarantined regression", "quarantined regressions"))
     if comparison.sub_fixes:
         counts.insert(-6, (len(comparison.sub_fixes), "sub-result fixed", "sub-results fixed"))
     text = ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in counts if n or one != "not run")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from run_testsuite.history_view import Window
+from run_testsuite.history_view import Window, same_key
 from run_testsuite.results import Status
 
 # Rows listed per section; more are counted.
@@ -33,7 +33,7 @@ def render_summary(window: Window) -> str:
     lines = [
         f"The last {len(runs)} run{'s' if len(runs) != 1 else ''} of {window.total_runs} "
         f"(runs {runs[0].id}-{runs[-1].id}, {when(runs[0].start)} to {when(runs[-1].start)}), "
-        f"{len(window.series)} testcases"
+        f"{len(window.series)} testcase{'s' if len(window.series) != 1 else ''}"
     ]
     flaky = window.flaky()
     lines += _section(
@@ -49,7 +49,7 @@ def render_summary(window: Window) -> str:
         f"Failing in every run since ({len(failing)})",
         [
             f"  run {first.run} ({when(run.start) if (run := window.run(first.run)) else '?'}), "
-            f"{streak} run{'s' if streak != 1 else ''}{' at least' if first.run == runs[0].id else ''}: {series.name}"
+            f"{streak} run{'s' if streak != 1 else ''}{' at least' if first is series.verdicts()[0] else ''}: {series.name}"
             for series, first, streak in failing
         ],
     )
@@ -61,7 +61,7 @@ def render_summary(window: Window) -> str:
     lines += _section(
         f"Grew slower ({len(grew)}): the median of their later runs against their earlier",
         [
-            f"  {seconds(before):>9} -> {seconds(after):<9} (+{(after / before - 1) * 100 if before else 0:.0f}%)  {series.name}"
+            f"  {seconds(before):>9} -> {seconds(after):<9} ({f'+{(after / before - 1) * 100:.0f}%' if before else 'from 0'})  {series.name}"
             for series, before, after in grew
         ],
     )
@@ -87,7 +87,7 @@ def render_testcase(window: Window, name: str) -> str:
     key = None
     for entry in series.entries:
         run = window.run(entry.run)
-        change = "" if key is None else ("same" if entry.key == key else "changed")
+        change = "" if key is None else ("same" if same_key(entry.key, key) else "changed")
         key = entry.key or key
         attempts = f" ({entry.attempts} attempts)" if entry.attempts > 1 else ""
         lines.append(
