@@ -162,6 +162,8 @@ def _prepare(args, argv: list[str], with_dask: bool):
     output_dir = os.path.abspath(args.output_dir)
     work_dir = os.path.abspath(args.work_dir) if args.work_dir else os.path.join(output_dir, "new", "work")
     history = _read_history(output_dir)
+    if args.durations:
+        history = _with_durations(history, args.durations)
     selection = Selection(
         keyword=args.keyword,
         tags=args.tag or [],
@@ -342,6 +344,21 @@ def _run_on_dask(cluster, plan, options, history) -> int:
 
     with cluster:
         return RunSession(plan, options, history, worker_class(cluster)).run()
+
+
+def _with_durations(history, path: str):
+    """--durations FILE: fragments' durations where local history has none."""
+    from run_testsuite.durations_file import DurationsError, load, merged
+    from run_testsuite.history import HistoryView
+    from run_testsuite.plan import UsageError
+
+    try:
+        travelled = load(path)
+    except DurationsError as exc:
+        raise UsageError(str(exc)) from None
+    history = history if history is not None else HistoryView()
+    history.durations = merged(history.durations, travelled)
+    return history
 
 
 def _read_history(output_dir: str):

@@ -70,6 +70,12 @@ def _selection(group: argparse._ArgumentGroup) -> None:
         "--failed", action="store_true", help="run only what did not pass last time (and what it depends on)"
     )
     group.add_argument(
+        "--durations",
+        metavar="FILE",
+        help="expected durations from a file 'report --export-durations' wrote (committed or cached in CI), "
+        "for what this output directory's history has not timed: ordering and the ETA",
+    )
+    group.add_argument(
         "--quarantine",
         action="store_true",
         help="testcases history finds flaky in its last 20 runs run and are reported, but their failures do "

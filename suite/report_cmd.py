@@ -84,6 +84,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--last", type=int, default=20, metavar="N", help="with --history: how many runs to read (default 20)"
     )
+    p.add_argument(
+        "--export-durations",
+        metavar="FILE",
+        help="write each fragment's expected duration from history as JSON, for 'run-testsuite --durations FILE' "
+        "on a machine without this history (a CI cache)",
+    )
     return p
 
 
@@ -93,6 +99,8 @@ def main(argv: list[str]) -> int:
         parser().error("give OUTPUT or --compare OLD NEW, not both")
     if args.history is not None and (args.compare or args.junit_xml or args.html):
         parser().error("--history reports on history alone: not with --compare, --junit-xml or --html")
+    if args.export_durations and (args.compare or args.junit_xml or args.html or args.history is not None):
+        parser().error("--export-durations reads history alone: give it with OUTPUT only")
     if not 1 <= args.last <= MAX_LAST:
         parser().error(f"--last must be from 1 to {MAX_LAST}")
     try:
@@ -135,9 +143,35 @@ def _history(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _export_durations(args: argparse.Namespace, out: TextIO) -> int:
+    import sqlite3
+
+    from run_testsuite.durations_file import export, history_file_of
+
+    output = args.output or "out"
+    path = history_file_of(output)
+    if path is None:
+        raise ReportError(f"no history in {os.path.abspath(output)} (a run records it)")
+    suite = ""
+    try:
+        suite = read_json(find_run(output)[1]).get("suite", "")
+    except (ReportError, OSError, ValueError):
+        pass  # the name is a courtesy: the durations are what matter
+    try:
+        count = export(path, args.export_durations, suite)
+    except sqlite3.Error as exc:
+        raise ReportError(f"{path}: the history cannot be read ({exc})") from None
+    except OSError as exc:
+        raise ReportError(f"{args.export_durations}: {exc.strerror or exc}") from None
+    out.write(f"durations of {count} fragments: {args.export_durations}\n")
+    return EXIT_OK
+
+
 def _report(args: argparse.Namespace, out: TextIO) -> int:
     if args.history is not None:
         return _history(args, out)
+    if args.export_durations:
+        return _export_durations(args, out)
     status = EXIT_OK
     old_dir = None
     if args.compare:
