@@ -110,6 +110,13 @@ def _main(argv: list[str] | None) -> int:
             write_list_json(plan, args.list_json)
         if args.list and not args.explain:  # the explanation listed them
             print_list(plan)
+        if args.list and plan.shard is not None:
+            index, total, mine, everything = plan.shard
+            count = sum(1 for p in plan.testcases if p.kind != "setup")
+            print(
+                f"shard {index}/{total}: {count} testcase{'s' if count != 1 else ''}, "
+                f"{mine:.1f} s of work expected (all shards: {everything:.1f} s)"
+            )
         return EXIT_OK
     if cluster is not None:
         return _run_on_dask(cluster, plan, options, history)
@@ -177,6 +184,8 @@ def _prepare(args, argv: list[str], with_dask: bool):
     )
     written = tuple(p for p in (args.junit_xml, args.list_json) if p and p != "-")
     plan = build_plan(args.root, args.names, output_dir, work_dir, args.timeout, history, selection, written)
+    if args.shard:
+        plan = _shard(plan, args, history, selection, written, output_dir, work_dir)
     _quarantine(plan, output_dir, args.quarantine)
     for warning in plan.warnings:
         print(warning, file=sys.stderr)
@@ -187,6 +196,30 @@ def _prepare(args, argv: list[str], with_dask: bool):
     _claim_outputs(args, output_dir, work_dir)
     slot_cpus = {} if with_dask else slot_cpu_sets(args.jobs, args.cpus_per_slot or plan.suite.cpus_per_slot)
     return plan, history, _run_options(args, argv, output_dir, work_dir, slot_cpus)
+
+
+def _shard(plan, args, history, selection, written, output_dir: str, work_dir: str):
+    """--shard K/N: plan again with this shard's testcases alone (see
+    ``sharding``); the plan says which shard it is, for --list."""
+    from run_testsuite import sharding
+    from run_testsuite.loader import build_plan
+    from run_testsuite.plan import NothingSelected
+
+    index, total = sharding.parse(args.shard)
+    durations = history.durations if history is not None else {}
+    shards = sharding.partition(plan, durations, total)
+    mine = shards[index - 1]
+    if not mine:
+        raise NothingSelected(
+            f"--shard {index}/{total}: no testcase falls in this shard "
+            f"(the selection makes {sum(1 for s in shards if s)} groups of testcases tied by depends)",
+            exit_status=0,
+        )
+    everything = sharding.predicted(plan, durations, [n for s in shards for n in s])
+    selection.only = set(mine)
+    sharded = build_plan(args.root, args.names, output_dir, work_dir, args.timeout, history, selection, written)
+    sharded.shard = (index, total, sharding.predicted(plan, durations, mine), everything)
+    return sharded
 
 
 def _quarantine(plan, output_dir: str, from_history: bool) -> None:
@@ -324,7 +357,7 @@ def _run_options(args, argv: list[str], output_dir: str, work_dir: str, slot_cpu
         slot_cpus=slot_cpus,
         cleanup=args.cleanup,
         history_keep=args.history_keep,
-        partial=bool(args.names or args.keyword or args.tag or args.failed or args.repeat > 1),
+        partial=bool(args.names or args.keyword or args.tag or args.failed or args.repeat > 1 or args.shard),
     )
 
 

@@ -88,7 +88,9 @@ def build_plan(
         queue.extend(
             (item, v)
             for v in builder.variants(item)
-            if variant_wanted(item.name + v.suffix, named) and keep(item.name + v.suffix, tags)
+            if variant_wanted(item.name + v.suffix, named)
+            and keep(item.name + v.suffix, tags)
+            and (selection.only is None or item.name + v.suffix in selection.only)
         )
     if not queue:
         raise nothing_selected(selection, len(found), root)

@@ -70,6 +70,12 @@ def _selection(group: argparse._ArgumentGroup) -> None:
         "--failed", action="store_true", help="run only what did not pass last time (and what it depends on)"
     )
     group.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="run part K of N of the selection (from 1), balanced by expected durations, testcases tied by "
+        "depends kept together; 'auto' reads GitLab's CI_NODE_INDEX and CI_NODE_TOTAL",
+    )
+    group.add_argument(
         "--durations",
         metavar="FILE",
         help="expected durations from a file 'report --export-durations' wrote (committed or cached in CI), "

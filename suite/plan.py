@@ -137,6 +137,8 @@ class Plan:
     file_hashes: FileHashes | None = None  # likewise
     keys: KeyMaker | None = None  # the shared files' manifest, for history and --explain
     warnings: list[str] = field(default_factory=list)  # file:line:col: what may be wrong
+    # --shard: (K, N, this shard's expected seconds of work, all shards')
+    shard: tuple[int, int, float, float] | None = None
 
 
 def setup_env_name(name: str) -> str:

@@ -123,6 +123,8 @@ class Selection:
     # on one machine no more than its CPUs (2,000 CPU-bound tests took 16%
     # longer in 16 shards than in 2 on 2 CPUs, as shards contended).
     slots: int = 1
+    # --shard: the testcases (variants' full names) this shard runs, or None.
+    only: set[str] | None = None
 
 
 def keeper(selection: Selection, history: HistoryView | None) -> Callable[[str, list[str]], bool]:
