@@ -79,7 +79,7 @@ def test_shards_balance_by_recorded_durations(tmp_path):
     files["slow/test.yaml"] = "cmd: sleep 0.6\n"
     root, out = write_suite(tmp_path / "suite", files), tmp_path / "out"
     run_cli(root, out)  # history: slow takes 0.6 s, the others next to nothing
-    first, summary, _ = listed(root, out, "--shard", "1/2")
+    first, _, _ = listed(root, out, "--shard", "1/2")
     second, _, _ = listed(root, out, "--shard", "2/2")
     assert {"slow"} in ({n for n in first}, {n for n in second})  # alone in its shard, the rest together
     assert len(first) + len(second) == 7
