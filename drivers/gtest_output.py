@@ -77,7 +77,7 @@ def _from_json(name: str, test: dict) -> SubResult:
     failures = [f.get("failure", "") for f in test.get("failures") or () if isinstance(f, dict)]
     result = test.get("result")
     if failures:
-        return SubResult(name, Status.FAIL, None, one_line(failures[0]), duration, excerpt("\n".join(failures)))
+        return SubResult(name, Status.FAIL, None, failure_line(failures[0]), duration, excerpt("\n".join(failures)))
     if result == "SKIPPED":
         return SubResult(name, Status.SKIP, None, SKIPPED, duration)
     if result == "SUPPRESSED":
@@ -87,7 +87,7 @@ def _from_json(name: str, test: dict) -> SubResult:
     return SubResult(name, Status.ERROR, None, f"GoogleTest reports result {result!r}", duration)
 
 
-def one_line(failure: str, limit: int = MESSAGE_MAX) -> str:
+def failure_line(failure: str, limit: int = MESSAGE_MAX) -> str:
     """A failure as one line: ``t.cc:6: Expected equality of these values:
     3 1 + 1 Which is: 2``: where, then what, its spaces squeezed."""
     where, _, what = failure.strip().partition("\n")
@@ -142,7 +142,7 @@ class Progress:
         lines = self.sections.get(name, [])[1:]
         for number, line in enumerate(lines):
             if line.endswith(": Failure"):  # up to the test's end line, as the report's text
-                return one_line("\n".join(lines[number:-1] if lines[-1].startswith("[") else lines[number:]))
+                return failure_line("\n".join(lines[number:-1] if lines[-1].startswith("[") else lines[number:]))
         return ""
 
     def output_of(self, name: str) -> str:

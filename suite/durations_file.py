@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sqlite3
 import time
 
@@ -82,15 +81,3 @@ def load(path: str) -> dict[tuple[str, str], float]:
 def merged(local: dict[tuple[str, str], float], travelled: dict[tuple[str, str], float]) -> dict:
     """Local history's durations, with the file's for what it lacks."""
     return {**travelled, **local}
-
-
-def history_file_of(output: str) -> str | None:
-    """OUTPUT/history.sqlite for an output directory, or one of its runs'."""
-    from run_testsuite.history import HISTORY_FILE
-
-    output = os.path.abspath(output)
-    for place in (output, os.path.dirname(output)):
-        path = os.path.join(place, HISTORY_FILE)
-        if os.path.isfile(path):
-            return path
-    return None

@@ -384,6 +384,17 @@ def _stop(pid: int) -> None:
         pass
 
 
+def history_file_of(output: str) -> str | None:
+    """OUTPUT/history.sqlite for an output directory, or for one of its
+    runs' directories (``out/new``), if there is one."""
+    output = os.path.abspath(output)
+    for place in (output, os.path.dirname(output)):
+        path = os.path.join(place, HISTORY_FILE)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
 def read_history(output_dir: str) -> HistoryView | None:
     """What earlier runs in ``output_dir`` recorded, if any. A database that
     cannot be read (damaged, or not SQLite) is set aside with a warning,

@@ -114,15 +114,16 @@ def _history(args: argparse.Namespace, out: TextIO) -> int:
     """``--history [NAME]``: read from OUTPUT/history.sqlite."""
     import sqlite3
 
-    from run_testsuite.history import HISTORY_FILE
+    from run_testsuite.history import HISTORY_FILE, history_file_of
     from run_testsuite.history_view import read_window
     from run_testsuite.reports.history_text import render_summary, render_testcase
 
     output = os.path.abspath(args.output or "out")
-    places = [os.path.join(output, HISTORY_FILE), os.path.join(os.path.dirname(output), HISTORY_FILE)]
-    path = next((p for p in places if os.path.isfile(p)), None)
+    path = history_file_of(output)
     if path is None:
-        raise ReportError(f"no history in {output}: {places[0]} does not exist (a run records it)")
+        raise ReportError(
+            f"no history in {output}: {os.path.join(output, HISTORY_FILE)} does not exist (a run records it)"
+        )
     try:
         window = read_window(path, args.last, args.history or None)
     except sqlite3.Error as exc:
@@ -146,7 +147,8 @@ def _history(args: argparse.Namespace, out: TextIO) -> int:
 def _export_durations(args: argparse.Namespace, out: TextIO) -> int:
     import sqlite3
 
-    from run_testsuite.durations_file import export, history_file_of
+    from run_testsuite.durations_file import export
+    from run_testsuite.history import history_file_of
 
     output = args.output or "out"
     path = history_file_of(output)

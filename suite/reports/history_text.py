@@ -21,9 +21,10 @@ def when(start: float) -> str:
 
 
 def seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+    """As the HTML report says durations; ``-`` for none recorded."""
+    from run_testsuite.reports.html import seconds as shown
+
+    return "-" if value is None else shown(value)
 
 
 def render_summary(window: Window) -> str:

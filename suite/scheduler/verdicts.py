@@ -144,7 +144,7 @@ class Verdicts:
         if self.attempts[number] > planned.retries or self.stop_reason is not None:
             return False
         self.attempts[number] += 1
-        self.failed_attempts[number].append(self._last(number))
+        self.failed_attempts[number].append(_last([outcome for _, outcome in self._ran(number)]))
         self.outcomes[number] = {}
         return True
 
@@ -153,17 +153,12 @@ class Verdicts:
         outcomes = self.outcomes[number]
         return [(self.plan.fragments[f], outcomes[f]) for f in self.plan.testcases[number].fragments if f in outcomes]
 
-    def _last(self, number: int) -> Outcome:
-        """What the verdict is of: the first failure, else the last outcome."""
-        ran = [outcome for _, outcome in self._ran(number)]
-        return next((o for o in ran if o.status is not Status.PASS), ran[-1])
-
     def result(self, number: int) -> Result:
         """Fold a testcase's fragment outcomes into its Result."""
         planned = self.plan.testcases[number]
         ran = self._ran(number)
         outcomes = [outcome for _, outcome in ran]
-        last = self._last(number)
+        last = _last(outcomes)
         message = last.message
         not_run = len(planned.fragments) - len(outcomes)
         if last.status is not Status.PASS and not_run:
@@ -180,7 +175,7 @@ class Verdicts:
         subresults = self._subresults(ran)
         if len(outcomes) > 1 and (self.side_by_side[number] or sum(bool(o.subresults) for o in outcomes) > 1):
             status, reason, message = _side_by_side(ran, subresults)
-            stopped = [(f, o) for f, o in ran if o.reason in STOPPED and not o.subresults]
+            stopped = [(f, o) for f, o in ran if _stopped(o)]
             if stopped and not status.is_failure:
                 # The run stopped it before its tests all ran: that is its verdict.
                 status, reason = stopped[0][1].status, stopped[0][1].reason
@@ -326,6 +321,17 @@ class Verdicts:
         return rows
 
 
+def _last(outcomes: list[Outcome]) -> Outcome:
+    """What a verdict is of: the first failure, else the last outcome."""
+    return next((o for o in outcomes if o.status is not Status.PASS), outcomes[-1])
+
+
+def _stopped(outcome: Outcome) -> bool:
+    """An outcome the run made by stopping a fragment (Ctrl-C, -x): it says
+    nothing of the tests."""
+    return outcome.reason in STOPPED and not outcome.subresults
+
+
 def _wall(outcomes: list[Outcome]) -> float | None:
     """Seconds from the first fragment's start to the last one's end."""
     ran = [o for o in outcomes if o.start]
@@ -343,7 +349,7 @@ def _side_by_side(
     status, reason, message = summarise(subresults)
     # A fragment the run stopped (Ctrl-C, -x) says nothing of the tests:
     # the failures seen before it are the verdict (see Verdicts.result).
-    failed = [(f, o) for f, o in ran if o.status.is_failure and not (o.reason in STOPPED and not o.subresults)]
+    failed = [(f, o) for f, o in ran if o.status.is_failure and not _stopped(o)]
     if any(outcome.status is Status.ERROR for _, outcome in failed):
         status = Status.ERROR
     elif failed:
