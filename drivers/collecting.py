@@ -16,7 +16,7 @@ from __future__ import annotations
 from run_testsuite.drivers.base import Driver, Testcase, describe_status, judge_exit
 from run_testsuite.fragment import Fragment
 from run_testsuite.results import CommandRecord, Outcome, Reason, Status, SubResult
-from run_testsuite.subresults import BAD, apply_expectations, one_line, summarise, unknown_names
+from run_testsuite.subresults import apply_expectations, one_line, summarise, unknown_names
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -93,7 +93,7 @@ class CollectingDriver(Driver):
         data = fragment.data
         command = fragment.commands[-1]
         # A test that failed explains a non-zero exit, even one known to fail.
-        explained = any(sub.status in BAD for sub in subresults)
+        explained = any(sub.status.is_failure for sub in subresults)
         unknown = apply_expectations(subresults, data["xfail"], data["skip"], self.aliases)
         status, reason, message = summarise(subresults)
         problems = list(problems)

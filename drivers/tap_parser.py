@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import yaml
 
 from run_testsuite.results import Status, SubResult
-from run_testsuite.subresults import BAD, NAMED_IN_MESSAGE, excerpt
+from run_testsuite.subresults import NAMED_IN_MESSAGE, excerpt
 
 # Every pattern is linear: possessive quantifiers never backtrack, and the
 # trailing `.*` always matches, so a 1 MB line costs one scan.
@@ -226,7 +226,7 @@ class _Stream:
 
     def _orphan(self) -> None:
         assert self.child is not None
-        bad = [sub for sub in self.child.subresults if sub.status in BAD]
+        bad = [sub for sub in self.child.subresults if sub.status.is_failure]
         name = f" {self.child_name!r}" if self.child_name else ""
         inside = f" (failed inside: {_names(bad)})" if bad else ""
         self._problem(f"subtest{name} has no test point{inside}")
@@ -281,7 +281,7 @@ class _Stream:
 def _judge_parent(sub: SubResult, child: TapVerdict) -> None:
     """A parent point's status and message, given its subtest: an `ok` over
     failures or a broken nested plan is a failure."""
-    bad = [nested for nested in child.subresults if nested.status in BAD]
+    bad = [nested for nested in child.subresults if nested.status.is_failure]
     notes = ([f"failed inside: {_names(bad)}"] if bad else []) + child.problems
     if sub.status is Status.PASS and child.plan_skip is not None:
         sub.status, sub.message = Status.SKIP, child.plan_skip

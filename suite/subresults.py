@@ -22,7 +22,6 @@ NAMED_IN_MESSAGE = 5
 # The longest output excerpt a sub-result keeps: its own failure, not the log.
 EXCERPT_LIMIT = 4000
 
-BAD = (Status.FAIL, Status.ERROR)
 # Sub-results the index names per testcase (the failing ones and unexpected
 # passes): what the terminal, `report` and --compare show without opening
 # result files; the rest are counted. A 2,000-test binary's index entry
@@ -62,7 +61,7 @@ def describe_counts(numbers: dict[str, int]) -> str:
 def summarise(subresults: list[SubResult]) -> tuple[Status, Reason | None, str]:
     """The testcase's status, reason and message that its sub-results make:
     ``2 of 103 failed: 2 - plain nested in bare, 7 - parse``."""
-    bad = [sub for sub in subresults if sub.status in BAD]
+    bad = [sub for sub in subresults if sub.status.is_failure]
     if bad:
         named = ", ".join(sub.name for sub in bad[:NAMED_IN_MESSAGE])
         more = f" and {len(bad) - NAMED_IN_MESSAGE} more" if len(bad) > NAMED_IN_MESSAGE else ""
@@ -161,7 +160,7 @@ def apply_expectations(
                 )
                 sub.status, sub.reason = Status.SKIP, Reason.CONTROL
         elif expected is not None:
-            if sub.status in BAD:
+            if sub.status.is_failure:
                 sub.status = Status.XFAIL
                 sub.message = f"expected failure ({xfail[expected]})" + (f": {sub.message}" if sub.message else "")
             elif sub.status is Status.PASS:

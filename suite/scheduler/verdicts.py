@@ -18,7 +18,7 @@ from enum import Enum
 from run_testsuite.fragment import Fragment
 from run_testsuite.plan import Plan
 from run_testsuite.results import Outcome, Reason, Result, Status, SubResult
-from run_testsuite.subresults import BAD, summarise
+from run_testsuite.subresults import summarise
 
 # Reasons of an outcome the run made by stopping a fragment, not its driver.
 STOPPED = (Reason.INTERRUPTED, Reason.MAX_FAILURES)
@@ -364,7 +364,7 @@ def _side_by_side(
         if extra:
             extras.append((outcome, f"{fragment.name}: {extra}"))
     if extras:
-        if not any(sub.status in BAD for sub in subresults):
+        if not any(sub.status.is_failure for sub in subresults):
             reason = extras[0][0].reason
             message = "; ".join(text for _, text in extras)
         else:
