@@ -46,6 +46,22 @@ class Reason(str, Enum):
     SYSTEM = "SYSTEM"
 
 
+# How counts of each status read: "2 passed", "1 error", "2 errors".
+WORDS = {
+    Status.PASS: "passed",
+    Status.FAIL: "failed",
+    Status.XFAIL: "xfailed",
+    Status.XPASS: "xpassed",
+    Status.SKIP: "skipped",
+    Status.ERROR: "error",  # the one noun: "1 error", "2 errors"
+}
+
+
+def plural_s(status: Status, count: int) -> str:
+    """WORDS are participles ("2 passed") but for the one noun: "2 errors"."""
+    return "s" if status is Status.ERROR and count != 1 else ""
+
+
 @dataclass
 class CommandRecord:
     """One command a fragment ran, as the user will want to re-run it."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from run_testsuite.results import Reason, Status, SubResult
+from run_testsuite.results import WORDS, Reason, Status, SubResult, plural_s
 
 # Names a testcase's message lists before "and N more": a line, not a page.
 NAMED_IN_MESSAGE = 5
@@ -40,20 +40,13 @@ def counts(subresults: list[SubResult]) -> dict[str, int]:
 
 
 def describe_counts(numbers: dict[str, int]) -> str:
-    """``103 sub-results: 100 passed, 2 failed, 1 xfail``."""
+    """``103 sub-results: 100 passed, 2 failed, 1 xfailed``."""
     total = sum(numbers.values())
-    words = {
-        "PASS": "passed",
-        "FAIL": "failed",
-        "ERROR": "error",
-        "XFAIL": "xfailed",
-        "XPASS": "xpassed",
-        "SKIP": "skipped",
-    }
+    order = (Status.PASS, Status.FAIL, Status.ERROR, Status.XFAIL, Status.XPASS, Status.SKIP)
     parts = [
-        f"{numbers[status]} {word}{'s' if status == 'ERROR' and numbers[status] != 1 else ''}"
-        for status, word in words.items()
-        if numbers.get(status)
+        f"{numbers[status.value]} {WORDS[status]}{plural_s(status, numbers[status.value])}"
+        for status in order
+        if numbers.get(status.value)
     ]
     return f"{total} sub-result{'' if total == 1 else 's'}: {', '.join(parts)}"
 

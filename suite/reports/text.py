@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 
 from run_testsuite.plan import SETUP_PREFIX
-from run_testsuite.results import Reason, Result, Status, describe_exit
+from run_testsuite.results import WORDS, Reason, Result, Status, describe_exit, plural_s
 from run_testsuite.subresults import NOTABLE, counts, describe_counts, one_line
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
@@ -23,14 +23,6 @@ COLOURS = {
     Status.XPASS: "35",
     Status.SKIP: "36",
 }
-WORDS = {
-    Status.PASS: "passed",
-    Status.FAIL: "failed",
-    Status.XFAIL: "xfailed",
-    Status.XPASS: "xpassed",
-    Status.SKIP: "skipped",
-    Status.ERROR: "error",  # the one noun: "1 error", "2 errors"
-}
 # SKIPs that say nothing of the testcase but that the run stopped before it:
 # one line for them all (a -x on 10,000 testcases is not 9,999 lines).
 NOT_RUN = (Reason.MAX_FAILURES, Reason.INTERRUPTED)
@@ -42,11 +34,6 @@ DETAILS_MAX = 50
 # Sub-results named under their testcase's line, and detailed at the end.
 SUBRESULTS_SHOWN = 10
 SUB_TAIL_LINES = 15
-
-
-def plural_s(status: Status, count: int) -> str:
-    """WORDS are participles ("2 passed") but for the one noun: "2 errors"."""
-    return "s" if status is Status.ERROR and count != 1 else ""
 
 
 def counted(testcases: int, noun: str = "testcase", setups: int = 0) -> str:
