@@ -12,6 +12,7 @@ fragment is not the one that runs it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from run_testsuite.fragment import Command, Fragment
@@ -214,12 +215,14 @@ def describe_status(code: int | None) -> str:
     return str(code)
 
 
+# ``$NAME`` or ``${NAME}`` in a spec's path (inputs, options.binary ...).
+ENV_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
 def expand_env(text: str, env: dict[str, str]) -> str:
     """``$NAME`` and ``${NAME}`` in a path option, from the command's
     environment (a set-up's ``$SETUP_BUILD_DIR``); unknown names stay."""
-    import re
-
-    return re.sub(r"\$(?:\{(\w+)\}|(\w+))", lambda m: env.get(m.group(1) or m.group(2), m.group(0)), text)
+    return ENV_VARIABLE.sub(lambda m: env.get(m.group(1) or m.group(2), m.group(0)), text)
 
 
 def _argv(cmd: str | list) -> str | list[str]:

@@ -4,10 +4,8 @@ problem is a SpecError located at its key."""
 
 from __future__ import annotations
 
-import re
-
 from run_testsuite import spec as specs
-from run_testsuite.drivers.base import Driver, Testcase
+from run_testsuite.drivers.base import ENV_VARIABLE, Driver, Testcase
 from run_testsuite.suite_config import SuiteConfig
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
@@ -84,9 +82,6 @@ def check_resources(suite: SuiteConfig, asked: dict, spec_file: str, at: list | 
     return dict(asked)
 
 
-_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
-
-
 def expand_inputs(patterns: list[str], env: dict[str, str], spec_file: str, at: list) -> list[str]:
     """An ``inputs`` list with $VAR and ${VAR} taken from ``env``; a
     variable that is not set is the spec's mistake (an input that silently
@@ -94,10 +89,10 @@ def expand_inputs(patterns: list[str], env: dict[str, str], spec_file: str, at: 
     expanded = []
     for number, pattern in enumerate(patterns):
         missing = [
-            m.group(1) or m.group(2) for m in _VARIABLE.finditer(pattern) if (m.group(1) or m.group(2)) not in env
+            m.group(1) or m.group(2) for m in ENV_VARIABLE.finditer(pattern) if (m.group(1) or m.group(2)) not in env
         ]
         if missing:
             line, col = specs.key_position(spec_file, [*at, number])
             raise specs.SpecError(spec_file, [(line, col, f"inputs: ${missing[0]} is not set in '{pattern}'")])
-        expanded.append(_VARIABLE.sub(lambda m: env[m.group(1) or m.group(2)], pattern))
+        expanded.append(ENV_VARIABLE.sub(lambda m: env[m.group(1) or m.group(2)], pattern))
     return expanded
