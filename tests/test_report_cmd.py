@@ -247,6 +247,15 @@ def test_compare_new_and_removed_keep_their_status():
 
 
 # -- rebuilding the index of a killed run ------------------------------------------------------
+def written(path) -> bool:
+    """A result file that is there and whole."""
+    try:
+        read_json(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def test_report_after_kill_9_rebuilds_the_index(tmp_path):
     root, out = tmp_path / "suite", tmp_path / "out"
     write_suite(
@@ -260,7 +269,8 @@ def test_report_after_kill_9_rebuilds_the_index(tmp_path):
     proc = start_cli(root, out, "-j", "3")
     results = out / "new" / "results"
     try:
-        assert wait_for(lambda: (results / "quick1.json").exists() and (results / "quick2.json").exists(), 30)
+        # Written whole, not only created: a kill between the two would leave an empty file.
+        assert wait_for(lambda: all(written(results / f"{name}.json") for name in ("quick1", "quick2")), 30)
         assert proc.poll() is None, "the run ended before the kill: the slow testcase did not hold it"
         os.kill(proc.pid, signal.SIGKILL)
     finally:
