@@ -195,7 +195,8 @@ def _prepare(args, argv: list[str], with_dask: bool):
     # Planning made nothing on disk; from here on, the run's outputs are its own.
     _claim_outputs(args, output_dir, work_dir)
     slot_cpus = {} if with_dask else slot_cpu_sets(args.jobs, args.cpus_per_slot or plan.suite.cpus_per_slot)
-    return plan, history, _run_options(args, argv, output_dir, work_dir, slot_cpus)
+    shard = plan.shard[:2] if plan.shard else None
+    return plan, history, _run_options(args, argv, output_dir, work_dir, slot_cpus, shard)
 
 
 def _shard(plan, args, history, selection, written, output_dir: str, work_dir: str):
@@ -337,9 +338,10 @@ def _claim_outputs(args, output_dir: str, work_dir: str) -> None:
         raise UsageError(str(exc)) from None
 
 
-def _run_options(args, argv: list[str], output_dir: str, work_dir: str, slot_cpus: dict[int, list[int]]):
+def _run_options(args, argv: list[str], output_dir: str, work_dir: str, slot_cpus: dict[int, list[int]], shard):
     from run_testsuite.session import RunOptions
 
+    narrowed = bool(args.names or args.keyword or args.tag or args.failed or args.repeat > 1)
     return RunOptions(
         root=args.root,
         output_dir=output_dir,
@@ -357,7 +359,8 @@ def _run_options(args, argv: list[str], output_dir: str, work_dir: str, slot_cpu
         slot_cpus=slot_cpus,
         cleanup=args.cleanup,
         history_keep=args.history_keep,
-        partial=bool(args.names or args.keyword or args.tag or args.failed or args.repeat > 1 or args.shard),
+        partial=narrowed or bool(args.shard),
+        shard=(*shard, narrowed) if shard else None,
     )
 
 
@@ -385,6 +388,15 @@ def _with_durations(history, path: str):
     from run_testsuite.history import HistoryView
     from run_testsuite.plan import UsageError
 
+    if not os.path.lexists(path):
+        # A CI cache is empty on the first pipeline (and after it expires):
+        # the run goes on, planned by what local history knows.
+        print(
+            f"run-testsuite: warning: --durations {path}: no such file; planning without it "
+            "('run-testsuite report OUTPUT --export-durations FILE' writes one)",
+            file=sys.stderr,
+        )
+        return history
     try:
         travelled = load(path)
     except DurationsError as exc:

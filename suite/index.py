@@ -232,10 +232,20 @@ def index_entry(result: Result, rel: str) -> IndexEntry:
     return entry
 
 
-def run_metadata(argv: list[str], root: str, suite_name: str, jobs: int, partial: bool = False) -> dict:
-    """``partial``: the selection was narrowed (names, -k, --tag, --failed),
-    so a testcase absent from this run was not removed from the suite."""
-    return {
+def run_metadata(
+    argv: list[str],
+    root: str,
+    suite_name: str,
+    jobs: int,
+    partial: bool = False,
+    shard: tuple[int, int, bool] | None = None,
+) -> dict:
+    """``partial``: the selection was narrowed (names, -k, --tag, --failed,
+    --shard), so a testcase absent from this run was not removed from the
+    suite. ``shard``: (K, N, narrowed) of ``--shard K/N``, narrowed when the
+    selection was narrowed besides: ``report --merge`` reads it to tell a
+    missing shard, and whether all of them make the whole suite."""
+    meta = {
         "partial": partial,
         "suite": suite_name,
         "root": os.path.abspath(root),
@@ -244,6 +254,9 @@ def run_metadata(argv: list[str], root: str, suite_name: str, jobs: int, partial
         "host": os.uname().nodename,  # socket.gethostname(), without importing socket
         "python": sys.version.split()[0],
     }
+    if shard is not None:
+        meta["shard"] = {"index": shard[0], "total": shard[1], "narrowed": shard[2]}
+    return meta
 
 
 def describe_error(exc: BaseException) -> str:

@@ -73,6 +73,8 @@ if TYPE_CHECKING:  # pragma: no cover
         subresults: dict
         wall: float
         quarantined: str
+        shard: int  # a merged run's: the shard it comes from
+        shards: list[int]  # a merged run's set-up: the shards it ran in
 
     class Previous(TypedDict):
         """A testcase's latest earlier verdict, from history: what the
@@ -102,6 +104,10 @@ if TYPE_CHECKING:  # pragma: no cover
         results: list[IndexEntry]
         write_errors: list[str]
         partial: bool
+        shard: dict  # --shard K/N: {"index": K, "total": N, "narrowed": bool}
+        merged: list[dict]  # report --merge: the runs merged, by shard
+        merge_problems: list[str]
+        merged_at: float
 
 
 INDEX_FILE = "_index.json"

@@ -2,6 +2,7 @@
 
     run-testsuite report [OUTPUT] [--junit-xml FILE] [--html FILE] [--rebuild]
     run-testsuite report --compare OLD NEW [--junit-xml FILE] [--html FILE]
+    run-testsuite report --merge OUT1 OUT2 ... -o MERGED [--junit-xml FILE] [--html FILE]
 
 Everything is made from the report index and result files, never by
 running anything, so a report can be made again, later, elsewhere (a CI
@@ -9,9 +10,10 @@ job that collects artifacts), or from a run that was killed: an index that
 is missing or says ``complete: false`` is first rebuilt from the result
 files (see ``suite.rebuild``).
 
-Exit status: 0, or 1 when ``--compare`` finds regressions (of sub-results too), 2 for bad usage
-(no run where one was named, an unreadable index, a file that cannot be
-written).
+Exit status: 0, or 1 when ``--compare`` finds regressions (of sub-results
+too) or ``--merge`` finds a shard missing, unfinished or overlapping
+another, 2 for bad usage (no run where one was named, an unreadable index,
+runs that cannot be merged, a file that cannot be written).
 """
 
 from __future__ import annotations
@@ -66,7 +68,21 @@ def parser() -> argparse.ArgumentParser:
         metavar=("OLD", "NEW"),
         help="list regressions, fixes, still failing, new and removed testcases between two runs; exit 1 on regressions",
     )
-    p.add_argument("--junit-xml", metavar="FILE", help="write JUnit XML for CI test reporters (of NEW with --compare)")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="OUT",
+        help="merge the runs of the shards of one suite (--shard K/N, one CI job each) into one run in -o MERGED; "
+        "exit 1 when a shard is missing, did not finish, or shares a testcase with another",
+    )
+    p.add_argument(
+        "-o", "--output-dir", metavar="MERGED", help="with --merge: the directory of the merged run (new, or replaced)"
+    )
+    p.add_argument(
+        "--junit-xml",
+        metavar="FILE",
+        help="write JUnit XML for CI test reporters (of NEW with --compare, of the merged run with --merge)",
+    )
     p.add_argument(
         "--html", metavar="FILE", help="write an HTML report (of NEW with --compare, showing changes from OLD)"
     )
@@ -95,11 +111,18 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    args.command_line = ["run-testsuite", "report", *argv]
     if args.compare and args.output:
         parser().error("give OUTPUT or --compare OLD NEW, not both")
-    if args.history is not None and (args.compare or args.junit_xml or args.html):
-        parser().error("--history reports on history alone: not with --compare, --junit-xml or --html")
-    if args.export_durations and (args.compare or args.junit_xml or args.html or args.history is not None):
+    if args.merge and (args.output or args.compare or args.rebuild):
+        parser().error("--merge takes the runs to merge alone: not with OUTPUT, --compare or --rebuild")
+    if bool(args.merge) != bool(args.output_dir):
+        parser().error("--merge OUT1 OUT2 ... and -o MERGED go together")
+    if args.history is not None and (args.compare or args.merge or args.junit_xml or args.html):
+        parser().error("--history reports on history alone: not with --compare, --merge, --junit-xml or --html")
+    if args.export_durations and (
+        args.compare or args.merge or args.junit_xml or args.html or args.history is not None
+    ):
         parser().error("--export-durations reads history alone: give it with OUTPUT only")
     if not 1 <= args.last <= MAX_LAST:
         parser().error(f"--last must be from 1 to {MAX_LAST}")
@@ -176,7 +199,11 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
         return _export_durations(args, out)
     status = EXIT_OK
     old_dir = None
-    if args.compare:
+    if args.merge:
+        index_dir, index, complete = _merge(args, out)
+        if not complete:
+            status = EXIT_REGRESSIONS
+    elif args.compare:
         from run_testsuite.reports.compare import compare, render_text
 
         old_dir, old = load_run(args.compare[0], args.rebuild)
@@ -205,6 +232,27 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"HTML report: {args.html}\n")
     out.flush()
     return status
+
+
+def _merge(args: argparse.Namespace, out: TextIO) -> tuple[str, Index, bool]:
+    """--merge OUT1 OUT2 ... -o MERGED: (MERGED, its index, whether it is
+    whole: every shard there, finished, and none sharing a testcase)."""
+    from run_testsuite.merge import MergeError, Part, merge
+
+    parts = [Part(*load_run(path)) for path in args.merge]
+    try:
+        index, problems = merge(parts, args.output_dir, args.command_line)
+    except MergeError as exc:
+        raise ReportError(str(exc)) from None
+    except OSError as exc:
+        raise ReportError(f"cannot write {exc.filename or args.output_dir}: {exc.strerror or exc}") from None
+    shards = ", ".join(f"{part['shard']}/{part['of']}" for part in index["merged"])
+    out.write(f"merged {len(parts)} run{'s' if len(parts) != 1 else ''} ({shards}) into {args.output_dir}\n")
+    for problem in problems:
+        print(f"{PROG}: {problem}", file=sys.stderr)
+    if not (args.junit_xml or args.html):
+        print_summary(index, args.output_dir, out)
+    return args.output_dir, index, not problems
 
 
 # -- finding and loading a run ----------------------------------------------------
@@ -243,6 +291,10 @@ def load_run(path: str, force_rebuild: bool = False, notes: TextIO | None = None
         why = f"the index is unreadable ({exc})"
     if why is None and index is not None:
         return index_dir, index
+    if index is not None and "merged" in index:  # its problems say why it is incomplete
+        if force_rebuild:
+            raise ReportError(f"{index_path}: a merged run is not rebuilt: merge its shards again")
+        return index_dir, index
     if not os.path.isdir(os.path.join(index_dir, "results")):
         if index is not None:
             notes.write(f"{PROG}: {index_path}: {why}; no result files to rebuild it from\n")
@@ -279,8 +331,18 @@ def print_summary(index: Index, index_dir: str, out: TextIO) -> None:
     out.write(f"suite {index.get('suite', '?')}: run of {when}, {duration:.2f} s, {where.strip()}\n")
     if index.get("root"):
         out.write(f"root: {index['root']}\n")
+    for part in index.get("merged", []):
+        state = "" if part.get("complete") else ", did not finish"
+        out.write(
+            f"  shard {part['shard']}/{part['of']}: {part.get('duration', 0.0):.2f} s, -j {part.get('jobs')}"
+            f" on {part.get('host') or '?'}{state} ({part.get('from')})\n"
+        )
+    for problem in index.get("merge_problems", []):
+        out.write(f"merge: {problem}\n")
     if index.get("interrupted"):
         out.write("the run was interrupted: testcases it did not reach have no result\n")
+    elif not index.get("complete", False) and "merged" in index:
+        out.write("the merged run is incomplete: testcases of a missing or unfinished shard have no result\n")
     elif not index.get("complete", False):
         out.write("the run did not finish: testcases it did not reach have no result\n")
     entries = [e for e in index["results"] if e["status"] != Status.PASS]

@@ -75,6 +75,7 @@ class RunOptions:
         cleanup: str = "passed",
         partial: bool = False,
         history_keep: int = 200,
+        shard: tuple[int, int, bool] | None = None,
     ):
         self.root = root
         self.output_dir = output_dir
@@ -93,6 +94,9 @@ class RunOptions:
         self.cleanup = cleanup
         self.partial = partial
         self.history_keep = history_keep
+        # --shard K/N, and whether the selection was narrowed besides it
+        # (names, -k, --tag...): a merge of every shard is then partial too.
+        self.shard = shard
 
 
 class RunSession:
@@ -181,7 +185,9 @@ class RunSession:
         options, plan, history = self.options, self.plan, self.history
         index = ReportIndex(
             new_dir,
-            run_metadata(options.command_line, options.root, plan.suite.name, options.jobs, options.partial),
+            run_metadata(
+                options.command_line, options.root, plan.suite.name, options.jobs, options.partial, options.shard
+            ),
             on_written=html.result_written if html else None,
         )
         names = [planned.name for planned in plan.testcases]

@@ -82,20 +82,29 @@ def write_html(
         from run_testsuite.history_view import strips
 
         # The runs before this one: it may be in history already (report --html).
-        history = strips(os.path.dirname(os.path.abspath(index_dir)), STRIP_RUNS, before=run_start or None)
+        # A merged run's directory is its output directory; a run's is OUT/new.
+        output_dir = index_dir if "merged" in index else os.path.dirname(os.path.abspath(index_dir))
+        history = strips(output_dir, STRIP_RUNS, before=run_start or None)
+    # A merged run (report --merge): each shard's timeline starts at its own
+    # start, one group of lanes per shard, so their balance shows.
+    shard_starts = {part["shard"]: part.get("start") or 0.0 for part in index.get("merged", ())}
     rows = [
-        _row(entry, details.get(entry["result"]) or _read_details(index_dir, entry["result"]), prefix, run_start)
+        _row(
+            entry,
+            details.get(entry["result"]) or _read_details(index_dir, entry["result"]),
+            prefix,
+            shard_starts.get(entry.get("shard", 0), run_start),
+        )
         for entry in index["results"]
     ]
     for row in rows:
         known = history.get(row["name"])
         row["history"] = known["runs"] if known else []
         row["flips"] = known["flips"] if known else 0
-    slots = {row["slot"] for row in rows if row["slot"] is not None and row["t"] is not None}
     counts = {status.value: index["counts"].get(status.value, 0) for status in Status}
     data = {
-        "duration": index.get("duration", 0.0),
-        "lanes": sorted(set(range(1, index.get("jobs", 1) + 1)) | slots),
+        "duration": max([p.get("duration", 0.0) for p in index.get("merged", ())] or [index.get("duration", 0.0)]),
+        "lanes": _lanes(index, rows),
         "severity": SEVERITY,
         "results": rows,
     }
@@ -131,6 +140,32 @@ def write_html(
     os.replace(tmp, path)
 
 
+def _lanes(index: Index, rows: list[dict]) -> list[dict]:
+    """The timeline's lanes: one per slot, in a group per shard when the run
+    was merged from shards; each row's ``lane`` is its key."""
+    merged = index.get("merged")
+    if not merged:
+        slots = {row["slot"] for row in rows if row["slot"] is not None and row["t"] is not None}
+        for row in rows:
+            row["lane"] = row["slot"]
+        return [
+            {"key": s, "label": f"slot {s}", "group": 0}
+            for s in sorted(set(range(1, index.get("jobs", 1) + 1)) | slots)
+        ]
+    used: dict[int | None, set[int]] = {}
+    for row in rows:
+        shard, slot = row.get("shard"), row["slot"]
+        row["lane"] = f"{shard}:{slot}" if slot is not None else None
+        if slot is not None and row["t"] is not None:
+            used.setdefault(shard, set()).add(slot)
+    lanes = []
+    for part in merged:
+        shard, of = part["shard"], part.get("of", len(merged))
+        for slot in sorted(set(range(1, int(part.get("jobs") or 1) + 1)) | used.get(shard, set())):
+            lanes.append({"key": f"{shard}:{slot}", "label": f"{shard}/{of} · {slot}", "group": shard})
+    return lanes
+
+
 def _run_facts(index: Index) -> dict:
     """What the page's header says of the run."""
     return {
@@ -144,6 +179,8 @@ def _run_facts(index: Index) -> dict:
         "interrupted": index.get("interrupted", False),
         "rebuilt": index.get("rebuilt", False),
         "cached": index.get("cached", 0),
+        "shards": len(index.get("merged", [])),
+        "merge_problems": index.get("merge_problems", []),
     }
 
 
@@ -230,6 +267,7 @@ def _row(entry: IndexEntry, result: dict | None, prefix: str, run_start: float) 
         "cached": cached,
         "kind": entry.get("kind") or result.get("kind") or "testcase",
         "slot": entry.get("slot", result.get("slot")),
+        "shard": entry.get("shard"),
         "tags": entry.get("tags") or result.get("tags") or [],
         "attempts": entry.get("attempts", result.get("attempts", 1)),
         "file": link,

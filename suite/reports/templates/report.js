@@ -254,7 +254,7 @@
     field(dl, "Duration", seconds(r.duration) + (r.wall !== null && r.wall !== undefined
       ? " of work; " + seconds(r.wall) + " from first start to last end (fragments side by side)" : ""));
     if (r.t !== null) {
-      field(dl, "Started", "+" + seconds(r.t) + " into the run" + (r.slot !== null ? ", slot " + r.slot : ""));
+      field(dl, "Started", "+" + seconds(r.t) + " into " + (r.shard !== null && r.shard !== undefined ? "shard " + r.shard : "the run") + (r.slot !== null ? ", slot " + r.slot : ""));
     }
     field(dl, "Attempts", String(r.attempts));
     if (r.quarantined) field(dl, "Quarantined", r.quarantined + "; its failures do not fail the run");
@@ -489,7 +489,7 @@
   /* ---- timeline ---------------------------------------------------------- */
   function drawTimeline() {
     var body = document.getElementById("timeline-body");
-    var ran = results.filter(function (r) { return r.t !== null && r.slot !== null; });
+    var ran = results.filter(function (r) { return r.t !== null && r.lane !== null && r.lane !== undefined; });
     var span = data.duration;
     ran.forEach(function (r) { span = Math.max(span, r.t + took(r)); });
     if (!ran.length || !(span > 0)) {
@@ -497,7 +497,7 @@
       return;
     }
     var lanes = data.lanes, laneOf = new Map(), busy = new Map();
-    lanes.forEach(function (s, k) { laneOf.set(s, k); busy.set(s, 0); });
+    lanes.forEach(function (lane, k) { laneOf.set(lane.key, k); busy.set(lane.key, 0); });
     var laneH = lanes.length <= 16 ? 20 : Math.max(6, Math.floor(320 / lanes.length));
     var W = 1000, H = laneH * lanes.length, NS = "http://www.w3.org/2000/svg";
     var svg = document.createElementNS(NS, "svg");
@@ -505,7 +505,7 @@
     svg.setAttribute("preserveAspectRatio", "none");
     svg.setAttribute("height", H + 2);
     svg.setAttribute("role", "img");
-    svg.setAttribute("aria-label", "timeline of the run, one lane per slot");
+    svg.setAttribute("aria-label", "timeline of the run, one lane per slot" + (lanes.length && lanes[lanes.length - 1].group ? ", grouped by shard" : ""));
     var defs = document.createElementNS(NS, "defs");
     var pattern = document.createElementNS(NS, "pattern");
     pattern.setAttribute("id", "idle");
@@ -520,20 +520,28 @@
     pattern.appendChild(stripe);
     defs.appendChild(pattern);
     svg.appendChild(defs);
-    lanes.forEach(function (s, k) {
+    lanes.forEach(function (lane, k) {
       var bg = document.createElementNS(NS, "rect");
       bg.setAttribute("class", "lane");
-      bg.setAttribute("data-slot", s);
+      bg.setAttribute("data-slot", lane.key);
       bg.setAttribute("x", 0); bg.setAttribute("y", k * laneH);
       bg.setAttribute("width", W); bg.setAttribute("height", laneH);
       bg.setAttribute("fill", "url(#idle)");
       svg.appendChild(bg);
+      if (k && lane.group !== lanes[k - 1].group) {  /* where one shard's lanes end */
+        var rule = document.createElementNS(NS, "rect");
+        rule.setAttribute("class", "group-rule");
+        rule.setAttribute("x", 0); rule.setAttribute("y", k * laneH - 1);
+        rule.setAttribute("width", W); rule.setAttribute("height", 2);
+        rule.setAttribute("fill", "#8a939c");
+        svg.appendChild(rule);
+      }
     });
     var minW = W * 0.0015, pad = laneH > 10 ? 2 : 1;
     var frag = document.createDocumentFragment();
     var named = [];
     ran.forEach(function (r) {
-      var k = laneOf.get(r.slot);
+      var k = laneOf.get(r.lane);
       var bar = document.createElementNS(NS, "rect");
       bar.setAttribute("class", "bar s-" + r.status);
       bar.setAttribute("data-i", r.i);
@@ -548,13 +556,13 @@
     busyTime(ran, busy);
 
     var labels = el("div", "tl-labels");
-    lanes.forEach(function (s) {
-      var share = busy.get(s) / span;
+    lanes.forEach(function (lane) {
+      var s = lane.key, share = busy.get(s) / span;
       var label = el("div", share ? null : "idle");
       label.style.height = laneH + "px";
       label.style.lineHeight = laneH + "px";
       label.setAttribute("data-slot", s);
-      label.appendChild(el("span", null, laneH >= 14 || lanes.length <= 16 ? "slot " + s : String(s)));
+      label.appendChild(el("span", null, laneH >= 14 || lanes.length <= 16 || lane.group ? lane.label : String(s)));
       label.appendChild(el("b", null, share ? Math.min(100, Math.round(share * 100)) + "% busy" : "idle"));
       labels.appendChild(label);
     });
@@ -583,7 +591,7 @@
       tip.textContent = "";
       tip.appendChild(el("span", "tip-name", r.name));
       tip.appendChild(document.createTextNode(r.status + (r.reason ? " (" + r.reason + ")" : "") +
-        " · " + seconds(took(r)) + " · slot " + r.slot + " · +" + seconds(r.t)));
+        " · " + seconds(took(r)) + " · " + lanes[laneOf.get(r.lane)].label + " · +" + seconds(r.t)));
       tip.hidden = false;
       var x = Math.min(e.clientX + 14, window.innerWidth - tip.offsetWidth - 8);
       tip.style.left = Math.max(4, x) + "px";
@@ -624,9 +632,9 @@
     var sorted = ran.slice().sort(function (a, b) { return a.t - b.t; });
     var reach = new Map();
     sorted.forEach(function (r) {
-      var from = Math.max(r.t, reach.has(r.slot) ? reach.get(r.slot) : 0), to = r.t + took(r);
-      if (to > from) busy.set(r.slot, busy.get(r.slot) + to - from);
-      reach.set(r.slot, Math.max(to, reach.has(r.slot) ? reach.get(r.slot) : 0));
+      var from = Math.max(r.t, reach.has(r.lane) ? reach.get(r.lane) : 0), to = r.t + took(r);
+      if (to > from) busy.set(r.lane, busy.get(r.lane) + to - from);
+      reach.set(r.lane, Math.max(to, reach.has(r.lane) ? reach.get(r.lane) : 0));
     });
   }
 
