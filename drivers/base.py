@@ -117,7 +117,8 @@ class Driver:
         one (see ``RunContext.combined_output``)."""
         for fragment in fragments[:-1]:
             fragment.keep_log = True
-        fragments[-1].data["earlier_logs"] = [f.log_path for f in fragments[:-1]]
+        if len(fragments) > 1:  # a lone fragment's empty list cost 100,000 testcases 26 MB
+            fragments[-1].data["earlier_logs"] = [f.log_path for f in fragments[:-1]]
 
     def inputs(self, test: Testcase) -> list[str]:
         """Files outside the testcase directory that its commands read, as

@@ -7,6 +7,7 @@ subcommands (``report``, ``validate``, ``new``, ``schema``) are modules of their
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -95,6 +96,9 @@ def _main(argv: list[str] | None) -> int:
         if cluster is None and args.jobs is None:
             args.jobs = os.cpu_count() or 1
         plan, history, options = _prepare(args, argv, with_dask=cluster is not None)
+        # The plan lives as long as the run: the garbage collector's full
+        # passes need not walk its millions of objects again and again.
+        gc.freeze()
     except UsageError as exc:
         print(f"run-testsuite: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -181,9 +185,12 @@ def _prepare(args, argv: list[str], with_dask: bool):
         sandbox=args.sandbox,
         rewrite=args.rewrite,
         slots=_split_slots(args.jobs, with_dask),
+        keys=not (args.list or args.list_json) or args.incremental or args.explain,
     )
     written = tuple(p for p in (args.junit_xml, args.list_json) if p and p != "-")
+    keys, selection.keys = selection.keys, selection.keys and not args.shard  # a shard's keys are made with it
     plan = build_plan(args.root, args.names, output_dir, work_dir, args.timeout, history, selection, written)
+    selection.keys = keys
     if args.shard:
         plan = _shard(plan, args, history, selection, written, output_dir, work_dir)
     _quarantine(plan, output_dir, args.quarantine)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 MAX_TIMEOUT = 365 * 24 * 3600.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Command:
     """One command to run: a string goes through ``sh -c``, a list is an argv."""
 
@@ -35,7 +35,7 @@ class Command:
     step: str = "run"
 
 
-@dataclass
+@dataclass(slots=True)
 class Fragment:
     """A unit of work the scheduler places on a slot."""
 

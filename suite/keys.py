@@ -192,6 +192,12 @@ class KeyMaker:
         self._setups: dict[str, KeyParts | SpecError] = {}
         self.params: dict[str, str] = {}
 
+    def forget_files(self) -> None:
+        """Let the file-hash cache go, once saved (the run needs only the
+        shared files' manifest from here on, made already)."""
+        self._shared_pair()
+        self.hashes = FileHashes(None)
+
     # The suite's shared files, hashed once per plan.
     def shared_manifest(self) -> dict[str, str]:
         return self._shared_pair()[1]

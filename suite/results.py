@@ -154,7 +154,7 @@ class Outcome:
     subresults: list[SubResult] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class Result:
     """The verdict on one testcase: what every report is made from."""
 
@@ -183,6 +183,22 @@ class Result:
     wall: float | None = None
     # Why its failures do not fail the run (quarantined as flaky), or None.
     quarantined: str | None = None
+
+    def slim(self) -> Result:
+        """What the run keeps of a result once its file is written: enough
+        for history, --rewrite and the exit status, not its outputs (100,000
+        results kept whole held 100 MB)."""
+        return Result(
+            self.name,
+            self.status,
+            self.reason,
+            self.message if self.status is not Status.PASS else "",
+            duration=self.duration,
+            attempts=self.attempts,
+            kind=self.kind,
+            cached=self.cached,
+            quarantined=self.quarantined,
+        )
 
     def to_json(self) -> dict:
         # Built by hand: dataclasses.asdict deep-copies recursively and cost

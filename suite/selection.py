@@ -125,6 +125,10 @@ class Selection:
     slots: int = 1
     # --shard: the testcases (variants' full names) this shard runs, or None.
     only: set[str] | None = None
+    # Whether testcases' keys are made: a run records them, --incremental
+    # and --explain read them; a plain --list needs none (at 100,000
+    # testcases they cost 3.5 s of its 12).
+    keys: bool = True
 
 
 def keeper(selection: Selection, history: HistoryView | None) -> Callable[[str, list[str]], bool]:

@@ -116,6 +116,7 @@ class RunSession:
             plan.spec_cache.save()
         if plan.file_hashes is not None:
             plan.file_hashes.save()
+        plan.let_go()
         os.makedirs(options.work_dir, exist_ok=True)
         mark_work_dir(options.work_dir)
         html = HtmlReport(new_dir, os.path.join(options.output_dir, "old")) if options.html else None

@@ -14,12 +14,13 @@ Jinja2 with autoescaping on.
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import posixpath
 import shlex
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from urllib.parse import quote
 
@@ -57,15 +58,15 @@ def write_html(
     index_dir: str,
     path: str,
     old_index_dir: str | None = None,
-    details: Mapping[str, dict] | None = None,
+    details: Mapping[str, dict | str] | None = None,
     history: dict[str, dict] | None = None,
 ) -> None:
     """Write the report of the run in ``index_dir`` (``OUTPUT/new``) to ``path``.
 
     ``old_index_dir`` (``OUTPUT/old``), when it holds an index, adds what
     changed since that run. ``details`` maps result files (as the index
-    names them) to their ``details()``, made as the results came in; the
-    files of the others are read. ``history`` is ``history_view.strips``
+    names them) to their ``details()`` (or its JSON), made as the results
+    came in; the files of the others are read. ``history`` is ``history_view.strips``
     of the runs before (read here from the output directory's history
     when not given).
     """
@@ -88,28 +89,17 @@ def write_html(
     # A merged run (report --merge): each shard's timeline starts at its own
     # start, one group of lanes per shard, so their balance shows.
     shard_starts = {part["shard"]: part.get("start") or 0.0 for part in index.get("merged", ())}
-    rows = [
-        _row(
-            entry,
-            details.get(entry["result"]) or _read_details(index_dir, entry["result"]),
-            prefix,
-            shard_starts.get(entry.get("shard", 0), run_start),
-        )
-        for entry in index["results"]
-    ]
-    for row in rows:
-        known = history.get(row["name"])
-        row["history"] = known["runs"] if known else []
-        row["flips"] = known["flips"] if known else 0
+    entries = index["results"]
+    offsets = [_offset(entry, shard_starts.get(entry.get("shard", 0), run_start)) for entry in entries]
     counts = {status.value: index["counts"].get(status.value, 0) for status in Status}
-    data = {
+    lanes, lane_of = _lanes(index, entries, offsets)
+    lists = _lists(entries, offsets, history)
+    head = {
         "duration": max([p.get("duration", 0.0) for p in index.get("merged", ())] or [index.get("duration", 0.0)]),
-        "lanes": _lanes(index, rows),
+        "lanes": lanes,
         "severity": SEVERITY,
-        "results": rows,
+        "lists": lists,  # names are test data: the page builds the lists with textContent
     }
-    lists = _lists(rows)
-    data["lists"] = lists  # names are test data: the page builds the lists with textContent
     run = _run_facts(index)
     # Imported here: a run imports this module early, to gather each
     # result's details, and renders the page only at its end.
@@ -117,6 +107,8 @@ def write_html(
 
     from markupsafe import Markup
 
+    # Where the results' data goes, written in pieces: a mark no test data can hold.
+    place = f"\x00data-{token_urlsafe(12)}\x00"
     html = _template().render(
         run=run,
         css=_asset("report.css"),
@@ -131,39 +123,63 @@ def write_html(
         total=sum(counts.values()),
         changes=_changes(index, old, index_dir, old_index_dir) if old is not None or _has_history(index) else None,
         lists=lists,
-        data_json=Markup(_script_json(data)),
+        data_json=Markup(place),
         generated=time.strftime("%Y-%m-%d %H:%M:%S"),
     )
+    before, after = html.split(place, 1)
+    # The rows are made and written one by one, never all held at once:
+    # at 100,000 results the rows and the page as one string took 300 MB.
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8", errors="replace") as handle:
-        handle.write(html)
+        handle.write(before)
+        handle.write(_script_json(head)[:-1] + ',"results":[')
+        for number, entry in enumerate(entries):
+            found = details.get(entry["result"])
+            if isinstance(found, str):
+                found = json.loads(found)
+            row = _row(entry, found or _read_details(index_dir, entry["result"]), prefix, offsets[number])
+            known = history.get(row["name"])
+            row["history"] = known["runs"] if known else []
+            row["flips"] = known["flips"] if known else 0
+            row["lane"] = lane_of(entry)
+            handle.write(("," if number else "") + _script_json(row))
+        handle.write("]}")
+        handle.write(after)
     os.replace(tmp, path)
 
 
-def _lanes(index: Index, rows: list[dict]) -> list[dict]:
-    """The timeline's lanes: one per slot, in a group per shard when the run
-    was merged from shards; each row's ``lane`` is its key."""
+def _lanes(index: Index, entries: list[IndexEntry], offsets: list[float | None]) -> tuple[list[dict], Callable]:
+    """The timeline's lanes, one per slot, in a group per shard when the
+    run was merged from shards; and the key of a result's lane."""
     merged = index.get("merged")
+    used: dict[int, set[int]] = {}
+    for entry, offset in zip(entries, offsets, strict=True):
+        slot = entry.get("slot")
+        if slot is not None and offset is not None:
+            used.setdefault(entry.get("shard", 0), set()).add(slot)
     if not merged:
-        slots = {row["slot"] for row in rows if row["slot"] is not None and row["t"] is not None}
-        for row in rows:
-            row["lane"] = row["slot"]
-        return [
-            {"key": s, "label": f"slot {s}", "group": 0}
-            for s in sorted(set(range(1, index.get("jobs", 1) + 1)) | slots)
-        ]
-    used: dict[int | None, set[int]] = {}
-    for row in rows:
-        shard, slot = row.get("shard"), row["slot"]
-        row["lane"] = f"{shard}:{slot}" if slot is not None else None
-        if slot is not None and row["t"] is not None:
-            used.setdefault(shard, set()).add(slot)
+        slots = sorted(set(range(1, index.get("jobs", 1) + 1)) | used.get(0, set()))
+        return [{"key": s, "label": f"slot {s}", "group": 0} for s in slots], lambda entry: entry.get("slot")
     lanes = []
     for part in merged:
         shard, of = part["shard"], part.get("of", len(merged))
         for slot in sorted(set(range(1, int(part.get("jobs") or 1) + 1)) | used.get(shard, set())):
             lanes.append({"key": f"{shard}:{slot}", "label": f"{shard}/{of} · {slot}", "group": shard})
-    return lanes
+
+    def lane_of(entry: IndexEntry) -> str | None:
+        slot = entry.get("slot")
+        return f"{entry.get('shard')}:{slot}" if slot is not None else None
+
+    return lanes, lane_of
+
+
+def _offset(entry: IndexEntry, run_start: float) -> float | None:
+    """When a result started, in seconds into its run (or shard); None
+    when it is not on the timeline (not run, or taken from an earlier run)."""
+    start = entry.get("start")
+    if not start or not run_start or entry.get("cached"):
+        return None
+    return max(0.0, round(start - run_start, 6))
 
 
 def _run_facts(index: Index) -> dict:
@@ -243,12 +259,12 @@ def _read_details(index_dir: str, rel: str) -> dict | None:
         return None
 
 
-def _row(entry: IndexEntry, result: dict | None, prefix: str, run_start: float) -> dict:
+def _row(entry: IndexEntry, result: dict | None, prefix: str, offset: float | None) -> dict:
     """One result as the page needs it: the index entry plus the result's
-    ``details`` (None when its file could not be read)."""
+    ``details`` (None when its file could not be read); ``offset``: see
+    ``_offset``."""
     missing = result is None
     result = result or {}
-    start = entry.get("start") or result.get("start") or 0.0
     # --incremental: taken from an earlier run, so not on this run's timeline.
     cached = bool(entry.get("cached") or result.get("cached"))
     # A plain relative path, never a scheme ("javascript:"): "./" or "../" first.
@@ -263,7 +279,7 @@ def _row(entry: IndexEntry, result: dict | None, prefix: str, run_start: float) 
         "duration": entry.get("duration", 0.0),
         "wall": entry.get("wall"),
         "quarantined": entry.get("quarantined"),
-        "t": max(0.0, round(start - run_start, 6)) if start and run_start and not cached else None,
+        "t": offset if not cached else None,
         "cached": cached,
         "kind": entry.get("kind") or result.get("kind") or "testcase",
         "slot": entry.get("slot", result.get("slot")),
@@ -350,23 +366,24 @@ def _changes(new: Index, old: Index | None, new_dir: str = "", old_dir: str | No
     }
 
 
-def _lists(rows: list[dict]) -> dict:
+def _lists(entries: list[IndexEntry], offsets: list[float | None], history: Mapping[str, dict]) -> dict:
     """The summary's lists: testcases history finds flaky (most flips
     first), and this run's slowest (wall time where shards ran side by side)."""
-    flaky = sorted((r for r in rows if r["flips"]), key=lambda r: (-r["flips"], r["name"]))
-    timed = [r for r in rows if r["t"] is not None]
-    slowest = sorted(timed, key=lambda r: (-(r["wall"] if r["wall"] is not None else r["duration"]), r["name"]))
+    flips = {name: known["flips"] for name, known in history.items() if known.get("flips")}
+    flaky = sorted(
+        ((e["name"], e["status"], flips[e["name"]]) for e in entries if e["name"] in flips),
+        key=lambda item: (-item[2], item[0]),
+    )
+    timed = [
+        (e["name"], e["status"], e["wall"] if e.get("wall") is not None else e.get("duration", 0.0))
+        for e, offset in zip(entries, offsets, strict=True)
+        if offset is not None
+    ]
+    slowest = heapq.nsmallest(LISTED, timed, key=lambda item: (-item[2], item[0]))
     return {
-        "flaky": [{"name": r["name"], "status": r["status"], "flips": r["flips"]} for r in flaky[:LISTED]],
+        "flaky": [{"name": name, "status": status, "flips": n} for name, status, n in flaky[:LISTED]],
         "flaky_total": len(flaky),
-        "slowest": [
-            {
-                "name": r["name"],
-                "status": r["status"],
-                "took": seconds(r["wall"] if r["wall"] is not None else r["duration"]),
-            }
-            for r in slowest[:LISTED]
-        ],
+        "slowest": [{"name": name, "status": status, "took": seconds(took)} for name, status, took in slowest],
     }
 
 

@@ -66,7 +66,13 @@ class Verdicts:
         self.side_by_side = [not planned.in_order for planned in plan.testcases]
         # Their last fragments: what follows the testcase waits for these,
         # released together once it is decided (a retry runs them again).
-        self.ends = [set(planned.ends()) if side else set() for planned, side in zip(plan.testcases, self.side_by_side)]
+        self.ends = [
+            frozenset(planned.ends()) if side else _NONE for planned, side in zip(plan.testcases, self.side_by_side)
+        ]
+        # Per decided testcase, (fragment, status, duration) of each that
+        # ran, for history: its outcomes, outputs and all, are let go (at
+        # 100,000 testcases they held 90 MB).
+        self.timings: list[tuple[tuple[int, str, float], ...]] = [()] * count
         self.failures = 0
         self.stop_reason: str | None = None  # set once --max-failures is reached
         self.unpublished: list[Result] = []
@@ -239,10 +245,18 @@ class Verdicts:
             return
         self.decided[number] = True
         self.unpublished.append(result)
+        self._let_go(number)
         self.on_decided(number)
         self._count_failure(result)
         if not result.status.ran_ok:
             self._skip_dependents(number, result)
+
+    def _let_go(self, number: int) -> None:
+        """Keep only the timings of a decided testcase's fragments."""
+        outcomes = self.outcomes[number]
+        if outcomes:
+            self.timings[number] = tuple((f, o.status.value, o.duration) for f, o in outcomes.items())
+            self.outcomes[number] = {}
 
     def stop_running(
         self, fragment: int, slot: int, status: Status, reason: Reason, message: str, began: float | None = None
@@ -311,14 +325,17 @@ class Verdicts:
         """(testcase, fragment, status, duration) of every fragment that ran
         in the last attempt of its testcase, for history."""
         rows = []
-        for planned, outcomes in zip(self.plan.testcases, self.outcomes):
+        fragments = self.plan.fragments
+        for planned, outcomes, timings in zip(self.plan.testcases, self.outcomes, self.timings):
+            ran = {f: (o.status.value, o.duration) for f, o in outcomes.items()}
+            ran.update((f, (status, duration)) for f, status, duration in timings)
             for number in planned.fragments:
-                outcome = outcomes.get(number)
-                if outcome is not None:
-                    rows.append(
-                        (planned.name, self.plan.fragments[number].name, outcome.status.value, outcome.duration)
-                    )
+                if number in ran:
+                    rows.append((planned.name, fragments[number].name, *ran[number]))
         return rows
+
+
+_NONE: frozenset[int] = frozenset()
 
 
 def _last(outcomes: list[Outcome]) -> Outcome:
