@@ -2,7 +2,7 @@
 
     python bench/bench_scale.py [--peers-python PATH] [--repeat N] [-j N]
                                 [--count N] [--only plan|run] [--with-e3]
-                                [--source DIR] [--profile DIR] [--json FILE]
+                                [--source DIR] [--profile DIR] [--json FILE] [--memory]
 
 plan: a suite of ``--count`` testcases (`echo hello`, diff driver, a
   test.out baseline) in 100 directories, with dependencies: every testcase
@@ -28,6 +28,24 @@ run: ``--count`` trivial testcases (no dependencies; the "trivial"
   testcases (its workloads.py layout) for the ratio; e3-testsuite too with
   --with-e3 (slow: minutes at this size). Targets: main process under
   200 MB; run-testsuite at or below lit's time.
+
+list: ``run-testsuite SUITE --list`` on the run's suite, in a fresh
+  process with the spec cache warm (the run made it): wall time and peak
+  RSS. Target at 100,000 testcases: under 10 s.
+
+memory (--memory): where the main process's memory goes, per testcase, in
+  a child process under tracemalloc: the plan as planning leaves it (with
+  the spec and file-hash caches and merged specs), what the run keeps of
+  it once those are let go, split by the modules that allocated it (the
+  testcase and fragment objects, discovery's paths, keys, the DAG), and
+  what the run keeps per result (its index entry, the HTML report's
+  details, the slim result for history, the fragment timings). Bytes per
+  testcase times the count is the model of the main process's heap; RSS
+  adds the interpreter (about 40 MB) and the allocator's slack.
+
+The 100,000-testcase case: ``--count 100000 --memory`` (about 12 minutes
+here with lit beside it). Targets there: main process under 400 MB,
+at or below lit's time, --list under 10 s.
 
 Best of ``--repeat`` for every figure (the machine may be shared).
 --profile DIR runs each run-testsuite measurement once more under cProfile
@@ -56,7 +74,12 @@ from tools import E3Testsuite, Invocation, Lit, log, scratch_dir, tail, timed
 from workloads import Case, Workload, make_workloads, write_cases_run_testsuite, write_run_testsuite
 
 PLAN_TARGET_S = 3.0
-RSS_TARGET_MB = 200.0
+LIST_TARGET_S = 10.0  # at 100,000 testcases
+
+
+def rss_target_mb(count: int) -> float:
+    """The main process's budget: 200 MB at 10,000 testcases, 400 MB at 100,000."""
+    return 200.0 if count <= 10000 else 400.0
 
 
 # The code run in fresh processes ----------------------------------------------
@@ -128,6 +151,68 @@ with open(result_json, "w") as f:
         "children_cpu_s": kids.ru_utime + kids.ru_stime,
     }, f)
 sys.exit(rc)
+"""
+
+
+# argv: ROOT OUTPUT_DIR RESULT_JSON
+_MEMORY_CHILD = r"""
+import gc, json, sys, tracemalloc
+tracemalloc.start()
+from run_testsuite.loader import build_plan
+from run_testsuite.jsonio import dumps
+from run_testsuite.index import index_entry
+from run_testsuite.reports import html
+from run_testsuite.results import CommandRecord, Result, Status
+root, out, result_json = sys.argv[1:4]
+
+GROUPS = [  # (what, module path fragments), first match wins
+    ("spec cache (planning only)", ("spec_cache.py", "json/decoder.py")),
+    ("key parts and keys", ("keys.py", "json/encoder.py", "file_hashes.py")),
+    ("discovery: names and paths", ("discovery.py",)),
+    ("the DAG and links", ("dag.py", "links.py")),
+    ("testcases and fragments", ("loader.py", "plan.py", "fragment.py", "drivers/", "posixpath", "yaml/", "<string>")),
+]
+
+def by_group(snapshot, before):
+    sizes = {name: 0 for name, _ in GROUPS}
+    sizes["other"] = 0
+    for stat in snapshot.compare_to(before, "filename"):
+        where = stat.traceback[0].filename
+        name = next((g for g, parts in GROUPS if any(p in where for p in parts)), "other")
+        sizes[name] += stat.size_diff
+    return sizes
+
+gc.collect()
+start = tracemalloc.take_snapshot()
+plan = build_plan(root, [], out, out + "/new/work")
+count = len(plan.testcases)
+planning = by_group(tracemalloc.take_snapshot(), start)
+plan.let_go()
+gc.collect()
+kept = by_group(tracemalloc.take_snapshot(), start)
+
+def per(make):
+    gc.collect()
+    before = tracemalloc.get_traced_memory()[0]
+    held = [make(n) for n in range(count)]
+    gc.collect()
+    return (tracemalloc.get_traced_memory()[0] - before) / count, held
+
+def result(n):
+    name = plan.testcases[n].name
+    return Result(name, Status.PASS, description="", driver="diff", tags=[], start=1.7e9 + n, duration=0.004,
+                  slot=n % 16 + 1, commands=[CommandRecord("run", ["echo", "hello"], 0, 0.003, False, 300.0)],
+                  output="hello\n", spec_file=plan.testcases[n].spec_file)
+
+results = [result(n) for n in range(count)]
+run = {}
+run["index entry"], entries = per(lambda n: index_entry(results[n], f"results/{plan.testcases[n].safe_name}.json"))
+run["HTML details (JSON text)"], details = per(lambda n: dumps(html.details(results[n].to_json())))
+run["slim result (history, exit status)"], slims = per(lambda n: results[n].slim())
+run["fragment timings (history)"], timings = per(lambda n: ((n, "PASS", 0.004),))
+with open(result_json, "w") as f:
+    json.dump({"count": count, "planning": {k: v / count for k, v in planning.items()},
+               "kept": {k: v / count for k, v in kept.items()}, "run": run}, f)
 """
 
 
@@ -367,6 +452,38 @@ def bench_run(child: Child, args: argparse.Namespace, tmp: str) -> List[RunFigur
     return [fresh, again, cached, *peer_figs.values()]
 
 
+def bench_list(child: Child, args: argparse.Namespace, tmp: str) -> Optional[dict]:
+    """``--list`` on the run's suite (its spec cache warm): wall and peak RSS."""
+    rts_dir = os.path.join(tmp, "run", "run-testsuite")
+    walls, rss = [], []
+    env = dict(child.env if child.env is not None else os.environ)
+    env["PYTHONSAFEPATH"] = "1"
+    for rep in range(1, args.repeat + 1):
+        argv = ["/usr/bin/time", "-f", "%M", child.python, "-m", "run_testsuite", os.path.join(rts_dir, "suite"),
+                "--output-dir", os.path.join(rts_dir, "out"), "--list"]
+        seconds, proc = timed(Invocation(argv, cwd=child.cwd, env=env))
+        if proc.returncode != 0:
+            log(f"\n!!! --list FAILED:\n{tail(proc.stdout + proc.stderr)}\n")
+            return None
+        walls.append(seconds)
+        rss.append(int(proc.stderr.strip().splitlines()[-1]) / 1024)
+        log(f"--list {rep}/{args.repeat}: {seconds:.2f} s, {rss[-1]:.0f} MB")
+    return {"wall_s": walls, "rss_mb": rss}
+
+
+def bench_memory(child: Child, args: argparse.Namespace, tmp: str) -> Optional[dict]:
+    rts_dir = os.path.join(tmp, "run", "run-testsuite")
+    result = os.path.join(tmp, "memory.json")
+    log("\n== memory: the plan and what the run keeps per result, under tracemalloc ==")
+    argv = [child.python, "-c", _MEMORY_CHILD, os.path.join(rts_dir, "suite"), os.path.join(tmp, "memory-out"), result]
+    seconds, proc = timed(Invocation(argv, cwd=child.cwd, env=child.env))
+    if proc.returncode != 0:
+        log(f"\n!!! memory FAILED:\n{tail(proc.stdout + proc.stderr)}\n")
+        return None
+    with open(result, encoding="utf-8") as f:
+        return json.load(f)
+
+
 # output ----------------------------------------------------------------------
 
 
@@ -427,13 +544,37 @@ def print_run(figs: List[RunFigure], count: int, jobs: int) -> None:
             rss = max(x["self_maxrss_kb"] for x in f.usage) / 1024  # worst, not the best run's
             cols = (f"{rss:>6.0f}MB {max(x['children_maxrss_kb'] for x in f.usage) / 1024:>7.0f}MB "
                     f"{u['self_cpu_s']:>7.1f}s {u['children_cpu_s']:>8.1f}s")
-            verdicts = [f"RSS<{RSS_TARGET_MB:.0f}MB {'ok' if rss < RSS_TARGET_MB else 'MISSED'}"]
+            budget = rss_target_mb(count)
+            verdicts = [f"RSS<{budget:.0f}MB {'ok' if rss < budget else 'MISSED'}"]
             if lit:
                 verdicts.append(f"<=lit {'ok' if wall <= best(lit.wall_s) else 'MISSED'}")
             target = ", ".join(verdicts)
         print(f"{f.tool:<22} {f.run:<7} {wall:>7.2f} {ratio:>7}  {cols}  {target}".rstrip())
     print("vs rts = wall / run-testsuite's fresh run; RSS = peak (the worst of the repeats);"
           " CPU = user+sys of the best run; child = workers and the commands they ran")
+
+
+def print_list(figure: dict, count: int) -> None:
+    i = min(range(len(figure["wall_s"])), key=figure["wall_s"].__getitem__)
+    wall = figure["wall_s"][i]
+    verdict = ("ok" if wall < LIST_TARGET_S else "MISSED") if count >= 100000 else "n/a below 100,000"
+    print(f"--list of {count} testcases (spec cache warm, best of {len(figure['wall_s'])}): {wall:.2f} s,"
+          f" peak RSS {max(figure['rss_mb']):.0f} MB; target < {LIST_TARGET_S:.0f} s at 100,000: {verdict}")
+
+
+def print_memory(doc: dict, count: int) -> None:
+    print(f"memory of the main process, bytes per testcase (tracemalloc; x {count} for the heap):")
+    print(f"{'':<38} {'planning':>9} {'run':>9}")
+    for name in doc["planning"]:
+        print(f"{name:<38} {doc['planning'][name]:>9.0f} {doc['kept'][name]:>9.0f}")
+    plan_total, kept_total = sum(doc["planning"].values()), sum(doc["kept"].values())
+    print(f"{'plan, total':<38} {plan_total:>9.0f} {kept_total:>9.0f}")
+    for name, size in doc["run"].items():
+        print(f"{'per result: ' + name:<38} {'':>9} {size:>9.0f}")
+    run_total = kept_total + sum(doc["run"].values())
+    print(f"{'whole run, per testcase':<38} {'':>9} {run_total:>9.0f}  "
+          f"(x {count}: {run_total * count / 1e6:.0f} MB of heap at the end, "
+          f"{plan_total * count / 1e6:.0f} MB when planning ends)")
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -451,6 +592,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--with-e3", action="store_true", help="also time e3-testsuite (minutes at 10,000)")
     p.add_argument("--profile", metavar="DIR", help="also profile each run-testsuite measurement (untimed), save and print")
     p.add_argument("--json", metavar="FILE", help="also save the figures as JSON")
+    p.add_argument("--memory", action="store_true",
+                   help="also break the main process's memory down per testcase (tracemalloc, a few minutes at 100,000)")
     p.add_argument("--rts-args", default="", metavar="ARGS",
                    help="more arguments for each run of run-testsuite, e.g. '--cleanup none'")
     p.add_argument("--keep", action="store_true", help="keep the generated suites and print where")
@@ -476,8 +619,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         log(f"run-testsuite: {child.python}, run_testsuite imported from {child.source}")
         if args.only in (None, "plan"):
             plan_figs = bench_plan(child, args.count, args.repeat, tmp, args.profile)
+        list_fig = memory = None
         if args.only in (None, "run"):
             run_figs = bench_run(child, args, tmp)
+            list_fig = bench_list(child, args, tmp)
+            if args.memory:
+                memory = bench_memory(child, args, tmp)
 
     print()
     if plan_figs:
@@ -485,17 +632,26 @@ def main(argv: Optional[List[str]] = None) -> int:
         print()
     if run_figs:
         print_run(run_figs, args.count, args.jobs)
+    if list_fig:
+        print()
+        print_list(list_fig, args.count)
+    if memory:
+        print()
+        print_memory(memory, args.count)
     if args.json:
         doc = {
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
             "python": args.python, "source": args.source or "installed", "count": args.count, "jobs": args.jobs,
             "plan": [asdict(f) for f in plan_figs],
             "run": [asdict(f) for f in run_figs],
+            "list": list_fig,
+            "memory": memory,
         }
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=2)
         log(f"figures saved to {args.json}")
     failed = any(f.error for f in plan_figs) or any(f.error for f in run_figs)
+    failed = failed or (args.only in (None, "run") and list_fig is None) or (args.memory and memory is None)
     return 1 if failed else 0
 
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from run_testsuite.results import Result
+from run_testsuite.results import Verdict
 
 HISTORY_FILE = "history.sqlite"
 KEY_IN_RESULTS = 16  # hex digits of a key kept with each result
@@ -171,7 +171,7 @@ class History:
         self,
         start: float,
         command: list[str],
-        results: list[Result],
+        results: list[Verdict],
         keys: dict[str, str | None],
         fragment_durations: list[tuple[str, str, str, float]],
         counts: dict,

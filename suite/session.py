@@ -31,7 +31,7 @@ from run_testsuite.reporters import HtmlReport, Reporters
 from run_testsuite.reports.progress import Progress, StatusLine, expected_durations, live_display_wanted
 from run_testsuite.reports.tee import Tee
 from run_testsuite.reports.text import TextReport
-from run_testsuite.results import Reason, Result, Status
+from run_testsuite.results import Reason, Status, Verdict
 from run_testsuite.scheduler.dispatch import MultiprocessScheduler
 from run_testsuite.scheduler.verdicts import Policy
 from run_testsuite.workdir import remove_spares
@@ -140,7 +140,7 @@ class RunSession:
                 except OSError as exc:  # checked at the start; gone since (a test removed it?)
                     lost.append(f"{options.junit_xml} (--junit-xml): {describe_error(exc)}")
             if html is not None:
-                html.write()
+                html.write(final)
             self._record_history(index.started, scheduler, reporters.results, final["counts"])
         finally:
             scheduler.close()
@@ -256,7 +256,7 @@ class RunSession:
         )
 
     def _record_history(
-        self, start: float, scheduler: MultiprocessScheduler, results: list[Result], counts: dict[str, int]
+        self, start: float, scheduler: MultiprocessScheduler, results: list[Verdict], counts: dict[str, int]
     ) -> None:
         keys = {planned.name: planned.key for planned in self.plan.testcases}
         try:
@@ -304,7 +304,7 @@ def _say_unrecorded(errors: list[str]) -> None:
     )
 
 
-def rewrite_baselines(plan: Plan, results: list[Result]) -> None:
+def rewrite_baselines(plan: Plan, results: list[Verdict]) -> None:
     """--rewrite: each testcase that FAILed on its output asks its driver
     to make that output the expected one; the files changed are listed."""
     from run_testsuite.drivers.registry import load_reference

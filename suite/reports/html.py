@@ -60,6 +60,7 @@ def write_html(
     old_index_dir: str | None = None,
     details: Mapping[str, dict | str] | None = None,
     history: dict[str, dict] | None = None,
+    index: Index | None = None,
 ) -> None:
     """Write the report of the run in ``index_dir`` (``OUTPUT/new``) to ``path``.
 
@@ -68,9 +69,11 @@ def write_html(
     names them) to their ``details()`` (or its JSON), made as the results
     came in; the files of the others are read. ``history`` is ``history_view.strips``
     of the runs before (read here from the output directory's history
-    when not given).
+    when not given). ``index``: the run's index, when the caller holds it
+    (a run at its end: reading it again cost 100,000 results 60 MB more).
     """
-    index = read_index(os.path.join(index_dir, INDEX_FILE))
+    if index is None:
+        index = read_index(os.path.join(index_dir, INDEX_FILE))
     old = None
     if old_index_dir and os.path.isfile(os.path.join(old_index_dir, INDEX_FILE)):
         old = read_index(os.path.join(old_index_dir, INDEX_FILE))
