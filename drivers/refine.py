@@ -44,6 +44,9 @@ TEXT_LIMIT = 256 << 20
 _NAME_GOES_ON = rb"(?![\w~-]|\.[\w~-])"
 
 
+_DEFAULTS = {"substitute": [], "work_dir": True, "line_endings": False, "sort": False}
+
+
 def settings(test) -> dict:
     """The testcase's ``refine`` key as plain data for the fragment.
 
@@ -51,7 +54,9 @@ def settings(test) -> dict:
     replacement naming a group the pattern lacks, is the spec's error
     (located at that key) before anything runs.
     """
-    refine = test.spec.get("refine", {})
+    refine = test.spec.get("refine")
+    if not refine:
+        return _DEFAULTS  # shared, never changed: 24 MB at 100,000 testcases
     substitute = []
     for number, item in enumerate(refine.get("substitute", ())):
         where = ["refine", "substitute", number]

@@ -10,6 +10,7 @@ vertices took 23 s here), which a 10,000-fragment suite cannot afford.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 
 
 class Graph:
@@ -93,7 +94,7 @@ class ReadyQueue:
         """Put back a node that was popped but could not start yet."""
         heapq.heappush(self.heap, (-self.priority[node], node))
 
-    def restart(self, nodes: list[int]) -> None:
+    def restart(self, nodes: Sequence[int]) -> None:
         """Run a group of nodes again (a retried testcase's fragments): each
         waits for its predecessors inside the group again, and those with
         none there are ready. Edges from outside were satisfied already."""
