@@ -99,7 +99,7 @@ CREATE TABLE IF NOT EXISTS manifests (
 """
 
 
-@dataclass
+@dataclass(slots=True)
 class Latest:
     status: str
     reason: str | None

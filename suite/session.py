@@ -41,7 +41,7 @@ TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
 if TYPE_CHECKING:  # pragma: no cover
     from types import FrameType
 
-    from run_testsuite.jsonio import Index
+    from run_testsuite.jsonio import Index, Previous
 
 EXIT_OK, EXIT_FAILED = 0, 1
 # Some result or index file could not be written (a full disk, say): the
@@ -214,10 +214,7 @@ class RunSession:
             line,
             tee,
             self._cleaner(),
-            {
-                name: {"status": status, "reason": reason, "run": run}
-                for name, (status, reason, run) in (history.verdicts.items() if history else ())
-            },
+            _previous_verdicts(history),
         )
 
     def _cleaner(self) -> WorkCleaner | None:
@@ -275,6 +272,21 @@ class RunSession:
                 history.close()
         except Exception as exc:  # history is a help, never a reason to fail a run
             print(f"run-testsuite: warning: could not record history: {exc}", file=sys.stderr)
+
+
+def _previous_verdicts(history: HistoryView | None) -> dict[str, Previous]:
+    """Each testcase's latest earlier verdict, for its index entry. Most
+    are alike (PASS in the last run): one dict stands for all that are,
+    where one each cost 100,000 testcases 25 MB."""
+    shared: dict[tuple[str, str | None, int], Previous] = {}
+    found: dict[str, Previous] = {}
+    for name, verdict in history.verdicts.items() if history else ():
+        same = shared.get(verdict)
+        if same is None:
+            status, reason, run = verdict
+            same = shared[verdict] = {"status": status, "reason": reason, "run": run}
+        found[name] = same
+    return found
 
 
 def key_record(plan: Plan) -> KeyRecord | None:
