@@ -104,6 +104,8 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_USAGE
     except NothingSelected as exc:  # said before anything runs or is written
         print(f"run-testsuite: {exc}", file=sys.stderr if exc.exit_status else sys.stdout)
+        if exc.empty_shard is not None and not (args.list or args.list_json):
+            _record_empty_shard(args, argv, *exc.empty_shard)
         return exc.exit_status
     if args.explain:
         _explain(plan, args.incremental)
@@ -218,16 +220,34 @@ def _shard(plan, args, history, selection, written, output_dir: str, work_dir: s
     shards = sharding.partition(plan, durations, total)
     mine = shards[index - 1]
     if not mine:
-        raise NothingSelected(
+        groups = sum(1 for s in shards if s)
+        empty = NothingSelected(
             f"--shard {index}/{total}: no testcase falls in this shard "
-            f"(the selection makes {sum(1 for s in shards if s)} groups of testcases tied by depends)",
+            f"(the selection makes {groups} group{'s' if groups != 1 else ''} of testcases tied by depends)",
             exit_status=0,
         )
+        empty.empty_shard = (plan.suite.name, index, total)
+        raise empty
     everything = sharding.predicted(plan, durations, [n for s in shards for n in s])
     selection.only = set(mine)
     sharded = build_plan(args.root, args.names, output_dir, work_dir, args.timeout, history, selection, written)
     sharded.shard = (index, total, sharding.predicted(plan, durations, mine), everything)
     return sharded
+
+
+def _record_empty_shard(args, argv: list[str], suite: str, index: int, total: int) -> None:
+    """A shard with no testcase still leaves its run (an index with no
+    result, complete), so that merging every shard finds each of them."""
+    from run_testsuite.index import ReportIndex, rotate, run_metadata
+
+    narrowed = bool(args.names or args.keyword or args.tag or args.failed or args.repeat > 1)
+    meta = run_metadata(
+        ["run-testsuite", *argv], args.root, suite, max(1, args.jobs or 1), True, (index, total, narrowed)
+    )
+    try:
+        ReportIndex(rotate(os.path.abspath(args.output_dir)), meta).finish()
+    except OSError as exc:
+        print(f"run-testsuite: warning: could not record the empty shard's run: {exc}", file=sys.stderr)
 
 
 def _quarantine(plan, output_dir: str, from_history: bool) -> None:

@@ -26,6 +26,7 @@ import os
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from run_testsuite.index import FORMAT_VERSION
@@ -42,6 +43,8 @@ WORST_FIRST = [Status.ERROR, Status.FAIL, Status.XPASS, Status.XFAIL, Status.SKI
 # The parts of a run a merged directory keeps (not work/ or actual/: the
 # working directories of failures stay in the shard's own artifact).
 KEPT = ("results", "logs")
+# Testcases found in two shards that are named one by one; more are counted.
+LISTED = 20
 
 
 class MergeError(Exception):
@@ -76,9 +79,13 @@ class Part:
         return bool(self.index.get("complete")) and not self.index.get("interrupted")
 
 
-def merge(parts: list[Part], out_dir: str, command_line: list[str]) -> tuple[Index, list[str]]:
+def merge(
+    parts: list[Part], out_dir: str, command_line: list[str], warn: Callable[[str], None] = print
+) -> tuple[Index, list[str]]:
     """Merge ``parts`` into ``out_dir`` (created, or a previous merge there
-    replaced); return the merged index and the problems it lists."""
+    replaced); return the merged index and the problems it lists.
+    ``warn``: what does not make the merged run less whole (durations
+    that could not be carried)."""
     numbers = _numbers(parts)
     _check_destination(out_dir, parts)
     problems = _missing(parts, numbers)
@@ -89,7 +96,10 @@ def merge(parts: list[Part], out_dir: str, command_line: list[str]) -> tuple[Ind
     entries = _entries(parts, numbers, problems)
     _write_files(parts, numbers, out_dir)
     index = _index(parts, numbers, entries, problems, command_line)
-    _merge_durations(parts, out_dir)
+    try:
+        _merge_durations(parts, out_dir)
+    except (sqlite3.Error, OSError) as exc:
+        warn(f"the shards' durations could not be kept in {out_dir} ({exc}): --export-durations will lack them")
     write_atomic(os.path.join(out_dir, INDEX_FILE), index)
     return index, problems
 
@@ -98,6 +108,17 @@ def _numbers(parts: list[Part]) -> list[int]:
     """Each part's number in the merged run: its shard's K, or its place
     among runs made without --shard. Shards of different splits, the same
     shard twice, and runs of different suites cannot be merged."""
+    for part in parts:
+        if "merged" in part.index:
+            shards = " ".join(p.get("from", "?") for p in part.index["merged"])
+            raise MergeError(f"{part.path} is a merged run: give the runs it was merged from ({shards})")
+    places: dict[str, str] = {}
+    for part in parts:
+        place = os.path.realpath(part.path)
+        if place in places:
+            also = "" if places[place] == part.path else f" (as {places[place]} too)"
+            raise MergeError(f"{part.path} is given twice{also}")
+        places[place] = part.path
     suites = {part.index.get("suite") for part in parts}
     if len(suites) > 1:
         raise MergeError("the runs are of different suites: " + ", ".join(sorted(map(str, suites))))
@@ -106,6 +127,11 @@ def _numbers(parts: list[Part]) -> list[int]:
         return list(range(1, len(parts) + 1))
     if len(sharded) != len(parts):
         lone = next(part for part in parts if part.shard is None)
+        if lone.index.get("rebuilt"):
+            raise MergeError(
+                f"{lone.path}: its index was rebuilt from its result files (the run was killed before "
+                "writing one), and does not say which shard it was"
+            )
         raise MergeError(f"{lone.path} was not run with --shard, and the others were: merge shards of one split")
     totals = {part.shard[1] for part in sharded if part.shard}
     if len(totals) > 1:
@@ -151,17 +177,22 @@ def _entries(parts: list[Part], numbers: list[int], problems: list[str]) -> list
             if before is None or _worse(entry, before):
                 kept[name] = entry
     labels = {number: _label(part, number) for part, number in zip(parts, numbers, strict=True)}
+    doubled = 0
     for name, where in found_in.items():
         if len(where) < 2:
             continue
         if name.startswith(SETUP_PREFIX):
-            kept[name]["shards"] = where
-        else:
+            kept[name]["shards"] = sorted(where)
+            continue
+        doubled += 1
+        if doubled <= LISTED:
             worse = kept[name]
             problems.append(
                 f"'{name}' ran in {' and '.join(labels[n] for n in where)}: "
                 f"the worse result is kept ({worse['status']} from {labels[worse['shard']]})"
             )
+    if doubled > LISTED:
+        problems.append(f"... and {doubled - LISTED} more testcases ran in more than one shard")
     return list(kept.values())
 
 
@@ -192,8 +223,17 @@ def _check_destination(out_dir: str, parts: list[Part]) -> None:
         previous = read_json(os.path.join(out_dir, INDEX_FILE))
     except (OSError, ValueError):
         previous = None
-    if not isinstance(previous, dict) or "merged" not in previous:
-        raise MergeError(f"-o {out_dir}: exists and holds something other than a merged run; give a new directory")
+    if isinstance(previous, dict) and "merged" in previous:
+        return
+    if all(_left_by_merge(name) for name in names):
+        return  # a merge that stopped part-way: its files alone
+    raise MergeError(
+        f"-o {out_dir}: exists and holds something other than a merged run; give a new directory (or remove it)"
+    )
+
+
+def _left_by_merge(name: str) -> bool:
+    return name.startswith(("shard-", "history.sqlite", INDEX_FILE))
 
 
 def _write_files(parts: list[Part], numbers: list[int], out_dir: str) -> None:
@@ -201,6 +241,9 @@ def _write_files(parts: list[Part], numbers: list[int], out_dir: str) -> None:
     hard-linked where the file system allows (a 100,000-testcase run is
     as many files), copied where not. A previous merge there goes first."""
     os.makedirs(out_dir, exist_ok=True)
+    index = os.path.join(out_dir, INDEX_FILE)
+    if os.path.lexists(index):  # first: never an index naming files that are gone
+        os.unlink(index)
     for name in os.listdir(out_dir):
         path = os.path.join(out_dir, name)
         if name.startswith("shard-") and os.path.isdir(path):
@@ -252,6 +295,7 @@ def _index(
         {
             "shard": number,
             "of": part.shard[1] if part.shard else len(parts),
+            "sharded": part.shard is not None,
             "from": os.path.abspath(part.path),
             "files": _prefix(number),
             "host": part.index.get("host", ""),
@@ -271,10 +315,12 @@ def _index(
 def _merge_durations(parts: list[Part], out_dir: str) -> None:
     """The fragments' latest durations from each part's history, into
     ``out_dir/history.sqlite`` (a part's run is the latest for its own
-    testcases; a set-up's duration comes from the last shard that ran it)."""
+    testcases; a set-up's duration comes from the shard that ran it last)."""
     from run_testsuite.history import HISTORY_FILE, SCHEMA, history_file_of
 
-    sources = [source for part in parts if (source := history_file_of(part.path)) is not None]
+    # The latest run's durations win: set-ups run in several shards.
+    ordered = sorted(parts, key=lambda part: part.index.get("start") or 0.0)
+    sources = [source for part in ordered if (source := history_file_of(part.path)) is not None]
     target = os.path.join(out_dir, HISTORY_FILE)
     for stale in (target, f"{target}-wal", f"{target}-shm"):
         if os.path.exists(stale):

@@ -39,6 +39,8 @@ class NothingSelected(Exception):
     def __init__(self, message: str, exit_status: int = 5):
         super().__init__(message)
         self.exit_status = exit_status
+        # --shard K/N with nothing in it: (suite name, K, N), for its empty run.
+        self.empty_shard: tuple[str, int, int] | None = None
 
 
 @dataclass(slots=True)

@@ -241,12 +241,14 @@ def _merge(args: argparse.Namespace, out: TextIO) -> tuple[str, Index, bool]:
 
     parts = [Part(*load_run(path)) for path in args.merge]
     try:
-        index, problems = merge(parts, args.output_dir, args.command_line)
+        index, problems = merge(
+            parts, args.output_dir, args.command_line, lambda text: print(f"{PROG}: warning: {text}", file=sys.stderr)
+        )
     except MergeError as exc:
         raise ReportError(str(exc)) from None
     except OSError as exc:
         raise ReportError(f"cannot write {exc.filename or args.output_dir}: {exc.strerror or exc}") from None
-    shards = ", ".join(f"{part['shard']}/{part['of']}" for part in index["merged"])
+    shards = ", ".join(_part_label(part, short=True) for part in index["merged"])
     out.write(f"merged {len(parts)} run{'s' if len(parts) != 1 else ''} ({shards}) into {args.output_dir}\n")
     for problem in problems:
         print(f"{PROG}: {problem}", file=sys.stderr)
@@ -334,7 +336,7 @@ def print_summary(index: Index, index_dir: str, out: TextIO) -> None:
     for part in index.get("merged", []):
         state = "" if part.get("complete") else ", did not finish"
         out.write(
-            f"  shard {part['shard']}/{part['of']}: {part.get('duration', 0.0):.2f} s, -j {part.get('jobs')}"
+            f"  {_part_label(part)}: {part.get('duration', 0.0):.2f} s, -j {part.get('jobs')}"
             f" on {part.get('host') or '?'}{state} ({part.get('from')})\n"
         )
     for problem in index.get("merge_problems", []):
@@ -369,6 +371,13 @@ def print_summary(index: Index, index_dir: str, out: TextIO) -> None:
         out.write(text.quarantine_line() + "\n")
     out.write(f"report index: {os.path.join(index_dir, INDEX_FILE)}\n")
     out.flush()
+
+
+def _part_label(part: dict, short: bool = False) -> str:
+    """A merged run's part: ``shard 2/3``, or ``run 2`` made without --shard."""
+    if part.get("sharded", True):
+        return f"{part['shard']}/{part['of']}" if short else f"shard {part['shard']}/{part['of']}"
+    return f"run {part['shard']}"
 
 
 def _as_result(entry: IndexEntry) -> Result:

@@ -215,7 +215,10 @@ def test_a_testcase_in_two_shards_is_reported_and_its_worse_result_kept(tmp_path
 
 
 def test_runs_that_cannot_be_merged_are_refused(sharded, tmp_path):
-    twice = report("--merge", sharded.outs[0], sharded.outs[0], "-o", tmp_path / "m", cwd=tmp_path)
+    import shutil
+
+    shutil.copytree(sharded.outs[0], tmp_path / "copy")  # a retried job's artifact beside the first
+    twice = report("--merge", sharded.outs[0], tmp_path / "copy", "-o", tmp_path / "m", cwd=tmp_path)
     assert twice.returncode == 2 and "shard 1/3 is given twice" in twice.stderr
     other = run_shards(sharded.root, tmp_path, 2)
     mixed = report("--merge", sharded.outs[0], other[1], "-o", tmp_path / "m", cwd=tmp_path)
@@ -280,3 +283,61 @@ def test_runs_without_shards_merge_in_the_order_given(tmp_path):
         **{f"single/s{n}": 2 for n in range(5)},
     }
     assert os.path.isfile(tmp_path / "merged" / "shard-2" / index["results"][-1]["result"].split("/", 1)[1])
+
+
+def test_an_empty_shard_leaves_a_run_so_that_the_merge_is_whole(tmp_path):
+    # Two testcases tied by depends make one group: of three shards, two are empty.
+    files = {"a/test.yaml": "cmd: 'true'\n", "b/test.yaml": "depends: [a]\ncmd: 'true'\n"}
+    root = write_suite(tmp_path / "suite", files)
+    outs = []
+    for k in (1, 2, 3):
+        run = run_cli(root, tmp_path / f"out-{k}", "--shard", f"{k}/3")
+        assert run.returncode == 0, run.stderr
+        assert run.index is not None and run.index["shard"] == {"index": k, "total": 3, "narrowed": False}
+        outs.append(tmp_path / f"out-{k}")
+    empty = [out for out in outs if not read_json(out / "new/_index.json")["results"]]
+    assert len(empty) == 2
+    assert all(read_json(out / "new/_index.json")["complete"] for out in empty)
+    listed = subprocess.run(
+        [PYTHON, "-m", "run_testsuite", str(root), "-o", str(tmp_path / "listed"), "--shard", "3/3", "--list"],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert listed.returncode == 0 and not (tmp_path / "listed").exists()  # --list writes nothing
+    proc = report("--merge", *outs, "-o", tmp_path / "merged", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    index = merged_index(tmp_path / "merged")
+    assert index["complete"] is True and set(statuses(index)) == {"a", "b"}
+
+
+def test_a_merged_run_or_one_run_twice_is_not_merged_again(sharded, tmp_path):
+    merged = tmp_path / "merged"
+    assert report("--merge", *sharded.outs, "-o", merged, cwd=tmp_path).returncode == 0
+    again = report("--merge", merged, "-o", tmp_path / "again", cwd=tmp_path)
+    assert again.returncode == 2 and "is a merged run: give the runs it was merged from" in again.stderr
+    whole = sharded.dir / "whole"
+    twice = report("--merge", whole, whole / "new", "-o", tmp_path / "again", cwd=tmp_path)
+    assert twice.returncode == 2 and "is given twice" in twice.stderr
+    assert not (tmp_path / "again").exists()
+
+
+def test_a_shard_whose_index_was_lost_is_named_as_such(sharded, tmp_path):
+    import shutil
+
+    lost = tmp_path / "out-1"
+    shutil.copytree(sharded.outs[0], lost)
+    (lost / "new" / "_index.json").unlink()  # killed before it wrote one
+    proc = report("--merge", lost, *sharded.outs[1:], "-o", tmp_path / "merged", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "its index was rebuilt from its result files" in proc.stderr
+    assert "does not say which shard it was" in proc.stderr
+
+
+def test_a_merge_that_stopped_part_way_can_be_made_again(sharded, tmp_path):
+    merged = tmp_path / "merged"
+    assert report("--merge", *sharded.outs, "-o", merged, cwd=tmp_path).returncode == 0
+    (merged / "_index.json").unlink()  # killed before writing its index
+    proc = report("--merge", *sharded.outs, "-o", merged, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert merged_index(merged)["complete"] is True

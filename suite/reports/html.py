@@ -165,9 +165,10 @@ def _lanes(index: Index, entries: list[IndexEntry], offsets: list[float | None])
         return [{"key": s, "label": f"slot {s}", "group": 0} for s in slots], lambda entry: entry.get("slot")
     lanes = []
     for part in merged:
-        shard, of = part["shard"], part.get("of", len(merged))
+        shard = part["shard"]
+        name = f"{shard}/{part.get('of', len(merged))}" if part.get("sharded", True) else f"run {shard}"
         for slot in sorted(set(range(1, int(part.get("jobs") or 1) + 1)) | used.get(shard, set())):
-            lanes.append({"key": f"{shard}:{slot}", "label": f"{shard}/{of} · {slot}", "group": shard})
+            lanes.append({"key": f"{shard}:{slot}", "label": f"{name} · {slot}", "group": shard})
 
     def lane_of(entry: IndexEntry) -> str | None:
         slot = entry.get("slot")
