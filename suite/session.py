@@ -112,8 +112,11 @@ class RunSession:
         options, plan = self.options, self.plan
         began = time.monotonic()
         new_dir = rotate(options.output_dir)
+        # Each cache is let go as soon as it is saved: the memory it held
+        # takes the next one's text (the main process is at its largest here).
         if plan.spec_cache is not None:
             plan.spec_cache.save()
+            plan.spec_cache = None
         if plan.file_hashes is not None:
             plan.file_hashes.save()
         plan.let_go()

@@ -96,8 +96,14 @@ def test_index_metadata_counts_and_entries(tmp_path):
     assert ok["spec_file"] == str(root / "ok1" / "test.yaml")
     assert ok["attempts"] == 1
     assert ok["commands"] == [
-        {"step": "run", "cmd": "echo ok", "exit_code": 0, "duration": ok["commands"][0]["duration"], "timed_out": False,
-         "timeout": 300.0}
+        {
+            "step": "run",
+            "cmd": "echo ok",
+            "exit_code": 0,
+            "duration": ok["commands"][0]["duration"],
+            "timed_out": False,
+            "timeout": 300.0,
+        }
     ]
     # Two problems: the index keeps the first line, the result file both.
     broken = load_result(out, "broken", index)
@@ -212,3 +218,17 @@ def test_large_output_keeps_head_and_tail(tmp_path):
     with open(log, encoding="utf-8") as handle:
         full = handle.read()
     assert full.startswith("HEAD\n") and full.endswith("\nTAIL\n") and full.count("x") == size
+
+
+def test_a_large_index_is_written_in_chunks_as_the_same_json(tmp_path):
+    import json
+
+    from run_testsuite.jsonio import CHUNK, dumps, write_atomic
+
+    entries = [{"name": f"t{n}", "status": "PASS", "message": "caf\u00e9 \udcff"} for n in range(2 * CHUNK + 7)]
+    for data in ({"format": 1, "results": entries, "complete": True}, {"results": entries}):
+        path = tmp_path / "_index.json"
+        write_atomic(str(path), data)
+        text = path.read_text(encoding="utf-8")  # valid UTF-8, the lone surrogate escaped
+        assert json.loads(text) == json.loads(dumps(data).encode("utf-8", "backslashreplace").decode("utf-8")) == data
+        assert json.loads(text)["results"][-1]["name"] == f"t{2 * CHUNK + 6}"
