@@ -235,14 +235,19 @@ def _shard(plan, args, history, selection, written, output_dir: str, work_dir: s
     return sharded
 
 
+def _narrowed(args) -> bool:
+    """The selection is narrowed besides --shard: a testcase not in the run
+    was not removed from the suite (the index says ``partial``)."""
+    return bool(args.names or args.keyword or args.tag or args.failed or args.repeat > 1)
+
+
 def _record_empty_shard(args, argv: list[str], suite: str, index: int, total: int) -> None:
     """A shard with no testcase still leaves its run (an index with no
     result, complete), so that merging every shard finds each of them."""
     from run_testsuite.index import ReportIndex, rotate, run_metadata
 
-    narrowed = bool(args.names or args.keyword or args.tag or args.failed or args.repeat > 1)
     meta = run_metadata(
-        ["run-testsuite", *argv], args.root, suite, max(1, args.jobs or 1), True, (index, total, narrowed)
+        ["run-testsuite", *argv], args.root, suite, max(1, args.jobs or 1), True, (index, total, _narrowed(args))
     )
     try:
         ReportIndex(rotate(os.path.abspath(args.output_dir)), meta).finish()
@@ -368,7 +373,7 @@ def _claim_outputs(args, output_dir: str, work_dir: str) -> None:
 def _run_options(args, argv: list[str], output_dir: str, work_dir: str, slot_cpus: dict[int, list[int]], shard):
     from run_testsuite.session import RunOptions
 
-    narrowed = bool(args.names or args.keyword or args.tag or args.failed or args.repeat > 1)
+    narrowed = _narrowed(args)
     return RunOptions(
         root=args.root,
         output_dir=output_dir,

@@ -7,6 +7,7 @@ suite still runs.
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import re
@@ -39,35 +40,40 @@ from run_testsuite.spec_checks import check_options, check_resources, expand_inp
 from run_testsuite.suite_config import SuiteConfig, load_suite_config
 from run_testsuite.variants import Variant, base_name, variants
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+    from typing import ParamSpec, TypeVar
+
+    P = ParamSpec("P")
+    R = TypeVar("R")
+
 DEFAULT_TIMEOUT = 300.0
 # A testcase without matrix or --repeat: one plain variant.
 NO_VARIANT = Variant()
 
 
+def _collector_waiting(function: Callable[P, R]) -> Callable[P, R]:
+    """``function`` with the garbage collector off while it runs: planning
+    makes millions of objects and no garbage to speak of, and the
+    collector's full passes over them took 2-5 s of 12-15 s at 100,000
+    testcases."""
+
+    @functools.wraps(function)
+    def waiting(*args: P.args, **kwargs: P.kwargs) -> R:
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            if enabled:
+                gc.enable()
+
+    return waiting
+
+
+@_collector_waiting
 def build_plan(
-    root: str,
-    patterns: list[str],
-    output_dir: str,
-    work_dir: str,
-    default_timeout: float | None = None,
-    history: HistoryView | None = None,
-    selection: Selection | None = None,
-    written: tuple[str, ...] = (),
-) -> Plan:
-    """The plan of a run (see ``_build_plan``). The garbage collector waits
-    meanwhile: planning makes millions of objects and no garbage to speak
-    of, and the collector's full passes over them took 2-5 s of 12-15 s at
-    100,000 testcases."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _build_plan(root, patterns, output_dir, work_dir, default_timeout, history, selection, written)
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _build_plan(
     root: str,
     patterns: list[str],
     output_dir: str,

@@ -32,14 +32,12 @@ from dataclasses import dataclass
 from run_testsuite.index import FORMAT_VERSION
 from run_testsuite.jsonio import INDEX_FILE, read_json, write_atomic
 from run_testsuite.plan import SETUP_PREFIX
-from run_testsuite.results import Status
+from run_testsuite.results import WORST_FIRST, Status
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
 if TYPE_CHECKING:  # pragma: no cover
     from run_testsuite.jsonio import Index, IndexEntry
 
-# Which of two results of one name is kept: the one needing attention first.
-WORST_FIRST = [Status.ERROR, Status.FAIL, Status.XPASS, Status.XFAIL, Status.SKIP, Status.PASS]
 # The parts of a run a merged directory keeps (not work/ or actual/: the
 # working directories of failures stay in the shard's own artifact).
 KEPT = ("results", "logs")
@@ -159,7 +157,15 @@ def _missing(parts: list[Part], numbers: list[int]) -> list[str]:
 
 def _label(part: Part, number: int) -> str:
     shard = part.shard
-    return f"shard {shard[0]}/{shard[1]}" if shard else f"run {number}"
+    return part_name(number, shard[1] if shard else 0, shard is not None)
+
+
+def part_name(number: int, of: int, sharded: bool, short: bool = False) -> str:
+    """A merged run's part as people read it: ``shard 2/3`` (``2/3``
+    short), or ``run 2`` for the second run given without --shard."""
+    if not sharded:
+        return f"run {number}"
+    return f"{number}/{of}" if short else f"shard {number}/{of}"
 
 
 def _entries(parts: list[Part], numbers: list[int], problems: list[str]) -> list[IndexEntry]:

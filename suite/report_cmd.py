@@ -29,7 +29,7 @@ from run_testsuite.outputs import running_in
 from run_testsuite.plan import SETUP_PREFIX
 from run_testsuite.rebuild import rebuild_index
 from run_testsuite.reports.text import TextReport
-from run_testsuite.results import Reason, Result, Status, SubResult
+from run_testsuite.results import WORST_FIRST, Reason, Result, Status, SubResult
 from run_testsuite.subresults import describe_counts
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
@@ -39,8 +39,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 EXIT_OK, EXIT_REGRESSIONS, EXIT_USAGE = 0, 1, 2
 PROG = "run-testsuite report"
-# Order of non-passing results in the summary: what needs attention first.
-SEVERITY = [Status.ERROR, Status.FAIL, Status.XPASS, Status.XFAIL, Status.SKIP]
 
 
 # The most runs --history reads: SQLite's integers end at 2**63.
@@ -348,7 +346,7 @@ def print_summary(index: Index, index_dir: str, out: TextIO) -> None:
     elif not index.get("complete", False):
         out.write("the run did not finish: testcases it did not reach have no result\n")
     entries = [e for e in index["results"] if e["status"] != Status.PASS]
-    entries.sort(key=lambda e: (SEVERITY.index(Status(e["status"])), e["name"]))
+    entries.sort(key=lambda e: (WORST_FIRST.index(Status(e["status"])), e["name"]))
     if entries:
         out.write("\n")
     for entry in entries:
@@ -374,10 +372,10 @@ def print_summary(index: Index, index_dir: str, out: TextIO) -> None:
 
 
 def _part_label(part: dict, short: bool = False) -> str:
-    """A merged run's part: ``shard 2/3``, or ``run 2`` made without --shard."""
-    if part.get("sharded", True):
-        return f"{part['shard']}/{part['of']}" if short else f"shard {part['shard']}/{part['of']}"
-    return f"run {part['shard']}"
+    """A merged run's part (an item of its index's ``merged``), named."""
+    from run_testsuite.merge import part_name
+
+    return part_name(part["shard"], part["of"], part.get("sharded", True), short)
 
 
 def _as_result(entry: IndexEntry) -> Result:

@@ -29,6 +29,11 @@ class Status(str, Enum):
         return self in (Status.PASS, Status.XPASS)
 
 
+# The order statuses need attention in, worst first: how reports list
+# results, and which of two results of one testcase a merge keeps.
+WORST_FIRST = (Status.ERROR, Status.FAIL, Status.XPASS, Status.XFAIL, Status.SKIP, Status.PASS)
+
+
 class Reason(str, Enum):
     DIFF = "DIFF"
     EXIT_CODE = "EXIT_CODE"

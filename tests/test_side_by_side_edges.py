@@ -630,14 +630,21 @@ JUNIT_WEIRD = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
+def junit_files(xml: str) -> dict[str, str]:
+    """A suite whose testcase ``j`` gives the junit driver the report ``xml``."""
+    return {
+        "suite.yaml": "name: x\n",
+        "j/report.xml": xml,
+        "j/test.yaml": "driver: junit\ncmd: cp report.xml out.xml\noptions: {junit: out.xml}\n",
+    }
+
+
 def test_markup_duplicates_and_escapes_in_names_stay_text(tmp_path):
     root, out = tmp_path / "suite", tmp_path / "out"
     write_suite(
         root,
         {
-            "suite.yaml": "name: x\n",
-            "j/report.xml": JUNIT_WEIRD,
-            "j/test.yaml": "driver: junit\ncmd: cp report.xml out.xml\noptions: {junit: out.xml}\n",
+            **junit_files(JUNIT_WEIRD),
             # An ANSI escape, a long description, a NUL byte.
             "t/test.yaml": (
                 "driver: tap\n"
@@ -678,14 +685,7 @@ def test_a_newline_in_a_junit_name_cannot_forge_a_terminal_line(tmp_path):
         '<testcase classname="c" name="a&#10;PASS  everything: fine"><failure message="x"/></testcase>'
         "</testsuite></testsuites>\n"
     )
-    write_suite(
-        root,
-        {
-            "suite.yaml": "name: x\n",
-            "j/report.xml": xml,
-            "j/test.yaml": "driver: junit\ncmd: cp report.xml out.xml\noptions: {junit: out.xml}\n",
-        },
-    )
+    write_suite(root, junit_files(xml))
     run = run_cli(root, out)
     assert statuses(run.index) == {"j": ("FAIL", None)}
     assert not [line for line in run.stdout.splitlines() if line.startswith("PASS  everything")], run.stdout
@@ -698,14 +698,7 @@ def test_a_huge_junit_name_is_capped_like_a_tap_name(tmp_path):
         + "n" * 2_000_000
         + '"><failure message="x"/></testcase></testsuite></testsuites>\n'
     )
-    write_suite(
-        root,
-        {
-            "suite.yaml": "name: x\n",
-            "j/report.xml": xml,
-            "j/test.yaml": "driver: junit\ncmd: cp report.xml out.xml\noptions: {junit: out.xml}\n",
-        },
-    )
+    write_suite(root, junit_files(xml))
     run = run_cli(root, out)
     assert statuses(run.index) == {"j": ("FAIL", None)}
     assert (out / "new" / "_index.json").stat().st_size < 100_000

@@ -25,7 +25,7 @@ from datetime import datetime
 from urllib.parse import quote
 
 from run_testsuite.jsonio import INDEX_FILE, read_index, read_result
-from run_testsuite.results import Status, describe_exit
+from run_testsuite.results import WORST_FIRST, Status, describe_exit
 
 TYPE_CHECKING = False  # not typing's: this module is imported while tests run
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,7 +48,7 @@ CHANGES_MAX = 200
 STRIP_RUNS = 10
 LISTED = 10
 # The order rows start in: what needs attention first.
-SEVERITY = ["ERROR", "FAIL", "XPASS", "XFAIL", "SKIP", "PASS"]
+SEVERITY = [status.value for status in WORST_FIRST]
 FAILING = {Status.FAIL.value, Status.ERROR.value}
 
 _environment = None
@@ -163,10 +163,12 @@ def _lanes(index: Index, entries: list[IndexEntry], offsets: list[float | None])
     if not merged:
         slots = sorted(set(range(1, index.get("jobs", 1) + 1)) | used.get(0, set()))
         return [{"key": s, "label": f"slot {s}", "group": 0} for s in slots], lambda entry: entry.get("slot")
+    from run_testsuite.merge import part_name
+
     lanes = []
     for part in merged:
         shard = part["shard"]
-        name = f"{shard}/{part.get('of', len(merged))}" if part.get("sharded", True) else f"run {shard}"
+        name = part_name(shard, part.get("of", len(merged)), part.get("sharded", True), short=True)
         for slot in sorted(set(range(1, int(part.get("jobs") or 1) + 1)) | used.get(shard, set())):
             lanes.append({"key": f"{shard}:{slot}", "label": f"{name} · {slot}", "group": shard})
 
