@@ -10,11 +10,13 @@ The final fragment carries the settings in ``fragment.data``:
     line must match in full, and the line counts must agree;
 ``refine``
     the refinements (``drivers.refine.settings``), applied to the output only;
-``actual_path``
-    ``OUTPUT/new/actual/<safe-name>.out``, beside ``OUTPUT/new/logs``
-    (derived from ``log_stem``): on a DIFF failure the worker writes there
-    the output as it was compared, refined, so that ``--rewrite`` can make it
-    the baseline with ``rewrite_baseline``. Nothing is written otherwise.
+
+On a DIFF failure the worker writes the output as it was compared,
+refined, to ``actual_path(fragment)`` (``OUTPUT/new/actual/<safe-name>.out``,
+beside ``OUTPUT/new/logs``, derived from ``log_stem`` where it is needed:
+kept in every fragment's data, the path cost 100,000 testcases 11 MB), so
+that ``--rewrite`` can make it the baseline with ``rewrite_baseline``.
+Nothing is written otherwise.
 """
 
 from __future__ import annotations
@@ -82,8 +84,6 @@ class DiffDriver(Driver):
                 from run_testsuite.spec import SpecError
 
                 raise SpecError(exc.path, [exc.problem]) from None
-        logs, name = os.path.split(test.log_stem)
-        data["actual_path"] = os.path.normpath(os.path.join(logs, os.pardir, "actual", name + ".out"))
         self.combine_output(fragments)
         return fragments
 
@@ -104,19 +104,19 @@ class DiffDriver(Driver):
         refiner = Refiner(data.get("refine", {}), fragment.work_dir, fragment.source_dir)
         compare_as = compare_regex if data.get("baseline_mode") == "regex" else compare
         if data.get("missing"):
-            return _no_baseline_yet(data, ctx.output_sources(), refiner)
+            return _no_baseline_yet(data, actual_path(fragment), ctx.output_sources(), refiner)
         try:
             outcome, actual = compare_as(data["baseline"], ctx.output_sources(), refiner)
         except BaselineError as exc:  # the baseline changed since the run was planned
             return Outcome(Status.ERROR, Reason.SPEC, str(exc))
-        if outcome.status is Status.FAIL and outcome.reason is Reason.DIFF and actual and data.get("actual_path"):
-            write_blocks(data["actual_path"], actual())
+        if outcome.status is Status.FAIL and outcome.reason is Reason.DIFF and actual:
+            write_blocks(actual_path(fragment), actual())
         return outcome
 
     def rewrite(self, fragment: Fragment) -> str | None:
         """``--rewrite``: the output compared by the failed run (saved at
         ``actual_path``) becomes the baseline."""
-        actual, baseline = fragment.data.get("actual_path"), fragment.data.get("baseline")
+        actual, baseline = actual_path(fragment), fragment.data.get("baseline")
         if not (actual and baseline):
             return None
         # Checked again now: a test may have replaced its baseline with a link.
@@ -206,14 +206,18 @@ def _for_variant(test: Testcase) -> str:
     return f" (from '{spec_name}'{', for ' + variant if variant else ''})"
 
 
-def _no_baseline_yet(data: dict, sources: list[str | bytes], refiner: Refiner) -> Outcome:
+def actual_path(fragment: Fragment) -> str:
+    """Where a failed comparison leaves the output it compared."""
+    logs, name = os.path.split(fragment.log_stem)
+    return os.path.normpath(os.path.join(logs, os.pardir, "actual", name + ".out"))
+
+
+def _no_baseline_yet(data: dict, actual: str, sources: list[str | bytes], refiner: Refiner) -> Outcome:
     """--rewrite and no baseline: the refined output is what it will hold."""
-    actual = data.get("actual_path")
-    if actual:
-        if refiner.needs_memory:
-            write_blocks(actual, [refiner.apply(b"".join(_blocks(sources)))])
-        else:
-            write_blocks(actual, refiner.stream(_blocks(sources)))
+    if refiner.needs_memory:
+        write_blocks(actual, [refiner.apply(b"".join(_blocks(sources)))])
+    else:
+        write_blocks(actual, refiner.stream(_blocks(sources)))
     return Outcome(Status.FAIL, Reason.DIFF, f"baseline '{data['missing']}' does not exist yet: --rewrite creates it")
 
 

@@ -17,7 +17,7 @@ class RunContext:
         self.fragment = fragment
         self.slot = slot
         self.records: list[CommandRecord] = []
-        self.env = {**STATE.base_environment(), **fragment.env}
+        self.env = {**STATE.base_environment(), **fragment.standard_env(), **fragment.env}
         self.env["SLOT"] = str(slot)
         if STATE.slot_cpus:
             self.env["SLOT_CPUS"] = STATE.slot_cpus

@@ -68,9 +68,10 @@ class FileHashes:
         self.path = os.path.join(output_dir, CACHE_FILE) if output_dir else None
         self.known: dict[str, str] = {}  # path -> "STAMP:HASH" (see VERSION)
         self.used: dict[str, str] = {}  # this run's, saved
-        self.memo: dict[str, str] = {}  # this run's answers, racy ones too
+        self.memo: dict[str, str] = {}  # this run's other answers: racy hashes, kinds
         self.read_count = 0  # files read this run (for tests)
         self.dirty = False
+        self.hashing = True  # until done_hashing
         if self.path:
             self._load()
 
@@ -94,10 +95,18 @@ class FileHashes:
         """The hash of ``path`` (followed if a link), or ``missing``,
         ``directory`` or ``unreadable:ERRNO``; ``info`` is its stat when
         the caller has it already."""
+        # Asked again in this run: the same answer. A remembered hash is
+        # answered from ``used`` alone: a memo of every hash as well cost
+        # 100,000 testcases' planning 20 MB.
+        known = self.used.get(path)
+        if known is not None:
+            return known.rpartition(":")[2]
         known = self.memo.get(path)
         if known is not None:
-            return known  # asked again in this run: the same answer
-        value = self.memo[path] = self._digest(path, info)
+            return known
+        value = self._digest(path, info)
+        if path not in self.used:
+            self.memo[path] = value  # racy, or not a regular file
         return value
 
     def _digest(self, path: str, info: os.stat_result | None) -> str:
@@ -127,14 +136,14 @@ class FileHashes:
     def done_hashing(self) -> None:
         """Planning is over: keep only what ``save`` writes. Workers are
         forked from this process, and each would hold what it holds."""
-        self.dirty = self.used != self.known
-        self.known, self.memo = {}, {}
+        if self.hashing:
+            self.dirty = self.used != self.known
+            self.known, self.memo, self.hashing = {}, {}, False
 
     def save(self) -> None:
         """Write what this run used, if anything is new, and forget it. A
         cache that cannot be written only costs time."""
-        if self.known or self.memo:
-            self.done_hashing()
+        self.done_hashing()
         if self.path and self.dirty:
             try:
                 write_atomic(self.path, {"version": VERSION, "entries": self.used})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from itertools import islice
 
 from run_testsuite.results import Status
 
@@ -111,7 +112,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 INDEX_FILE = "_index.json"
-CHUNK = 2000  # index entries encoded at a time
+CHUNK = 2000  # items of a large list or dict encoded at a time
 
 
 def dumps(data: Any) -> str:
@@ -124,23 +125,35 @@ def write_new(path: str, data: Any) -> None:
     """Write a file nobody reads before it is complete (a result file, listed
     in the index only afterwards): straight, with no temporary file and
     rename, which cost as much again on a slow disk."""
-    results = data.get("results") if isinstance(data, dict) else None
-    text = None if isinstance(results, list) and len(results) > CHUNK else dumps(data)
     # A path or output that was not UTF-8 holds lone surrogates (Python's
     # surrogateescape): written as JSON's \udcXX escapes, they read back
     # as the same string, and the file stays valid UTF-8.
     with open(path, "w", encoding="utf-8", errors="backslashreplace") as handle:
-        if text is not None:
-            handle.write(text)
+        if not isinstance(data, dict) or not any(_large(value) for value in data.values()):
+            handle.write(dumps(data))
             return
-        assert isinstance(results, list)
-        # An index of many results is written a chunk of entries at a time:
-        # as one string, 100,000 entries took 35 MB more at every rewrite.
-        head = dumps({key: value for key, value in data.items() if key != "results"})[:-1]
-        handle.write(head + ("," if head != "{" else "") + '"results":[')
-        for start in range(0, len(results), CHUNK):
-            handle.write(("," if start else "") + dumps(results[start : start + CHUNK])[1:-1])
-        handle.write("]}")
+        # A large list or dict (an index's results, a cache's entries) is
+        # written a chunk of items at a time: as one string, an index of
+        # 100,000 entries took 35 MB more at every rewrite, and the file
+        # hash cache 60 MB as planning ended.
+        handle.write("{")
+        for number, (key, value) in enumerate(data.items()):
+            handle.write(("," if number else "") + dumps(key) + ":")
+            if not _large(value):
+                handle.write(dumps(value))
+                continue
+            is_dict = isinstance(value, dict)
+            items = iter(value.items() if is_dict else value)
+            handle.write("{" if is_dict else "[")
+            for start in range(0, len(value), CHUNK):
+                chunk = list(islice(items, CHUNK))
+                handle.write(("," if start else "") + dumps(dict(chunk) if is_dict else chunk)[1:-1])
+            handle.write("}" if is_dict else "]")
+        handle.write("}")
+
+
+def _large(value: Any) -> bool:
+    return isinstance(value, (list, dict)) and len(value) > CHUNK
 
 
 def write_atomic(path: str, data: Any) -> None:

@@ -93,6 +93,22 @@ class KeyParts:
             return None
 
 
+def spec_digest(planned: Planned, merged: dict, params: dict[str, str]) -> str:
+    """The ``spec`` part of a testcase's key: its merged spec, with what
+    was decided from it (driver, expected failure, timeout) and the run's
+    parameters."""
+    spec = {
+        "name": planned.name,  # a copy of a testcase is not its original
+        "spec": merged,
+        "driver": planned.driver,
+        "xfail": planned.xfail,
+        "timeout": planned.timeout,
+        "params": params,
+        "version": __version__,
+    }
+    return _hash(json.dumps(spec, sort_keys=True, default=str))
+
+
 def _hash(text: str | bytes) -> str:
     data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
     return hashlib.blake2b(data, digest_size=20).hexdigest()
@@ -322,17 +338,8 @@ class KeyMaker:
         return self._salt
 
     def testcase(self, planned: Planned, fragments: list[Fragment], upstream: dict[str, str]) -> KeyParts:
-        spec = {
-            "name": planned.name,  # a copy of a testcase is not its original
-            "spec": planned.spec,
-            "driver": planned.driver,
-            "xfail": planned.xfail,
-            "timeout": planned.timeout,
-            "params": self.params,
-            "version": __version__,
-        }
         return KeyParts(
-            spec=_hash(json.dumps(spec, sort_keys=True, default=str)),
+            spec=planned.spec_digest or "",
             files=tree_manifest(planned.source_dir, self.hashes, excluded=self.excluded),
             shared=self.shared_digest(),
             inputs=self.inputs(planned.inputs),
@@ -414,7 +421,7 @@ def compute_keys(
         if number in done:
             return done[number]
         planned = testcases[number]
-        if number in seen or not planned.spec:
+        if number in seen or not planned.spec_digest:
             return None
         upstream: dict[str, str] = {}
         for name in planned.needs:
@@ -431,6 +438,7 @@ def compute_keys(
                     return None
                 upstream[testcases[other].name] = key
         planned.parts = maker.testcase(planned, [fragments[i] for i in planned.fragments], upstream).to_json()
+        planned.spec_digest = ""  # in the parts now
         done[number] = planned.key = _hash(planned.parts)
         return planned.key
 

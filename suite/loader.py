@@ -18,9 +18,9 @@ from run_testsuite.discovery import Found, discover
 from run_testsuite.drivers.base import Driver, Testcase
 from run_testsuite.drivers.registry import BUILTIN, DriverLoadError, DriverNotFound, resolve
 from run_testsuite.file_hashes import FileHashes
-from run_testsuite.fragment import Command, Fragment
+from run_testsuite.fragment import NO_RESOURCES, Command, Fragment
 from run_testsuite.history import HistoryView
-from run_testsuite.keys import KeyMaker, compute_keys, use_cache
+from run_testsuite.keys import KeyMaker, compute_keys, spec_digest, use_cache
 from run_testsuite.links import link
 from run_testsuite.plan import SETUP_PREFIX, Plan, Planned, UsageError, env_value, setup_env_name
 from run_testsuite.results import Reason, Result, Status
@@ -140,6 +140,10 @@ def build_plan(
             for other in builder.variants(target):
                 if other.repeat == variant.repeat and target.name + other.suffix not in index:
                     queue.append((target, other))
+    # What only loading needed goes before the keys are made: at 100,000
+    # testcases, 25 MB the keys' parts take instead.
+    del queue, found, by_name, kinds
+    builder.raw_specs, builder.last_spec = {}, ("", {})
     if selection.keys:
         compute_keys(
             builder.testcases,
@@ -196,7 +200,10 @@ class _Builder:
         self.safe_names: set[str] = set()
         self.log_root = os.path.join(output_dir, "new", "logs")
         self.cache = cache
-        self.raw_specs: dict[str, dict | specs.SpecError] = {}
+        # Per spec file: its spec, why it is invalid, or _CACHED (decoded
+        # from the spec cache when asked for again); and the last one asked.
+        self.raw_specs: dict[str, dict | specs.SpecError | object] = {}
+        self.last_spec: tuple[str, dict] = ("", {})
         self.too_many: dict[str, str] = {}  # spec file -> why its matrix is not expanded
         self.warnings: list[str] = []  # said before the run; nothing wrong enough to stop it
         self.sandbox_reads: tuple[str, ...] | None = None  # see sandbox.readable_paths
@@ -210,23 +217,33 @@ class _Builder:
         """The validated test.yaml of ``item`` (SpecError if it is not).
 
         Asked for several times per testcase (tags, variants, loading):
-        read, or checked against the spec cache, once per run.
+        read, or checked against the spec cache, once per run. A spec the
+        cache holds is decoded from it again when asked for later (the
+        last one is kept): 100,000 specs kept as dicts cost planning 30 MB.
         """
-        known = self.raw_specs.get(item.spec_file)
-        if known is None:
+        path = item.spec_file
+        if self.last_spec[0] == path:
+            return self.last_spec[1]
+        known = self.raw_specs.get(path)
+        if known is _CACHED:
+            known = self.cache.again(path)
+        elif known is None:
             try:
-                raw = self.cache.get(item.spec_file)
+                raw = self.cache.get(path)
                 if raw is None:
                     # Stamp first: a file changed while we read it is read again next time.
-                    file_stamp = stamp(item.spec_file)
-                    raw = specs.load_and_validate(item.spec_file, "testcase")
-                    self.cache.put(item.spec_file, file_stamp, raw)
+                    file_stamp = stamp(path)
+                    raw = specs.load_and_validate(path, "testcase")
+                    self.cache.put(path, file_stamp, raw)
                 known = raw
             except specs.SpecError as exc:
                 known = exc
-            self.raw_specs[item.spec_file] = known
+            cached = isinstance(known, dict) and path in self.cache.entries
+            self.raw_specs[path] = _CACHED if cached else known
         if isinstance(known, specs.SpecError):
             raise known.with_traceback(None)  # raised again per use: its traceback must not grow
+        assert isinstance(known, dict)
+        self.last_spec = (path, known)
         return known
 
     def tags_of(self, item: Found) -> list[str]:
@@ -261,7 +278,9 @@ class _Builder:
             return planned
         planned.repeat_suffix = variant.repeat_suffix
         self.testcases.append(planned)
-        self.groups.setdefault((item.name, variant.repeat), []).append(len(self.testcases) - 1)
+        if variant.values:  # a name without variants is found in the index
+            self.groups.setdefault((item.name, variant.repeat), []).append(len(self.testcases) - 1)
+        merged: dict | None = None
         try:
             merged = self._spec_of(planned, item, variant)
             if self._control(planned, merged, dict(variant.values)):
@@ -279,9 +298,13 @@ class _Builder:
                 raise TypeError(f"{type(driver).__name__}.fragments() must return a non-empty list of Fragment")
             sandboxed = self._sandboxed(self.raw_spec(item), merged, planned.spec_file)
             for fragment in fragments:
-                for pool, count in resources.items():
-                    fragment.resources.setdefault(pool, count)
+                # A driver's own count wins; none at all is the shared empty dict.
+                fragment.resources = (
+                    {**resources, **fragment.resources} if resources else fragment.resources or NO_RESOURCES
+                )
                 fragment.driver_path = fragment.driver_path or driver_path
+                fragment.suite_root = self.suite.root
+                fragment.keep_own_env()
                 if sandboxed is not None:
                     fragment.sandbox = self._sandbox(fragment, sandboxed)
             planned.plan_fragments(fragments, len(self.fragments))
@@ -305,6 +328,9 @@ class _Builder:
             )
             planned.result.traceback = traceback.format_exc()
             return planned
+        finally:  # whichever way it ended, the merged spec is let go here
+            if merged is not None:
+                planned.spec_digest = spec_digest(planned, merged, self.params) if self.selection.keys else ""
         owner = len(self.testcases) - 1
         self.fragments.extend(fragments)
         self.owner.extend([owner] * len(fragments))
@@ -323,7 +349,7 @@ class _Builder:
         planned.tags = _listed(merged.get("tags"))
         planned.depends = _listed(merged.get("depends"))
         planned.needs = _listed(merged.get("needs"))
-        planned.spec = merged
+        planned.control = tuple(merged.get("control") or ())
         planned.retries = int(merged.get("retries", 0))
         planned.key_env = tuple(merged.get("key_env", ()))
         return merged
@@ -541,7 +567,6 @@ class _Builder:
             driver="shell",
             needs=list(spec.get("needs", [])),
             kind="setup",
-            spec=spec,
         )
         self.testcases.append(planned)
         work_dir = os.path.join(self.work_dir, safe)
@@ -567,7 +592,9 @@ class _Builder:
             prepare=True,
             final=True,
             resources=resources,
+            suite_root=self.suite.root,
         )
+        fragment.keep_own_env()
         try:
             sandboxed = self._sandboxed(spec, {}, planned.spec_file, ("setup", name))
         except specs.SpecError as exc:
@@ -607,6 +634,9 @@ class _Builder:
 # Shared by every testcase that has none: never changed in place (three
 # empty lists a testcase cost 100,000 of them 17 MB).
 _NONE: list = []
+
+
+_CACHED = object()
 
 
 def _listed(value: list | None) -> list:

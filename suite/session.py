@@ -253,6 +253,7 @@ class RunSession:
             on_started=html.prepare_in_background if html else None,
             defer_close=True,  # workers wind down while the reports are written
             discards=reporters.cleaner.take if reporters.cleaner is not None else None,
+            spend_plan=True,
         )
 
     def _record_history(

@@ -55,8 +55,8 @@ def main(argv: list[str]) -> int:
         if result is not None and result.status is Status.ERROR:
             for line in result.message.splitlines():
                 problems.append(line if result.reason is Reason.SPEC else f"{planned.spec_file}:1:1: {line}")
-        if planned.kind == "testcase" and planned.spec:
-            problems.extend(_check_conditions(planned.spec_file, planned.spec.get("control", [])))
+        if planned.kind == "testcase" and planned.control:
+            problems.extend(_check_conditions(planned.spec_file, list(planned.control)))
     problems.extend(_check_setups(plan.suite))
     _warn_quarantine(plan)
     for line in dict.fromkeys(problems):  # each once, in order

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import run_cli, statuses, write_suite
 from run_testsuite.loader import build_plan
+from run_testsuite.plan import DECIDED
 from run_testsuite.results import Status
 from run_testsuite.scheduler.dispatch import AHEAD_WITHIN, MultiprocessScheduler
 from run_testsuite.scheduler.verdicts import Policy
@@ -214,3 +215,25 @@ def test_worker_crash_reruns_the_fragment_it_held_ahead(tmp_path):
     assert found.pop("crash") == ("ERROR", "CRASH")
     assert set(found.values()) == {("PASS", None)}, found
     assert len(list(marks.iterdir())) == 9
+
+
+def test_a_spent_plan_keeps_only_the_fragments_of_failures(tmp_path):
+    # The run's plan (spend_plan): a testcase decided without failing gives
+    # its fragments back, a failed one keeps them (--rewrite reads them), and
+    # history still learns every fragment's name and duration.
+    files = {f"ok{n}/test.yaml": "steps:\n  - cmd: 'true'\n  - cmd: 'true'\n" for n in range(3)}
+    files["bad/test.yaml"] = "cmd: 'false'\n"
+    plan = plan_of(tmp_path, files)
+    results = {}
+    scheduler = MultiprocessScheduler(
+        plan, 2, lambda r: results.__setitem__(r.name, r.status.value), Recording, spend_plan=True
+    )
+    scheduler.run()
+    assert results == {"bad": "FAIL", "ok0": "PASS", "ok1": "PASS", "ok2": "PASS"}
+    kept = {plan.fragments[n].testcase for n in range(len(plan.fragments)) if plan.fragments[n] is not DECIDED}
+    assert kept == {"bad"}
+    rows = scheduler.fragment_outcomes()
+    assert sorted((t, f, s) for t, f, s, _ in rows) == [
+        ("bad", "run", "FAIL"),
+        *[(f"ok{n}", step, "PASS") for n in range(3) for step in ("step1", "step2")],
+    ]

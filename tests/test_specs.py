@@ -502,3 +502,36 @@ def test_plain_commands_run_without_a_shell_with_the_same_meaning(tmp_path):
     assert load_result(out, "plain", run.index)["output"] == "a b\n"
     assert load_result(out, "assign", run.index)["output"] == "1\n"
     assert load_result(out, "tilde", run.index)["output"] == os.path.expanduser("~") + "\n"
+
+
+def test_commands_see_the_test_variables_and_a_spec_does_not_change_them(tmp_path):
+    # The plan keeps in a fragment's env only what differs from the TEST_*
+    # variables its fields give; the commands see all of them either way,
+    # and a spec's env does not change them.
+    root, out = tmp_path / "suite", tmp_path / "out"
+    show = "cmd: env | grep -E '^(TEST_|SETUP_DIR)' | sort\n"
+    write_suite(
+        root,
+        {
+            "suite.yaml": "setup:\n  build:\n    " + show.replace("\n", "") + "\n",
+            "plain/test.yaml": show + "needs: [build]\n",
+            "renamed/test.yaml": show + "env:\n  TEST_NAME: chosen\n",
+        },
+    )
+    run = run_cli(root, out)
+    assert run.returncode == 0, run.stderr
+    work, real = out / "new" / "work", str(root)
+    assert load_result(out, "plain", run.index)["output"].splitlines() == [
+        "TEST_NAME=plain",
+        f"TEST_SOURCE_DIR={real}/plain",
+        f"TEST_SUITE_ROOT={real}",
+        f"TEST_WORK_DIR={work}/plain",
+    ]
+    assert load_result(out, "renamed", run.index)["output"].splitlines()[0] == "TEST_NAME=renamed"
+    setup = load_result(out, "setup:build", run.index)["output"].splitlines()
+    assert setup == [
+        f"SETUP_DIR={work}/setup_build",
+        "TEST_NAME=setup:build",
+        f"TEST_SUITE_ROOT={real}",
+        f"TEST_WORK_DIR={work}/setup_build",
+    ]

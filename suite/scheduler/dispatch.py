@@ -50,12 +50,15 @@ class MultiprocessScheduler:
         on_started: Callable[[], None] | None = None,
         defer_close: bool = False,
         discards: Callable[[], tuple[str, ...]] | None = None,
+        spend_plan: bool = False,
     ):
         """``on_started`` is called once the workers exist and the first
         fragments are handed out: the place to start threads of this
         process, which forking workers should not copy. ``discards()``
         gives the work directories the worker of each fragment sent is to
-        remove (``--cleanup``)."""
+        remove (``--cleanup``). ``spend_plan``: the plan runs once, and the
+        fragments of a testcase decided without failing are let go (see
+        ``Verdicts``)."""
         if worker_class is None:
             from run_testsuite.workers.local import ProcessWorker
 
@@ -79,7 +82,7 @@ class MultiprocessScheduler:
         # Verdicts wait in verdicts.unpublished while the loop hands out new
         # work: a slot that just finished gets its next fragment before we
         # spend time writing reports, so reporting never delays a worker.
-        self.verdicts = Verdicts(plan, self.policy, self._decided)
+        self.verdicts = Verdicts(plan, self.policy, self._decided, spend_plan)
         self.running = 0
         self.done = 0
         self.workers: list[Worker] = []
@@ -305,7 +308,8 @@ class MultiprocessScheduler:
 
     def running_testcases(self) -> list[str]:
         """The testcases of the fragments running now."""
-        return [self.plan.fragments[w.job].testcase for w in self.workers if w.job is not None]
+        plan = self.plan
+        return [plan.testcases[plan.owner[w.job]].name for w in self.workers if w.job is not None]
 
     def ready_count(self) -> int:
         """Fragments ready to run and not yet handed out."""
@@ -317,7 +321,7 @@ class MultiprocessScheduler:
 
     def _output(self, job: int, data: bytes) -> None:
         if self.on_output is not None:
-            self.on_output(self.plan.fragments[job].testcase, data)
+            self.on_output(self.plan.testcases[self.plan.owner[job]].name, data)
 
     # -- stopping ------------------------------------------------------------
     def interrupt_requested(self) -> bool:

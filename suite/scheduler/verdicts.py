@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from run_testsuite.fragment import Fragment
-from run_testsuite.plan import Plan
+from run_testsuite.plan import DECIDED, Plan
 from run_testsuite.results import Outcome, Reason, Result, Status, SubResult
 from run_testsuite.subresults import summarise
 
@@ -53,26 +53,29 @@ class Verdicts:
     ``unpublished`` until the dispatcher hands them to the reports.
     """
 
-    def __init__(self, plan: Plan, policy: Policy, on_decided: Callable[[int], None]):
+    def __init__(self, plan: Plan, policy: Policy, on_decided: Callable[[int], None], spend_plan: bool = False):
         self.plan = plan
+        self.spend_plan = spend_plan
         self.policy = policy
         self.on_decided = on_decided
         count = len(plan.testcases)
         self.decided = [False] * count
         self.attempts = [1] * count
-        self.failed_attempts: list[list[Outcome]] = [[] for _ in range(count)]
+        # Both start shared and empty, and are made per testcase on its
+        # first write: a dict and a list each cost 100,000 testcases 12 MB.
+        self.failed_attempts: list[list[Outcome]] = [_NO_ATTEMPTS] * count
         # Per testcase, its fragments' outcomes by fragment number.
-        self.outcomes: list[dict[int, Outcome]] = [{} for _ in range(count)]
+        self.outcomes: list[dict[int, Outcome]] = [_NO_OUTCOMES] * count
         self.side_by_side = [not planned.in_order for planned in plan.testcases]
         # Their last fragments: what follows the testcase waits for these,
         # released together once it is decided (a retry runs them again).
         self.ends = [
             frozenset(planned.ends()) if side else _NONE for planned, side in zip(plan.testcases, self.side_by_side)
         ]
-        # Per decided testcase, (fragment, status, duration) of each that
-        # ran, for history: its outcomes, outputs and all, are let go (at
-        # 100,000 testcases they held 90 MB).
-        self.timings: list[tuple[tuple[int, str, float], ...]] = [()] * count
+        # Per decided testcase, (fragment, its name, status, duration) of
+        # each that ran, for history: its outcomes, outputs and all, are let
+        # go (at 100,000 testcases they held 90 MB).
+        self.timings: list[tuple[tuple[int, str, str, float], ...]] = [()] * count
         self.failures = 0
         self.stop_reason: str | None = None  # set once --max-failures is reached
         self.unpublished: list[Result] = []
@@ -103,7 +106,7 @@ class Verdicts:
         number = self.plan.owner[fragment]
         if self.decided[number]:
             return Next.IGNORE
-        outcomes = self.outcomes[number]
+        outcomes = self._outcomes_of(number)
         outcomes[fragment] = outcome
         if self.side_by_side[number]:
             # A shard that skipped, or whose known failures passed, is no
@@ -150,9 +153,16 @@ class Verdicts:
         if self.attempts[number] > planned.retries or self.stop_reason is not None:
             return False
         self.attempts[number] += 1
-        self.failed_attempts[number].append(_last([outcome for _, outcome in self._ran(number)]))
-        self.outcomes[number] = {}
+        self.failed_attempts[number] = [*self.failed_attempts[number], _last([o for _, o in self._ran(number)])]
+        self.outcomes[number] = _NO_OUTCOMES
         return True
+
+    def _outcomes_of(self, number: int) -> dict[int, Outcome]:
+        """The testcase's outcomes, to add to."""
+        outcomes = self.outcomes[number]
+        if outcomes is _NO_OUTCOMES:
+            outcomes = self.outcomes[number] = {}
+        return outcomes
 
     def _ran(self, number: int) -> list[tuple[Fragment, Outcome]]:
         """The testcase's fragments that ran, with their outcomes, in its order."""
@@ -245,18 +255,27 @@ class Verdicts:
             return
         self.decided[number] = True
         self.unpublished.append(result)
-        self._let_go(number)
+        self._let_go(number, keep_fragments=result.status.is_failure or not self.spend_plan)
         self.on_decided(number)
         self._count_failure(result)
         if not result.status.ran_ok:
             self._skip_dependents(number, result)
 
-    def _let_go(self, number: int) -> None:
-        """Keep only the timings of a decided testcase's fragments."""
+    def _let_go(self, number: int, keep_fragments: bool) -> None:
+        """Keep only the timings of a decided testcase's fragments, and
+        unless it failed (--rewrite reads those), not the fragments either:
+        at 100,000 testcases they held 120 MB, which the results written
+        meanwhile take instead. The plan keeps a stand-in for each."""
         outcomes = self.outcomes[number]
+        fragments = self.plan.fragments
         if outcomes:
-            self.timings[number] = tuple((f, o.status.value, o.duration) for f, o in outcomes.items())
-            self.outcomes[number] = {}
+            self.timings[number] = tuple(
+                sorted((f, fragments[f].name, o.status.value, o.duration) for f, o in outcomes.items())
+            )
+            self.outcomes[number] = _NO_OUTCOMES
+        if not keep_fragments:
+            for f in self.plan.testcases[number].fragments:
+                fragments[f] = DECIDED
 
     def stop_running(
         self, fragment: int, slot: int, status: Status, reason: Reason, message: str, began: float | None = None
@@ -267,7 +286,7 @@ class Verdicts:
         number = self.plan.owner[fragment]
         if not self.decided[number]:
             start, duration = (began, max(0.0, time.time() - began)) if began else (0.0, 0.0)
-            self.outcomes[number][fragment] = Outcome(
+            self._outcomes_of(number)[fragment] = Outcome(
                 status, reason, message, slot=slot, start=start, duration=duration
             )
             self.decide(number, self.result(number))
@@ -327,15 +346,17 @@ class Verdicts:
         rows = []
         fragments = self.plan.fragments
         for planned, outcomes, timings in zip(self.plan.testcases, self.outcomes, self.timings):
-            ran = {f: (o.status.value, o.duration) for f, o in outcomes.items()}
-            ran.update((f, (status, duration)) for f, status, duration in timings)
+            ran = {f: (fragments[f].name, o.status.value, o.duration) for f, o in outcomes.items()}
+            ran.update((f, (name, status, duration)) for f, name, status, duration in timings)
             for number in planned.fragments:
                 if number in ran:
-                    rows.append((planned.name, fragments[number].name, *ran[number]))
+                    rows.append((planned.name, *ran[number]))
         return rows
 
 
 _NONE: frozenset[int] = frozenset()
+_NO_OUTCOMES: dict[int, Outcome] = {}  # never added to: see _outcomes_of
+_NO_ATTEMPTS: list[Outcome] = []  # never added to: see _retry
 
 
 def _last(outcomes: list[Outcome]) -> Outcome:
