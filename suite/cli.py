@@ -168,13 +168,14 @@ def _split_slots(jobs: int | None, with_dask: bool) -> int:
 
 def _prepare(args, argv: list[str], with_dask: bool):
     """The plan, what history knows, and the options of the run."""
+    from run_testsuite.history import read_history
     from run_testsuite.loader import build_plan
     from run_testsuite.runner import slot_cpu_sets
     from run_testsuite.selection import Selection
 
     output_dir = os.path.abspath(args.output_dir)
     work_dir = os.path.abspath(args.work_dir) if args.work_dir else os.path.join(output_dir, "new", "work")
-    history = _read_history(output_dir)
+    history = read_history(output_dir, passed_keys=args.incremental)
     if args.durations:
         history = _with_durations(history, args.durations)
     selection = Selection(
@@ -436,13 +437,6 @@ def _with_durations(history, path: str):
     history = history if history is not None else HistoryView()
     history.durations = merged(history.durations, travelled)
     return history
-
-
-def _read_history(output_dir: str):
-    """What earlier runs in this output directory recorded, if any."""
-    from run_testsuite.history import read_history
-
-    return read_history(output_dir)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -99,37 +99,33 @@ CREATE TABLE IF NOT EXISTS manifests (
 """
 
 
-@dataclass(slots=True)
-class Latest:
-    status: str
-    reason: str | None
-    duration: float
-    key: str | None
-    run: int
-
-
 @dataclass
 class HistoryView:
-    """What the next run needs to know, read once at start."""
+    """What the next run needs to know, read once at start.
 
-    latest: dict[str, Latest] = field(default_factory=dict)
+    Kept small, for it lives through the whole run: at 100,000 testcases a
+    dict of per-testcase objects (status, reason, duration, key, run) and
+    each table's own copy of every name took 85 MB. Names are interned,
+    so the plan's and every table's are one string; verdicts alike are one
+    tuple; what the run asks of the latest results is kept as it asks it.
+    """
+
     durations: dict[tuple[str, str], float] = field(default_factory=dict)
+    # name -> seconds its latest result took, when that one ran to an end
+    last_durations: dict[str, float] = field(default_factory=dict)
+    failed: set[str] = field(default_factory=set)  # its latest result is a failure
+    unpassed: set[str] = field(default_factory=set)  # --failed: its latest result did not pass
+    # key -> run: keys that passed (read for --incremental alone)
     passed_keys: dict[str, int] = field(default_factory=dict)
     # name -> (status, reason, run) of its latest verdict (see the verdicts table)
     verdicts: dict[str, tuple[str, str | None, int]] = field(default_factory=dict)
 
     def failed_last_time(self, name: str) -> bool:
-        found = self.latest.get(name)
-        return found is not None and found.status in ("FAIL", "ERROR", "XPASS")
+        return name in self.failed
 
     def did_not_pass(self, name: str) -> bool:
         """For --failed: failed, or was not run because of something else."""
-        found = self.latest.get(name)
-        if found is None:
-            return False
-        if found.status in ("PASS", "XFAIL"):
-            return False
-        return not (found.status == "SKIP" and found.reason == "CONTROL")
+        return name in self.unpassed
 
 
 class History:
@@ -150,21 +146,29 @@ class History:
                     "WHERE reason IS NULL OR reason NOT IN ('INTERRUPTED', 'MAX_FAILURES', 'DEPENDENCY', 'CONTROL')"
                 )
 
-    def view(self) -> HistoryView:
+    def view(self, passed_keys: bool = False) -> HistoryView:
+        """What the next run needs; ``passed_keys`` for --incremental."""
+        from sys import intern
+
         view = HistoryView()
-        for name, run, status, reason, duration, key in self.db.execute(
-            "SELECT name, run, status, reason, duration, key FROM latest"
-        ):
-            view.latest[name] = Latest(status, reason, duration, key, run)
+        for name, status, reason, duration in self.db.execute("SELECT name, status, reason, duration FROM latest"):
+            name = intern(name)
+            if status in ("PASS", "FAIL", "XFAIL"):
+                view.last_durations[name] = duration
+            if status in ("FAIL", "ERROR", "XPASS"):
+                view.failed.add(name)
+            if status not in ("PASS", "XFAIL") and not (status == "SKIP" and reason == "CONTROL"):
+                view.unpassed.add(name)
         for testcase, fragment, duration in self.db.execute(
             "SELECT testcase, fragment, duration FROM fragment_durations"
         ):
-            view.durations[(testcase, fragment)] = duration
-        view.passed_keys = dict(self.db.execute("SELECT key, run FROM passed_keys"))
-        view.verdicts = {
-            name: (status, reason, run)
-            for name, run, status, reason in self.db.execute("SELECT name, run, status, reason FROM verdicts")
-        }
+            view.durations[(intern(testcase), intern(fragment))] = duration
+        if passed_keys:
+            view.passed_keys = dict(self.db.execute("SELECT key, run FROM passed_keys"))
+        alike: dict[tuple[str, str | None, int], tuple[str, str | None, int]] = {}
+        for name, run, status, reason in self.db.execute("SELECT name, run, status, reason FROM verdicts"):
+            verdict = (status, reason, run)
+            view.verdicts[intern(name)] = alike.setdefault(verdict, verdict)
         return view
 
     def record(
@@ -397,8 +401,9 @@ def history_file_of(output: str) -> str | None:
     return None
 
 
-def read_history(output_dir: str) -> HistoryView | None:
-    """What earlier runs in ``output_dir`` recorded, if any. A database that
+def read_history(output_dir: str, passed_keys: bool = False) -> HistoryView | None:
+    """What earlier runs in ``output_dir`` recorded, if any (with the keys
+    that passed, for --incremental, if ``passed_keys``). A database that
     cannot be read (damaged, or not SQLite) is set aside with a warning,
     and the run goes on without history; the next one starts a new one."""
     path = os.path.join(output_dir, HISTORY_FILE)
@@ -407,7 +412,7 @@ def read_history(output_dir: str) -> HistoryView | None:
     try:
         history = History(path)
         try:
-            return history.view()
+            return history.view(passed_keys)
         finally:
             history.close()
     except sqlite3.DatabaseError as exc:

@@ -24,7 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from types import ModuleType
 
     from run_testsuite.cleanup import WorkCleaner
-    from run_testsuite.jsonio import Index, Previous
+    from run_testsuite.history_view import Strips
+    from run_testsuite.jsonio import Index, IndexEntry, Previous
     from run_testsuite.scheduler.dispatch import MultiprocessScheduler
 
 
@@ -98,7 +99,7 @@ class HtmlReport:
         self.loaded = False
         self.module: ModuleType | None = None
         self.problem: Exception | None = None
-        self.history: dict[str, dict] | None = None  # the runs before, read while the tests run
+        self.history: Strips | None = None  # the runs before, read while the tests run
 
     def _load(self) -> ModuleType | None:
         """The report's module, imported by whichever thread needs it first."""
@@ -136,8 +137,9 @@ class HtmlReport:
         except Exception:  # write() will meet the problem again, and say it
             pass
 
-    def write(self, index: Index | None = None) -> None:
-        """``index``: the run's final index, as written (else it is read)."""
+    def write(self, index: Index | None = None, earlier: dict[str, IndexEntry] | None = None) -> None:
+        """``index``: the run's final index, as written (else it is read);
+        ``earlier``: the old run, as ``compare.read_earlier`` reads it."""
         if self.preparing is not None:
             self.preparing.join()
         try:
@@ -151,6 +153,7 @@ class HtmlReport:
                 self.details,
                 self.history,
                 index=index,
+                earlier=earlier,
             )
         except Exception as exc:
             print(f"run-testsuite: warning: could not write the HTML report: {exc}", file=sys.stderr)

@@ -28,6 +28,7 @@ from run_testsuite.index import ReportIndex, describe_error, finish_rotation, ro
 from run_testsuite.outputs import mark_work_dir
 from run_testsuite.plan import Plan
 from run_testsuite.reporters import HtmlReport, Reporters
+from run_testsuite.reports.compare import read_earlier
 from run_testsuite.reports.progress import Progress, StatusLine, expected_durations, live_display_wanted
 from run_testsuite.reports.tee import Tee
 from run_testsuite.reports.text import TextReport
@@ -41,7 +42,7 @@ TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
 if TYPE_CHECKING:  # pragma: no cover
     from types import FrameType
 
-    from run_testsuite.jsonio import Index, Previous
+    from run_testsuite.jsonio import Index, IndexEntry, Previous
 
 EXIT_OK, EXIT_FAILED = 0, 1
 # Some result or index file could not be written (a full disk, say): the
@@ -142,8 +143,13 @@ class RunSession:
                     write_junit(final, new_dir, os.path.abspath(options.junit_xml))
                 except OSError as exc:  # checked at the start; gone since (a test removed it?)
                     lost.append(f"{options.junit_xml} (--junit-xml): {describe_error(exc)}")
+            # The old run, read once for the HTML report's changes and the
+            # summary's. (``read_earlier`` is imported with this module: the
+            # HTML report's thread may be importing typing now, and a
+            # dataclass made meanwhile would find it half made.)
+            earlier = read_earlier(os.path.join(options.output_dir, "old")) if html or self._has_changes() else None
             if html is not None:
-                html.write(final)
+                html.write(final, earlier)
             self._record_history(index.started, scheduler, reporters.results, final["counts"])
         finally:
             scheduler.close()
@@ -153,7 +159,9 @@ class RunSession:
         if options.history_keep:  # after the sweep of the run's leftover processes, which would take it
             start_pruning(os.path.join(options.output_dir, HISTORY_FILE), options.history_keep)
         try:
-            reporters.text.summary(final["counts"], time.monotonic() - began, options.output_dir, self._changes(final))
+            reporters.text.summary(
+                final["counts"], time.monotonic() - began, options.output_dir, self._changes(final, earlier)
+            )
             if options.rewrite:
                 rewrite_baselines(plan, reporters.results)
             finish_rotation()
@@ -170,19 +178,25 @@ class RunSession:
         failed = sum(1 for r in reporters.results if r.status.is_failure and not r.quarantined)
         return EXIT_FAILED if failed else EXIT_OK
 
-    def _changes(self, final: Index) -> str | None:
+    def _has_changes(self) -> bool:
+        """Whether the summary says what changed: history knows verdicts
+        (none on a first run)."""
+        return bool(self.history and self.history.verdicts)
+
+    def _changes(self, final: Index, earlier: dict[str, IndexEntry] | None) -> str | None:
         """The terminal's line of changes since each testcase's latest
-        earlier verdict in history (none on a first run), and of the
-        sub-results broken since the run before (OUTPUT/old)."""
-        if not self.history or not self.history.verdicts:
+        earlier verdict in history, and of the sub-results broken since
+        the run before (OUTPUT/old, ``earlier`` as ``read_earlier`` reads it)."""
+        if not self._has_changes():
             return None
         from run_testsuite.reports.compare import changes_line, compare, sub_regressions_since
 
         comparison = compare({}, final)
         output_dir = self.options.output_dir
-        comparison.sub_regressions = sub_regressions_since(
-            os.path.join(output_dir, "old"), os.path.join(output_dir, "new"), final
-        )
+        if earlier is not None:
+            comparison.sub_regressions = sub_regressions_since(
+                os.path.join(output_dir, "old"), os.path.join(output_dir, "new"), final, earlier
+            )
         return changes_line(comparison)
 
     def _reporters(self, new_dir: str, html: HtmlReport | None) -> Reporters:
@@ -234,7 +248,6 @@ class RunSession:
 
     def _scheduler(self, new_dir: str, reporters: Reporters, html: HtmlReport | None) -> MultiprocessScheduler:
         options, history = self.options, self.history
-        failed_last_time = {n for n in history.latest if history.failed_last_time(n)} if history else set()
         return MultiprocessScheduler(
             self.plan,
             options.jobs,
@@ -247,7 +260,7 @@ class RunSession:
                 max_failures=1 if options.fail_fast else options.max_failures,
                 fail_fast=options.fail_fast,
                 durations=history.durations if history else {},
-                failed_last_time=failed_last_time,
+                failed_last_time=history.failed if history else set(),
             ),
             slot_cpus=options.slot_cpus,
             on_started=html.prepare_in_background if html else None,

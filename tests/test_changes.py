@@ -166,3 +166,37 @@ def test_a_dependency_skip_does_not_hide_a_later_regression(tmp_path):
     assert "1 regression (t)" in broken.stdout
     compared = report("--compare", out / "old", out / "new")
     assert compared.returncode == 1 and "PASS -> FAIL  t" in compared.stdout, compared.stdout
+
+
+def test_the_old_run_is_read_cut_down_to_what_changes_need(tmp_path):
+    from run_testsuite.reports.compare import read_earlier
+
+    old = tmp_path / "old"
+    old.mkdir()
+    entries = [
+        {"name": "a", "status": "PASS", "reason": None, "message": "", "duration": 1.0, "result": "results/a.json"},
+        {"name": "b", "status": "PASS", "reason": None, "message": "x", "duration": 2.0, "result": "results/b.json"},
+        {"name": "c", "status": "SKIP", "reason": "CONTROL", "message": "", "duration": 0, "result": "results/c.json"},
+        {
+            "name": "g",
+            "status": "FAIL",
+            "reason": "EXIT_CODE",
+            "message": "",
+            "duration": 1.0,
+            "result": "results/g.json",
+            "previous": {"status": "PASS", "reason": None, "run": 3},
+            "subresults": {"counts": {"FAIL": 1}, "notable": [{"name": "T.x", "status": "FAIL", "message": ""}]},
+        },
+    ]
+    index = {"format": 1, "suite": "s", "results": entries}
+    (old / "_index.json").write_text(json.dumps(index))
+    found = read_earlier(str(old))
+    assert found is not None and sorted(found) == ["a", "b", "c", "g"]
+    assert found["a"] == {"status": "PASS", "reason": None} and found["a"] is found["b"]  # alike: one dict
+    assert found["c"] == {"status": "SKIP", "reason": "CONTROL"}
+    # A testcase with sub-results keeps its file and summary: they are compared.
+    assert found["g"]["result"] == "results/g.json" and found["g"]["subresults"]["notable"][0]["name"] == "T.x"
+    assert read_earlier(str(tmp_path / "none")) is None
+    for bad in ("{", '{"results": 3}', '{"results": [{"name": "a", "status": "BAD", "result": "r"}]}'):
+        (old / "_index.json").write_text(bad)
+        assert read_earlier(str(old)) is None, bad

@@ -767,7 +767,7 @@ def test_strips_of_10000_testcases_are_read_and_written_in_seconds(tmp_path):
     began = time.monotonic()
     found = strips(str(out), html.STRIP_RUNS, before=start)
     read = time.monotonic() - began
-    assert len(found) == n and all(len(s["runs"]) == 10 for s in found.values())
+    assert len(found.runs) == n and all(len(json.loads(s)) == 10 for s in found.runs.values())
     began = time.monotonic()
     html.write_html(str(out / "new"), str(tmp_path / "r.html"))
     written = time.monotonic() - began

@@ -42,6 +42,7 @@ exit status 1; a new test that fails is shown apart, as a new testcase that fail
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from run_testsuite.results import Reason, Status
@@ -216,24 +217,67 @@ def _unnumbered(name: str) -> str:
     return rest if dash and number.isdigit() else name
 
 
-def sub_regressions_since(old_dir: str, new_dir: str, new: Index) -> list[SubChange]:
+def sub_regressions_since(
+    old_dir: str, new_dir: str, new: Index, before: dict[str, IndexEntry] | None = None
+) -> list[SubChange]:
     """The sub-result regressions of run ``new`` (in ``new_dir``) against the
-    run in ``old_dir``, when that one has an index: what the terminal and
+    run in ``old_dir``, when that one has an index (``before``: that index
+    as ``read_earlier`` gives it, if read already): what the terminal and
     the HTML report name beside history's changes."""
-    import os
-
-    from run_testsuite.jsonio import INDEX_FILE, read_index
-
-    path = os.path.join(old_dir, INDEX_FILE)
-    if not os.path.isfile(path):
-        return []
-    try:
-        old = read_index(path)
-    except (OSError, ValueError):
-        return []
+    if before is None:
+        before = read_earlier(old_dir)
+        if before is None:
+            return []
     comparison = Comparison()
-    compare_subresults(_by_name(old), _by_name(new), old_dir, new_dir, comparison)
+    compare_subresults(before, _by_name(new), old_dir, new_dir, comparison)
     return sorted(comparison.sub_regressions, key=lambda change: (change.testcase, change.name))
+
+
+def read_earlier(index_dir: str | None) -> dict[str, IndexEntry] | None:
+    """The run in ``index_dir`` as a later run's changes are measured from
+    it: each testcase's status and reason by name, with the result file and
+    summary of those that have sub-results. None when there is no index, or
+    it cannot be read.
+
+    Each entry is cut down as it is parsed, and entries alike are one dict:
+    the whole index read as it is took 100,000 results 75 MB at the end of
+    a run, when the main process is at its largest."""
+    import os
+    from sys import intern
+
+    from run_testsuite.jsonio import INDEX_FILE
+
+    if not index_dir:
+        return None
+    path = os.path.join(index_dir, INDEX_FILE)
+    if not os.path.isfile(path):
+        return None
+    alike: dict[tuple, IndexEntry] = {}
+
+    def cut(obj: dict) -> object:
+        name, status, rel = obj.get("name"), obj.get("status"), obj.get("result")
+        if name is None or status is None or rel is None:
+            return obj  # not a result: the index, or a part of an entry
+        if not isinstance(name, str) or not isinstance(rel, str):
+            raise ValueError(f"malformed entry {json.dumps(obj)[:200]}")
+        Status(status)  # ValueError names the bad status
+        reason = obj.get("reason")
+        if "subresults" in obj:
+            return intern(name), {"status": status, "reason": reason, "result": rel, "subresults": obj["subresults"]}
+        found = alike.get((status, reason))
+        if found is None:
+            found = alike[(status, reason)] = {"status": status, "reason": reason}
+        return intern(name), found
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            index = json.load(handle, object_hook=cut)
+        results = index.get("results") if isinstance(index, dict) else None
+        if not isinstance(results, list) or not all(isinstance(item, tuple) for item in results):
+            return None
+        return dict(results)
+    except (OSError, ValueError, TypeError):  # TypeError: a reason that is a list or a dict
+        return None
 
 
 def earlier(old_entry: IndexEntry | None, entry: IndexEntry) -> Status | None:

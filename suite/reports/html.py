@@ -31,6 +31,7 @@ TYPE_CHECKING = False  # not typing's: this module is imported while tests run
 if TYPE_CHECKING:  # pragma: no cover
     from markupsafe import Markup
 
+    from run_testsuite.history_view import Strips
     from run_testsuite.jsonio import Index, IndexEntry, ResultData
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
@@ -59,8 +60,9 @@ def write_html(
     path: str,
     old_index_dir: str | None = None,
     details: Mapping[str, dict | str] | None = None,
-    history: dict[str, dict] | None = None,
+    history: Strips | None = None,
     index: Index | None = None,
+    earlier: dict[str, IndexEntry] | None = None,
 ) -> None:
     """Write the report of the run in ``index_dir`` (``OUTPUT/new``) to ``path``.
 
@@ -71,12 +73,13 @@ def write_html(
     of the runs before (read here from the output directory's history
     when not given). ``index``: the run's index, when the caller holds it
     (a run at its end: reading it again cost 100,000 results 60 MB more).
+    ``earlier``: the old run as ``compare.read_earlier`` reads it, if read.
     """
+    from run_testsuite.reports.compare import read_earlier
+
     if index is None:
         index = read_index(os.path.join(index_dir, INDEX_FILE))
-    old = None
-    if old_index_dir and os.path.isfile(os.path.join(old_index_dir, INDEX_FILE)):
-        old = read_index(os.path.join(old_index_dir, INDEX_FILE))
+    old_run = earlier if earlier is not None else read_earlier(old_index_dir)
     # Result files are linked relative to the page, so that the two can move
     # together (a CI artifact); the prefix is computed once, relpath is slow.
     prefix = os.path.relpath(index_dir, os.path.dirname(os.path.abspath(path))).replace(os.sep, "/")
@@ -124,7 +127,9 @@ def write_html(
         command_line=shlex.join(index.get("command_line", [])),
         counts=counts,
         total=sum(counts.values()),
-        changes=_changes(index, old, index_dir, old_index_dir) if old is not None or _has_history(index) else None,
+        changes=_changes(index, old_run, index_dir, old_index_dir)
+        if old_run is not None or _has_history(index)
+        else None,
         lists=lists,
         data_json=Markup(place),
         generated=time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -141,11 +146,11 @@ def write_html(
             if isinstance(found, str):
                 found = json.loads(found)
             row = _row(entry, found or _read_details(index_dir, entry["result"]), prefix, offsets[number])
-            known = history.get(row["name"])
-            row["history"] = known["runs"] if known else []
-            row["flips"] = known["flips"] if known else 0
+            row["flips"] = history.flips.get(row["name"], 0)
             row["lane"] = lane_of(entry)
-            handle.write(("," if number else "") + _script_json(row))
+            # The strip is JSON already (statuses and numbers: nothing to escape).
+            strip = history.runs.get(row["name"], "[]")
+            handle.write(("," if number else "") + _script_json(row)[:-1] + ',"history":' + strip + "}")
         handle.write("]}")
         handle.write(after)
     os.replace(tmp, path)
@@ -337,20 +342,20 @@ def _has_history(index: Index) -> bool:
     return any("previous" in entry for entry in index.get("results", []))
 
 
-def _changes(new: Index, old: Index | None, new_dir: str = "", old_dir: str | None = None) -> dict:
+def _changes(new: Index, before: dict[str, IndexEntry] | None, new_dir: str = "", old_dir: str | None = None) -> dict:
     """Names whose failing state differs from (or stays as in) each one's
-    latest earlier verdict: the old run's result, or history's where the
-    old run has none (see ``compare``); a result of an interrupted or
-    stopped run is neither a new failure nor a fix."""
+    latest earlier verdict: the old run's result (``before``, by name, as
+    ``compare.read_earlier`` reads it), or history's where the old run has
+    none (see ``compare``); a result of an interrupted or stopped run is
+    neither a new failure nor a fix."""
     from run_testsuite.reports.compare import NOT_RUN, earlier
 
-    before = {entry["name"]: entry for entry in (old or {}).get("results", [])}
     changes: dict[str, list[dict]] = {"new_failures": [], "fixed": [], "still_failing": []}
     for entry in new["results"]:
         name, status = entry["name"], entry["status"]
         if entry.get("reason") in NOT_RUN:
             continue
-        earlier_status = earlier(before.get(name), entry)
+        earlier_status = earlier(before.get(name) if before else None, entry)
         was = earlier_status.value if earlier_status else None
         if status in FAILING:
             key = "still_failing" if was in FAILING else "new_failures"
@@ -359,12 +364,12 @@ def _changes(new: Index, old: Index | None, new_dir: str = "", old_dir: str | No
         else:
             continue
         changes[key].append({"name": name, "status": status, "was": was})
-    if old is not None and old_dir:
+    if before is not None and old_dir:
         from run_testsuite.reports.compare import sub_regressions_since
 
         changes["sub_regressions"] = [
             {"name": c.testcase, "sub": c.name, "status": c.new.value, "was": c.old.value if c.old else None}
-            for c in sub_regressions_since(old_dir, new_dir, new)
+            for c in sub_regressions_since(old_dir, new_dir, new, before)
         ]
     return {
         key: {"entries": sorted(items, key=lambda i: (i["name"], i.get("sub", "")))[:CHANGES_MAX], "total": len(items)}
@@ -372,10 +377,10 @@ def _changes(new: Index, old: Index | None, new_dir: str = "", old_dir: str | No
     }
 
 
-def _lists(entries: list[IndexEntry], offsets: list[float | None], history: Mapping[str, dict]) -> dict:
+def _lists(entries: list[IndexEntry], offsets: list[float | None], history: Strips) -> dict:
     """The summary's lists: testcases history finds flaky (most flips
     first), and this run's slowest (wall time where shards ran side by side)."""
-    flips = {name: known["flips"] for name, known in history.items() if known.get("flips")}
+    flips = history.flips
     flaky = sorted(
         ((e["name"], e["status"], flips[e["name"]]) for e in entries if e["name"] in flips),
         key=lambda item: (-item[2], item[0]),
