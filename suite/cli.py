@@ -175,7 +175,7 @@ def _prepare(args, argv: list[str], with_dask: bool):
 
     output_dir = os.path.abspath(args.output_dir)
     work_dir = os.path.abspath(args.work_dir) if args.work_dir else os.path.join(output_dir, "new", "work")
-    history = read_history(output_dir, passed_keys=args.incremental)
+    history = read_history(output_dir)
     if args.durations:
         history = _with_durations(history, args.durations)
     selection = Selection(

@@ -51,7 +51,8 @@ class Explainer:
         verb = "runs" if self.incremental else "runs (no --incremental)"
         if planned.kind == "setup":
             return f"{verb}: a testcase that runs needs it (set-ups are never taken from the cache)"
-        if planned.parts is None:
+        parts = self.plan.keys.parts_of(planned) if self.plan.keys is not None else None
+        if parts is None:
             return f"{verb}: it has no key (a dependency cycle, or a spec that did not load)"
         known = self.passed.get(planned.name)
         if known is None:
@@ -62,7 +63,7 @@ class Explainer:
         before = KeyParts.from_json(parts_json)
         if before is None:
             return f"{verb}: its key changed since it passed in run {run}"
-        now = KeyParts.from_json(planned.parts)
+        now = KeyParts.from_json(parts)
         if now is None:  # never: the plan wrote it
             return f"{verb}: its key changed since it passed in run {run}"
         changes = self.changes(before, now, shared)

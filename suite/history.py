@@ -107,7 +107,8 @@ class HistoryView:
     dict of per-testcase objects (status, reason, duration, key, run) and
     each table's own copy of every name took 85 MB. Names are interned,
     so the plan's and every table's are one string; verdicts alike are one
-    tuple; what the run asks of the latest results is kept as it asks it.
+    tuple; what the run asks of the latest results is kept as it asks it;
+    the keys that passed are read only when --incremental asks.
     """
 
     durations: dict[tuple[str, str], float] = field(default_factory=dict)
@@ -115,13 +116,28 @@ class HistoryView:
     last_durations: dict[str, float] = field(default_factory=dict)
     failed: set[str] = field(default_factory=set)  # its latest result is a failure
     unpassed: set[str] = field(default_factory=set)  # --failed: its latest result did not pass
-    # key -> run: keys that passed (read for --incremental alone)
-    passed_keys: dict[str, int] = field(default_factory=dict)
     # name -> (status, reason, run) of its latest verdict (see the verdicts table)
     verdicts: dict[str, tuple[str, str | None, int]] = field(default_factory=dict)
 
+    path: str | None = None  # the history file read
+
     def failed_last_time(self, name: str) -> bool:
         return name in self.failed
+
+    def passed_runs(self, keys: set[str]) -> dict[str, int]:
+        """key -> the run it passed in, of ``keys`` that passed before and
+        did not fail since (--incremental). Read from the file as asked:
+        every key that passed, held as a dict, took 100,000 testcases 15 MB."""
+        if self.path is None or not keys:
+            return {}
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+            try:
+                return {key: run for key, run in db.execute("SELECT key, run FROM passed_keys") if key in keys}
+            finally:
+                db.close()
+        except sqlite3.Error:  # read at start already: gone since, nothing is taken from it
+            return {}
 
     def did_not_pass(self, name: str) -> bool:
         """For --failed: failed, or was not run because of something else."""
@@ -146,11 +162,11 @@ class History:
                     "WHERE reason IS NULL OR reason NOT IN ('INTERRUPTED', 'MAX_FAILURES', 'DEPENDENCY', 'CONTROL')"
                 )
 
-    def view(self, passed_keys: bool = False) -> HistoryView:
-        """What the next run needs; ``passed_keys`` for --incremental."""
+    def view(self) -> HistoryView:
+        """What the next run needs."""
         from sys import intern
 
-        view = HistoryView()
+        view = HistoryView(path=self.path)
         for name, status, reason, duration in self.db.execute("SELECT name, status, reason, duration FROM latest"):
             name = intern(name)
             if status in ("PASS", "FAIL", "XFAIL"):
@@ -163,8 +179,6 @@ class History:
             "SELECT testcase, fragment, duration FROM fragment_durations"
         ):
             view.durations[(intern(testcase), intern(fragment))] = duration
-        if passed_keys:
-            view.passed_keys = dict(self.db.execute("SELECT key, run FROM passed_keys"))
         alike: dict[tuple[str, str | None, int], tuple[str, str | None, int]] = {}
         for name, run, status, reason in self.db.execute("SELECT name, run, status, reason FROM verdicts"):
             verdict = (status, reason, run)
@@ -255,16 +269,23 @@ class History:
     def _record_parts(self, run: int, rows: list[tuple], record: KeyRecord) -> None:
         """The parts of each key that passed, written only where the key is
         new (10,000 unchanged rows rewritten would cost every run)."""
-        known = dict(self.db.execute("SELECT name, key FROM passed_parts"))
-        fresh = []
-        for _, name, status, _, _, _, key in rows:
-            if status == "PASS" and key and known.get(name) != key:
+        passed = {name: key for _, name, status, _, _, _, key in rows if status == "PASS" and key}
+        if not passed:
+            return
+        # Those known already are struck off as the table is read: the
+        # table as a dict took 100,000 testcases 20 MB at the end of a run.
+        for name, key in self.db.execute("SELECT name, key FROM passed_parts"):
+            if passed.get(name) == key:
+                del passed[name]
+
+        def fresh():  # one at a time: a fresh run's 100,000 were 35 MB at once
+            for name, key in passed.items():
                 parts = record.parts(name)
                 if parts is not None:
-                    fresh.append((name, run, key, parts, record.shared_digest))
-        if not fresh:
+                    yield (name, run, key, parts, record.shared_digest)
+
+        if self.db.executemany("INSERT OR REPLACE INTO passed_parts VALUES (?, ?, ?, ?, ?)", fresh()).rowcount <= 0:
             return
-        self.db.executemany("INSERT OR REPLACE INTO passed_parts VALUES (?, ?, ?, ?, ?)", fresh)
         self.db.execute(
             "INSERT OR IGNORE INTO manifests VALUES (?, ?)", (record.shared_digest, record.shared_manifest())
         )
@@ -401,9 +422,8 @@ def history_file_of(output: str) -> str | None:
     return None
 
 
-def read_history(output_dir: str, passed_keys: bool = False) -> HistoryView | None:
-    """What earlier runs in ``output_dir`` recorded, if any (with the keys
-    that passed, for --incremental, if ``passed_keys``). A database that
+def read_history(output_dir: str) -> HistoryView | None:
+    """What earlier runs in ``output_dir`` recorded, if any. A database that
     cannot be read (damaged, or not SQLite) is set aside with a warning,
     and the run goes on without history; the next one starts a new one."""
     path = os.path.join(output_dir, HISTORY_FILE)
@@ -412,7 +432,7 @@ def read_history(output_dir: str, passed_keys: bool = False) -> HistoryView | No
     try:
         history = History(path)
         try:
-            return history.view(passed_keys)
+            return history.view()
         finally:
             history.close()
     except sqlite3.DatabaseError as exc:

@@ -30,6 +30,9 @@ if TYPE_CHECKING:  # pragma: no cover
 FORMAT_VERSION = 1
 FLUSH_INTERVAL = 1.0
 FLUSH_SHARE = 20
+# Results waiting for the writer thread at most; a run's own pace keeps
+# far fewer waiting.
+WRITE_AHEAD = 1000
 
 
 TRASH_PREFIX = ".trash-"
@@ -117,8 +120,10 @@ class ReportIndex:
         # Files are written by a thread of their own: creating a file can
         # take milliseconds on a busy disk, and the scheduler must not wait
         # for it (it spent most of a 10,000-testcase run there). Only this
-        # thread touches entries and counts until finish().
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        # thread touches entries and counts until finish(). Bounded: results
+        # decided all at once (100,000 taken from the cache by
+        # --incremental) waited there as dicts, 150 MB of them.
+        self._queue: queue.Queue = queue.Queue(maxsize=WRITE_AHEAD)
         self._writer = threading.Thread(target=self._write_loop, name="report-writer", daemon=True)
         self._writer.start()
 

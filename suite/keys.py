@@ -38,6 +38,7 @@ from run_testsuite.file_hashes import FileHashes
 from run_testsuite.fragment import Fragment
 from run_testsuite.history import HistoryView
 from run_testsuite.jsonio import INDEX_FILE
+from run_testsuite.parts_spool import PartsSpool
 from run_testsuite.plan import SETUP_PREFIX, Planned
 from run_testsuite.results import Reason, Status
 from run_testsuite.spec import SpecError
@@ -207,6 +208,17 @@ class KeyMaker:
         self._programs: dict[tuple[str, str, str], str] = {}
         self._setups: dict[str, KeyParts | SpecError] = {}
         self.params: dict[str, str] = {}
+        self.spool = PartsSpool()  # each testcase's parts, as JSON
+
+    def keep_parts(self, planned: Planned, parts: str) -> str:
+        """Keep a testcase's key parts (JSON) and return its key."""
+        planned.parts_at = self.spool.keep(parts)
+        planned.key = _hash(parts)
+        return planned.key
+
+    def parts_of(self, planned: Planned) -> str | None:
+        """A testcase's key parts (JSON), if it has a key."""
+        return None if planned.parts_at is None else self.spool.get(planned.parts_at)
 
     def forget_files(self) -> None:
         """Let the file-hash cache go, once saved (the run needs only the
@@ -437,10 +449,10 @@ def compute_keys(
                     done[number] = None
                     return None
                 upstream[testcases[other].name] = key
-        planned.parts = maker.testcase(planned, [fragments[i] for i in planned.fragments], upstream).to_json()
+        parts = maker.testcase(planned, [fragments[i] for i in planned.fragments], upstream).to_json()
         planned.spec_digest = ""  # in the parts now
-        done[number] = planned.key = _hash(planned.parts)
-        return planned.key
+        done[number] = key = maker.keep_parts(planned, parts)
+        return key
 
     for number in range(len(testcases)):
         key_of(number, frozenset())
@@ -449,14 +461,14 @@ def compute_keys(
 def use_cache(testcases: list[Planned], history: HistoryView) -> None:
     """--incremental: a testcase whose key passed before is not run,
     unless it failed last time."""
+    wanted = {p.key for p in testcases if p.result is None and p.key and not history.failed_last_time(p.name)}
+    runs = history.passed_runs(wanted)
+    messages: dict[int, str] = {}  # one per run: 100,000 alike took 10 MB
     for planned in testcases:
-        if planned.result is None and planned.key and planned.key in history.passed_keys:
-            if history.failed_last_time(planned.name):
-                continue
-            run = history.passed_keys[planned.key]
-            planned.result = planned.verdict(
-                Status.PASS,
-                Reason.CACHED,
-                f"passed in run {run} with the same key; not run again (--incremental)",
-            )
+        if planned.result is None and planned.key in runs and not history.failed_last_time(planned.name):
+            run = runs[planned.key]
+            message = messages.get(run)
+            if message is None:
+                message = messages[run] = f"passed in run {run} with the same key; not run again (--incremental)"
+            planned.result = planned.verdict(Status.PASS, Reason.CACHED, message)
             planned.result.cached = True

@@ -581,7 +581,7 @@ class _Builder:
         env = self._setup_env(name)
         try:
             parts = maker.setup(name, self.setup_reads)
-            planned.parts, planned.key = parts.to_json(), parts.key()
+            maker.keep_parts(planned, parts.to_json())
             resources = check_resources(self.suite, spec.get("resources", {}), planned.spec_file, ["setup", name])
         except specs.SpecError as exc:
             planned.result = self._early(planned, Status.ERROR, Reason.SPEC, exc.render())

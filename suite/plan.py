@@ -71,10 +71,9 @@ class Planned:
     timeout: float | None = None
     inputs: tuple[str, ...] = ()  # `inputs`, $VARS expanded
     key_env: tuple[str, ...] = ()
-    # What the key is made of (KeyParts as JSON: one string, where the
-    # parts' dicts cost 10,000 testcases 20 MB and the garbage collector
-    # their scans), for history and --explain.
-    parts: str | None = None
+    # Where what the key is made of is kept (KeyParts as JSON, in the
+    # plan's ``KeyMaker.spool``), for history and --explain; None: no key.
+    parts_at: int | None = None
     key: str | None = None  # for history and --incremental
     # Per fragment, the positions of the testcase's fragments it waits for
     # (see Fragment.after); empty until the loader plans the fragments.

@@ -8,12 +8,14 @@ is the report's own business.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
 
 from run_testsuite.index import ReportIndex
 from run_testsuite.jsonio import dumps
+from run_testsuite.reports.compare import read_earlier
 from run_testsuite.reports.progress import Progress, StatusLine
 from run_testsuite.reports.tee import Tee
 from run_testsuite.reports.text import TextReport
@@ -22,6 +24,7 @@ from run_testsuite.results import Result, Verdict
 TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
 if TYPE_CHECKING:  # pragma: no cover
     from types import ModuleType
+    from typing import TextIO
 
     from run_testsuite.cleanup import WorkCleaner
     from run_testsuite.history_view import Strips
@@ -83,6 +86,78 @@ class Reporters:
         self.progress.write(complete=True)
 
 
+DETAILS_SPOOL = ".html-details.jsonl"
+
+
+class DetailsSpool:
+    """Each result's details for the HTML report, made as its file is
+    written and kept as a line of JSON in a file beside the index, in the
+    order of the index; read back in that order as the page is written.
+    Kept in memory, even as text, they took 100,000 results 40 MB at the
+    end of the run. A line that cannot be written (a full disk) is only
+    missing: the page then reads that result's file."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.handle: TextIO | None = None
+        self.broken = False
+
+    def add(self, rel: str, details: dict) -> None:
+        if self.broken:
+            return
+        try:
+            if self.handle is None:
+                self.handle = open(self.path, "w", encoding="utf-8")
+            self.handle.write(dumps([rel, details]) + "\n")
+        except (OSError, ValueError):
+            self.broken = True
+
+    def in_order(self) -> SpooledDetails:
+        """The details, for results asked for in the order they were added."""
+        if self.handle is not None:
+            try:
+                self.handle.close()
+            except OSError:
+                self.broken = True
+            self.handle = None
+        return SpooledDetails(None if self.broken else self.path)
+
+    def remove(self) -> None:
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+class SpooledDetails:
+    """``get(rel)`` of a ``DetailsSpool``'s lines, asked in their order; a
+    result whose line is missing gets None, and the next one its own."""
+
+    def __init__(self, path: str | None):
+        self.handle: TextIO | None = None
+        if path is not None:
+            try:
+                self.handle = open(path, encoding="utf-8")
+            except OSError:
+                pass
+        self.pending: list | None = None
+
+    def get(self, rel: str, default: dict | None = None) -> dict | None:
+        if self.pending is None and self.handle is not None:
+            try:
+                line = self.handle.readline()
+                self.pending = json.loads(line) if line else None
+            except (OSError, ValueError):  # a torn last line: the rest from the files
+                self.pending = None
+            if self.pending is None:
+                self.handle.close()
+                self.handle = None
+        if self.pending is not None and self.pending[0] == rel:
+            found, self.pending = self.pending[1], None
+            return found
+        return default
+
+
 class HtmlReport:
     """OUTPUT/new/report.html, which every run leaves: prepared while the
     tests run (its module and Jinja2 imported, the template compiled, each
@@ -93,7 +168,8 @@ class HtmlReport:
     def __init__(self, new_dir: str, old_dir: str):
         self.new_dir = new_dir
         self.old_dir = old_dir
-        self.details: dict[str, str] = {}
+        self.details = DetailsSpool(os.path.join(new_dir, DETAILS_SPOOL))
+        self.earlier: dict[str, IndexEntry] | None = None  # the old run, read while the tests run
         self.preparing: threading.Thread | None = None
         self.loading = threading.Lock()
         self.loaded = False
@@ -118,8 +194,7 @@ class HtmlReport:
         """Called by the index's writer thread as each result file is written."""
         module = self._load()
         if module is not None:
-            # As JSON: a result's details as a dict took 750 bytes, as text 300.
-            self.details[rel] = dumps(module.details(data))
+            self.details.add(rel, module.details(data))
 
     def prepare_in_background(self) -> None:
         self.preparing = threading.Thread(target=self._prepare, name="html-prepare", daemon=True)
@@ -134,14 +209,24 @@ class HtmlReport:
 
                 # Before this run records itself: what the strips show is the runs before it.
                 self.history = strips(os.path.dirname(self.new_dir), module.STRIP_RUNS)
+                # Now, not at the end: its text, 22 MB at 100,000 results,
+                # would come on top of the run's largest moment.
+                self.earlier = read_earlier(self.old_dir)
         except Exception:  # write() will meet the problem again, and say it
             pass
 
-    def write(self, index: Index | None = None, earlier: dict[str, IndexEntry] | None = None) -> None:
-        """``index``: the run's final index, as written (else it is read);
-        ``earlier``: the old run, as ``compare.read_earlier`` reads it."""
+    def earlier_run(self) -> dict[str, IndexEntry] | None:
+        """The old run, as ``compare.read_earlier`` reads it (while the
+        tests run; here, if that could not be done)."""
         if self.preparing is not None:
             self.preparing.join()
+        if self.earlier is None:
+            self.earlier = read_earlier(self.old_dir)
+        return self.earlier
+
+    def write(self, index: Index | None = None) -> None:
+        """``index``: the run's final index, as written (else it is read)."""
+        earlier = self.earlier_run()
         try:
             module = self._load()
             if module is None:
@@ -150,10 +235,12 @@ class HtmlReport:
                 self.new_dir,
                 os.path.join(self.new_dir, "report.html"),
                 self.old_dir,
-                self.details,
+                self.details.in_order(),
                 self.history,
                 index=index,
                 earlier=earlier,
             )
         except Exception as exc:
             print(f"run-testsuite: warning: could not write the HTML report: {exc}", file=sys.stderr)
+        finally:
+            self.details.remove()

@@ -143,13 +143,16 @@ class RunSession:
                     write_junit(final, new_dir, os.path.abspath(options.junit_xml))
                 except OSError as exc:  # checked at the start; gone since (a test removed it?)
                     lost.append(f"{options.junit_xml} (--junit-xml): {describe_error(exc)}")
-            # The old run, read once for the HTML report's changes and the
-            # summary's. (``read_earlier`` is imported with this module: the
-            # HTML report's thread may be importing typing now, and a
-            # dataclass made meanwhile would find it half made.)
-            earlier = read_earlier(os.path.join(options.output_dir, "old")) if html or self._has_changes() else None
+            # The old run, for the HTML report's changes and the summary's:
+            # the HTML report reads it while the tests run. (``read_earlier``
+            # is imported with this module: the HTML report's thread may be
+            # importing typing now, and a dataclass made meanwhile would
+            # find it half made.)
             if html is not None:
-                html.write(final, earlier)
+                html.write(final)
+                earlier = html.earlier_run()
+            else:
+                earlier = read_earlier(os.path.join(options.output_dir, "old")) if self._has_changes() else None
             self._record_history(index.started, scheduler, reporters.results, final["counts"])
         finally:
             scheduler.close()
@@ -315,7 +318,7 @@ def key_record(plan: Plan) -> KeyRecord | None:
 
     def parts(name: str) -> str | None:
         planned = by_name.get(name)
-        return planned.parts if planned else None
+        return maker.parts_of(planned) if planned else None
 
     return KeyRecord(parts, maker.shared_digest(), lambda: json.dumps(maker.shared_manifest(), sort_keys=True))
 

@@ -753,3 +753,31 @@ def test_results_show_a_strip_of_their_last_runs_and_flaky_ones_are_marked(chrom
     assert browser.row(chromium, "slow/one").find_element("css selector", ".detail").is_displayed()
     browser.screenshot(chromium, tmp_path / "history.png")
     assert browser.page_errors(chromium) == []
+
+
+def test_details_spooled_to_disk_come_back_in_order_and_a_missing_line_is_read_from_its_file(tmp_path):
+    from run_testsuite.reporters import DETAILS_SPOOL, DetailsSpool
+
+    spool = DetailsSpool(str(tmp_path / DETAILS_SPOOL))
+    spool.add("results/a.json", {"name": "a"})
+    spool.add("results/c.json", {"name": "c"})  # b's line could not be made
+    with open(spool.path, "a", encoding="utf-8") as handle:
+        handle.write('["results/d.json", {"na')  # torn: the run was killed while writing it
+    found = spool.in_order()
+    assert found.get("results/a.json") == {"name": "a"}
+    assert found.get("results/b.json") is None
+    assert found.get("results/c.json") == {"name": "c"}
+    assert found.get("results/d.json") is None and found.get("results/e.json") is None
+    spool.remove()
+    assert not os.path.exists(spool.path)
+
+
+def test_a_run_leaves_no_spool_and_its_page_has_every_result_s_details(tmp_path):
+    root = write_suite(tmp_path / "suite", {f"t{n}/test.yaml": f"cmd: echo out-{n}\n" for n in range(5)})
+    run = run_cli(root, tmp_path / "out", "-j", "2")
+    assert run.returncode == 0, run.stderr
+    new = tmp_path / "out" / "new"
+    assert not (new / ".html-details.jsonl").exists()
+    page = (new / "report.html").read_text()
+    for n in range(5):
+        assert f"out-{n}" in page

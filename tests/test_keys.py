@@ -414,3 +414,27 @@ def test_a_hash_cache_nested_too_deep_is_set_aside(tmp_path):
     (tmp_path / CACHE_FILE).write_text("[" * 200_000)
     FileHashes(str(tmp_path))
     assert not (tmp_path / CACHE_FILE).exists()
+
+
+def test_key_parts_are_kept_in_a_nameless_file_and_in_memory_where_it_cannot_be_written(tmp_path, monkeypatch):
+    import json
+
+    from run_testsuite.parts_spool import PartsSpool
+
+    spool = PartsSpool()
+    texts = [json.dumps({"n": n, "name": "é" * (n % 7)}) for n in range(500)]
+    refs = [spool.keep(text) for text in texts]
+    assert all(ref >= 0 for ref in refs)  # in the file
+    assert [spool.get(ref) for ref in reversed(refs)] == list(reversed(texts))
+    # A temporary directory that cannot be written: the parts stay in memory.
+    import errno
+    import tempfile
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", full)
+    other = PartsSpool()
+    ref = other.keep('{"a": 1}')
+    assert ref < 0 and other.get(ref) == '{"a": 1}'
+    spool.close()

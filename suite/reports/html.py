@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from run_testsuite.history_view import Strips
     from run_testsuite.jsonio import Index, IndexEntry, ResultData
+    from run_testsuite.reporters import SpooledDetails
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 # What the page keeps of a result's output and traceback (their ends: where a
@@ -59,7 +60,7 @@ def write_html(
     index_dir: str,
     path: str,
     old_index_dir: str | None = None,
-    details: Mapping[str, dict | str] | None = None,
+    details: Mapping[str, dict | str] | SpooledDetails | None = None,
     history: Strips | None = None,
     index: Index | None = None,
     earlier: dict[str, IndexEntry] | None = None,
@@ -69,7 +70,8 @@ def write_html(
     ``old_index_dir`` (``OUTPUT/old``), when it holds an index, adds what
     changed since that run. ``details`` maps result files (as the index
     names them) to their ``details()`` (or its JSON), made as the results
-    came in; the files of the others are read. ``history`` is ``history_view.strips``
+    came in (or gives them in the index's order: ``SpooledDetails``); the
+    files of the others are read. ``history`` is ``history_view.strips``
     of the runs before (read here from the output directory's history
     when not given). ``index``: the run's index, when the caller holds it
     (a run at its end: reading it again cost 100,000 results 60 MB more).

@@ -11,6 +11,7 @@ undecided gets a result, so none is lost.
 from __future__ import annotations
 
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -72,10 +73,14 @@ class Verdicts:
         self.ends = [
             frozenset(planned.ends()) if side else _NONE for planned, side in zip(plan.testcases, self.side_by_side)
         ]
-        # Per decided testcase, (fragment, its name, status, duration) of
-        # each that ran, for history: its outcomes, outputs and all, are let
-        # go (at 100,000 testcases they held 90 MB).
-        self.timings: list[tuple[tuple[int, str, str, float], ...]] = [()] * count
+        # Per fragment of a decided testcase, its name, status and duration,
+        # for history: the outcomes, outputs and all, are let go (at 100,000
+        # testcases they held 90 MB), and these are kept in arrays (a tuple
+        # each took 150 bytes, 15 MB).
+        fragments = len(plan.fragments)
+        self.ran_names: list[str | None] = [None] * fragments
+        self.ran_status = bytearray(fragments)  # 1 + its index in STATUSES; 0: did not run
+        self.ran_durations = array("d", bytes(8 * fragments))
         self.failures = 0
         self.stop_reason: str | None = None  # set once --max-failures is reached
         self.unpublished: list[Result] = []
@@ -88,6 +93,8 @@ class Verdicts:
             self.decided[number] = True
             self.unpublished.append(result)
             self._count_failure(result)
+            if self.spend_plan:  # published, then let go: 100,000 cached ones held 45 MB
+                self.plan.testcases[number].result = None
         for number, result in early:
             if not result.status.ran_ok:
                 self._skip_dependents(number, result)
@@ -269,9 +276,10 @@ class Verdicts:
         outcomes = self.outcomes[number]
         fragments = self.plan.fragments
         if outcomes:
-            self.timings[number] = tuple(
-                sorted((f, fragments[f].name, o.status.value, o.duration) for f, o in outcomes.items())
-            )
+            for f, outcome in outcomes.items():
+                self.ran_names[f] = fragments[f].name
+                self.ran_status[f] = 1 + STATUSES.index(outcome.status)
+                self.ran_durations[f] = outcome.duration
             self.outcomes[number] = _NO_OUTCOMES
         if not keep_fragments:
             for f in self.plan.testcases[number].fragments:
@@ -345,16 +353,21 @@ class Verdicts:
         in the last attempt of its testcase, for history."""
         rows = []
         fragments = self.plan.fragments
-        for planned, outcomes, timings in zip(self.plan.testcases, self.outcomes, self.timings):
-            ran = {f: (fragments[f].name, o.status.value, o.duration) for f, o in outcomes.items()}
-            ran.update((f, (name, status, duration)) for f, name, status, duration in timings)
+        names, codes, durations = self.ran_names, self.ran_status, self.ran_durations
+        for planned, outcomes in zip(self.plan.testcases, self.outcomes):
             for number in planned.fragments:
-                if number in ran:
-                    rows.append((planned.name, *ran[number]))
+                outcome = outcomes.get(number)
+                if outcome is not None:
+                    rows.append((planned.name, fragments[number].name, outcome.status.value, outcome.duration))
+                elif codes[number]:
+                    name = names[number]
+                    assert name is not None  # kept with its status
+                    rows.append((planned.name, name, STATUSES[codes[number] - 1].value, durations[number]))
         return rows
 
 
 _NONE: frozenset[int] = frozenset()
+STATUSES = list(Status)
 _NO_OUTCOMES: dict[int, Outcome] = {}  # never added to: see _outcomes_of
 _NO_ATTEMPTS: list[Outcome] = []  # never added to: see _retry
 
