@@ -95,7 +95,7 @@ def _main(argv: list[str] | None) -> int:
         cluster = _cluster(args.dask) if args.dask else None
         if cluster is None and args.jobs is None:
             args.jobs = os.cpu_count() or 1
-        plan, history, options = _prepare(args, argv, with_dask=cluster is not None)
+        plan, history, options, earlier = _prepare(args, argv, with_dask=cluster is not None)
         # The plan lives as long as the run: the garbage collector's full
         # passes need not walk its millions of objects again and again.
         gc.freeze()
@@ -125,12 +125,12 @@ def _main(argv: list[str] | None) -> int:
             )
         return EXIT_OK
     if cluster is not None:
-        return _run_on_dask(cluster, plan, options, history)
+        return _run_on_dask(cluster, plan, options, history, earlier)
     from run_testsuite.session import RunSession
     from run_testsuite.workers import local
 
     worker_class = local.InlineWorker if args.no_multiprocessing else local.ProcessWorker
-    return RunSession(plan, options, history, worker_class).run()
+    return RunSession(plan, options, history, worker_class, earlier).run()
 
 
 def _explain(plan, incremental: bool) -> None:
@@ -167,15 +167,21 @@ def _split_slots(jobs: int | None, with_dask: bool) -> int:
 
 
 def _prepare(args, argv: list[str], with_dask: bool):
-    """The plan, what history knows, and the options of the run."""
+    """The plan, what history knows, the options of the run, and the run
+    before it as its changes are measured from (``compare.read_earlier``)."""
     from run_testsuite.history import read_history
     from run_testsuite.loader import build_plan
+    from run_testsuite.reports.compare import read_earlier_of
     from run_testsuite.runner import slot_cpu_sets
     from run_testsuite.selection import Selection
 
     output_dir = os.path.abspath(args.output_dir)
     work_dir = os.path.abspath(args.work_dir) if args.work_dir else os.path.join(output_dir, "new", "work")
     history = read_history(output_dir)
+    # Read before planning, not while the tests run: its text (22 MB at
+    # 100,000 results) then takes memory planning uses next, where it came
+    # on top of the run's largest moment.
+    earlier = None if args.list or args.list_json else read_earlier_of(output_dir)
     if args.durations:
         history = _with_durations(history, args.durations)
     selection = Selection(
@@ -206,7 +212,7 @@ def _prepare(args, argv: list[str], with_dask: bool):
     _claim_outputs(args, output_dir, work_dir)
     slot_cpus = {} if with_dask else slot_cpu_sets(args.jobs, args.cpus_per_slot or plan.suite.cpus_per_slot)
     shard = plan.shard[:2] if plan.shard else None
-    return plan, history, _run_options(args, argv, output_dir, work_dir, slot_cpus, shard)
+    return plan, history, _run_options(args, argv, output_dir, work_dir, slot_cpus, shard), earlier
 
 
 def _shard(plan, args, history, selection, written, output_dir: str, work_dir: str):
@@ -397,7 +403,7 @@ def _run_options(args, argv: list[str], output_dir: str, work_dir: str, slot_cpu
     )
 
 
-def _run_on_dask(cluster, plan, options, history) -> int:
+def _run_on_dask(cluster, plan, options, history, earlier) -> int:
     """--dask: the same run, each fragment a task on the cluster."""
     from run_testsuite.session import RunSession
     from run_testsuite.workers.dask_cluster import DaskError
@@ -412,7 +418,7 @@ def _run_on_dask(cluster, plan, options, history) -> int:
     from run_testsuite.workers.dask_worker import worker_class
 
     with cluster:
-        return RunSession(plan, options, history, worker_class(cluster)).run()
+        return RunSession(plan, options, history, worker_class(cluster), earlier).run()
 
 
 def _with_durations(history, path: str):

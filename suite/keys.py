@@ -39,8 +39,7 @@ from run_testsuite.fragment import Fragment
 from run_testsuite.history import HistoryView
 from run_testsuite.jsonio import INDEX_FILE
 from run_testsuite.parts_spool import PartsSpool
-from run_testsuite.plan import SETUP_PREFIX, Planned
-from run_testsuite.results import Reason, Status
+from run_testsuite.plan import SETUP_PREFIX, CachedPass, Planned
 from run_testsuite.spec import SpecError
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
@@ -463,12 +462,13 @@ def use_cache(testcases: list[Planned], history: HistoryView) -> None:
     unless it failed last time."""
     wanted = {p.key for p in testcases if p.result is None and p.key and not history.failed_last_time(p.name)}
     runs = history.passed_runs(wanted)
-    messages: dict[int, str] = {}  # one per run: 100,000 alike took 10 MB
+    verdicts: dict[int, CachedPass] = {}  # one per run
     for planned in testcases:
         if planned.result is None and planned.key in runs and not history.failed_last_time(planned.name):
             run = runs[planned.key]
-            message = messages.get(run)
-            if message is None:
-                message = messages[run] = f"passed in run {run} with the same key; not run again (--incremental)"
-            planned.result = planned.verdict(Status.PASS, Reason.CACHED, message)
-            planned.result.cached = True
+            verdict = verdicts.get(run)
+            if verdict is None:
+                verdict = verdicts[run] = CachedPass(
+                    f"passed in run {run} with the same key; not run again (--incremental)"
+                )
+            planned.result = verdict

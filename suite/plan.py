@@ -43,6 +43,27 @@ class NothingSelected(Exception):
         self.empty_shard: tuple[str, int, int] | None = None
 
 
+class CachedPass:
+    """The verdict of the testcases --incremental takes from the cache, one
+    for all that passed in the same run: a Result each took 100,000
+    testcases 40 MB from planning until published. ``of`` makes the
+    testcase's own Result as it is published."""
+
+    __slots__ = ("message",)
+    status = Status.PASS
+    reason = Reason.CACHED
+    cached = True
+    quarantined = None
+
+    def __init__(self, message: str):
+        self.message = message
+
+    def of(self, planned: Planned) -> Result:
+        result = planned.verdict(Status.PASS, Reason.CACHED, self.message)
+        result.cached = True
+        return result
+
+
 @dataclass(slots=True)
 class Planned:
     """One testcase in the plan, with its fragments or its early verdict."""
@@ -57,7 +78,7 @@ class Planned:
     depends: list[str] = field(default_factory=list)
     needs: list[str] = field(default_factory=list)  # set-up fragments from suite.yaml
     fragments: range = range(0)  # their numbers in the run: consecutive
-    result: Result | None = None  # decided before anything runs
+    result: Result | CachedPass | None = None  # decided before anything runs
     kind: str = "testcase"  # or "setup"
     xfail: str | None = None  # control: a failure is expected, for this reason
     retries: int = 0

@@ -15,7 +15,6 @@ import threading
 
 from run_testsuite.index import ReportIndex
 from run_testsuite.jsonio import dumps
-from run_testsuite.reports.compare import read_earlier
 from run_testsuite.reports.progress import Progress, StatusLine
 from run_testsuite.reports.tee import Tee
 from run_testsuite.reports.text import TextReport
@@ -169,7 +168,6 @@ class HtmlReport:
         self.new_dir = new_dir
         self.old_dir = old_dir
         self.details = DetailsSpool(os.path.join(new_dir, DETAILS_SPOOL))
-        self.earlier: dict[str, IndexEntry] | None = None  # the old run, read while the tests run
         self.preparing: threading.Thread | None = None
         self.loading = threading.Lock()
         self.loaded = False
@@ -209,24 +207,15 @@ class HtmlReport:
 
                 # Before this run records itself: what the strips show is the runs before it.
                 self.history = strips(os.path.dirname(self.new_dir), module.STRIP_RUNS)
-                # Now, not at the end: its text, 22 MB at 100,000 results,
-                # would come on top of the run's largest moment.
-                self.earlier = read_earlier(self.old_dir)
         except Exception:  # write() will meet the problem again, and say it
             pass
 
-    def earlier_run(self) -> dict[str, IndexEntry] | None:
-        """The old run, as ``compare.read_earlier`` reads it (while the
-        tests run; here, if that could not be done)."""
+    def write(self, index: Index | None = None, earlier: dict[str, IndexEntry] | None = None) -> None:
+        """``index``: the run's final index, as written (else it is read);
+        ``earlier``: the old run, as ``compare.read_earlier`` read it (else
+        it is read)."""
         if self.preparing is not None:
             self.preparing.join()
-        if self.earlier is None:
-            self.earlier = read_earlier(self.old_dir)
-        return self.earlier
-
-    def write(self, index: Index | None = None) -> None:
-        """``index``: the run's final index, as written (else it is read)."""
-        earlier = self.earlier_run()
         try:
             module = self._load()
             if module is None:

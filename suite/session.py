@@ -28,7 +28,6 @@ from run_testsuite.index import ReportIndex, describe_error, finish_rotation, ro
 from run_testsuite.outputs import mark_work_dir
 from run_testsuite.plan import Plan
 from run_testsuite.reporters import HtmlReport, Reporters
-from run_testsuite.reports.compare import read_earlier
 from run_testsuite.reports.progress import Progress, StatusLine, expected_durations, live_display_wanted
 from run_testsuite.reports.tee import Tee
 from run_testsuite.reports.text import TextReport
@@ -103,11 +102,21 @@ class RunOptions:
 class RunSession:
     """Runs a plan once and reports it; ``run()`` returns the exit status."""
 
-    def __init__(self, plan: Plan, options: RunOptions, history: HistoryView | None, worker_class: type[Worker]):
+    def __init__(
+        self,
+        plan: Plan,
+        options: RunOptions,
+        history: HistoryView | None,
+        worker_class: type[Worker],
+        earlier: dict[str, IndexEntry] | None = None,
+    ):
+        """``earlier``: the run that will be OUTPUT/old, as
+        ``compare.read_earlier_of`` read it before planning."""
         self.plan = plan
         self.options = options
         self.history = history
         self.worker_class = worker_class
+        self.earlier = earlier
 
     def run(self) -> int:
         options, plan = self.options, self.plan
@@ -143,16 +152,8 @@ class RunSession:
                     write_junit(final, new_dir, os.path.abspath(options.junit_xml))
                 except OSError as exc:  # checked at the start; gone since (a test removed it?)
                     lost.append(f"{options.junit_xml} (--junit-xml): {describe_error(exc)}")
-            # The old run, for the HTML report's changes and the summary's:
-            # the HTML report reads it while the tests run. (``read_earlier``
-            # is imported with this module: the HTML report's thread may be
-            # importing typing now, and a dataclass made meanwhile would
-            # find it half made.)
             if html is not None:
-                html.write(final)
-                earlier = html.earlier_run()
-            else:
-                earlier = read_earlier(os.path.join(options.output_dir, "old")) if self._has_changes() else None
+                html.write(final, self.earlier)
             self._record_history(index.started, scheduler, reporters.results, final["counts"])
         finally:
             scheduler.close()
@@ -163,7 +164,7 @@ class RunSession:
             start_pruning(os.path.join(options.output_dir, HISTORY_FILE), options.history_keep)
         try:
             reporters.text.summary(
-                final["counts"], time.monotonic() - began, options.output_dir, self._changes(final, earlier)
+                final["counts"], time.monotonic() - began, options.output_dir, self._changes(final, self.earlier)
             )
             if options.rewrite:
                 rewrite_baselines(plan, reporters.results)

@@ -295,8 +295,8 @@ class MultiprocessScheduler:
         try:
             done = 0
             try:
-                for result in unpublished:
-                    self.on_result(result)
+                for item in unpublished:
+                    self.on_result(self.verdicts.published(item))
                     done += 1
             finally:  # what was handed over is gone, even if a report failed
                 del unpublished[:done]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from run_testsuite.fragment import Fragment
-from run_testsuite.plan import DECIDED, Plan
+from run_testsuite.plan import DECIDED, CachedPass, Plan
 from run_testsuite.results import Outcome, Reason, Result, Status, SubResult
 from run_testsuite.subresults import summarise
 
@@ -83,7 +83,9 @@ class Verdicts:
         self.ran_durations = array("d", bytes(8 * fragments))
         self.failures = 0
         self.stop_reason: str | None = None  # set once --max-failures is reached
-        self.unpublished: list[Result] = []
+        # Verdicts to publish; a number: a testcase taken from the cache,
+        # whose Result is made as it is published (see plan.CachedPass).
+        self.unpublished: list[Result | int] = []
 
     def decide_early(self) -> None:
         """Take every verdict known before the run, and only then skip
@@ -91,13 +93,28 @@ class Verdicts:
         early = [(n, p.result) for n, p in enumerate(self.plan.testcases) if p.result is not None]
         for number, result in early:
             self.decided[number] = True
+            if isinstance(result, CachedPass):
+                self.unpublished.append(number)
+                continue
             self.unpublished.append(result)
             self._count_failure(result)
-            if self.spend_plan:  # published, then let go: 100,000 cached ones held 45 MB
+            if self.spend_plan:  # published, then let go
                 self.plan.testcases[number].result = None
         for number, result in early:
-            if not result.status.ran_ok:
+            if not isinstance(result, CachedPass) and not result.status.ran_ok:
                 self._skip_dependents(number, result)
+
+    def published(self, item: Result | int) -> Result:
+        """An item of ``unpublished`` as its Result: a cached testcase's is
+        made now (and then let go by the plan)."""
+        if not isinstance(item, int):
+            return item
+        planned = self.plan.testcases[item]
+        cached = planned.result
+        assert isinstance(cached, CachedPass)  # what decide_early put there
+        if self.spend_plan:
+            planned.result = None
+        return cached.of(planned)
 
     def may_start(self, number: int) -> bool:
         """Whether a fragment of testcase ``number`` may start now: it is
