@@ -39,7 +39,8 @@ memory (--memory): where the main process's memory goes, per testcase, in
   it once those are let go, split by the modules that allocated it (the
   testcase and fragment objects, discovery's paths, keys, the DAG), and
   what the run keeps per result (its index entry, the HTML report's
-  details, the slim result for history, the fragment timings). Bytes per
+  details, spooled to a file, the slim result for history, the fragment
+  timings). Bytes per
   testcase times the count is the model of the main process's heap; RSS
   adds the interpreter (about 40 MB) and the allocator's slack.
 
@@ -159,8 +160,9 @@ _MEMORY_CHILD = r"""
 import gc, json, sys, tracemalloc
 tracemalloc.start()
 from run_testsuite.loader import build_plan
-from run_testsuite.jsonio import dumps
+from array import array
 from run_testsuite.index import index_entry
+from run_testsuite.reporters import DetailsSpool
 from run_testsuite.reports import html
 from run_testsuite.results import CommandRecord, Result, Status
 root, out, result_json = sys.argv[1:4]
@@ -207,9 +209,18 @@ def result(n):
 results = [result(n) for n in range(count)]
 run = {}
 run["index entry"], entries = per(lambda n: index_entry(results[n], f"results/{plan.testcases[n].safe_name}.json"))
-run["HTML details (JSON text)"], details = per(lambda n: dumps(html.details(results[n].to_json())))
+spool = DetailsSpool(out + "/details-spool.jsonl")  # as the run keeps them: in a file
+run["HTML details (spooled to a file)"], details = per(
+    lambda n: spool.add(f"results/{n}.json", html.details(results[n].to_json()))
+)
+spool.remove()
 run["slim result (history, exit status)"], slims = per(lambda n: results[n].slim())
-run["fragment timings (history)"], timings = per(lambda n: ((n, "PASS", 0.004),))
+gc.collect()
+before = tracemalloc.get_traced_memory()[0]
+timings = ([None] * count, bytearray(count), array("d", bytes(8 * count)))  # as Verdicts keeps them
+for n in range(count):
+    timings[0][n], timings[1][n], timings[2][n] = "run", 1, 0.004
+run["fragment timings (history)"] = (tracemalloc.get_traced_memory()[0] - before) / count
 with open(result_json, "w") as f:
     json.dump({"count": count, "planning": {k: v / count for k, v in planning.items()},
                "kept": {k: v / count for k, v in kept.items()}, "run": run}, f)
