@@ -89,6 +89,8 @@ def _main(argv: list[str] | None) -> int:
         p.error("--dask and --no-multiprocessing exclude each other")
     if args.dask and args.cpus_per_slot:
         p.error("--cpus-per-slot pins this host's CPUs; it does not apply with --dask")
+    if args.dask_option and not (args.dask or "").strip().startswith(("slurm:", "pbs:")):
+        p.error("--dask-option sets the batch jobs of --dask slurm:N or pbs:N")
     from run_testsuite.plan import NothingSelected, UsageError
 
     try:
@@ -125,7 +127,7 @@ def _main(argv: list[str] | None) -> int:
             )
         return EXIT_OK
     if cluster is not None:
-        return _run_on_dask(cluster, plan, options, history, earlier)
+        return _run_on_dask(cluster, plan, options, history, earlier, args.dask_option)
     from run_testsuite.session import RunSession
     from run_testsuite.workers import local
 
@@ -403,12 +405,22 @@ def _run_options(args, argv: list[str], output_dir: str, work_dir: str, slot_cpu
     )
 
 
-def _run_on_dask(cluster, plan, options, history, earlier) -> int:
+def _run_on_dask(cluster, plan, options, history, earlier, batch_options: list[tuple[str, str]]) -> int:
     """--dask: the same run, each fragment a task on the cluster."""
     from run_testsuite.session import RunSession
     from run_testsuite.workers.dask_cluster import DaskError
 
     try:
+        if cluster.batch_spec is not None:
+            origin = " and ".join(
+                what
+                for what, given in (
+                    (f"{plan.suite.path}'s cluster:", plan.suite.cluster),
+                    ("--dask-option", batch_options),
+                )
+                if given
+            )
+            cluster.configure_batch(plan.suite.cluster, batch_options, options.output_dir, origin or "defaults")
         cluster.connect()  # before the run: a cluster that cannot be used is a usage error
         if not options.jobs:  # twice the workers' threads: each has its next fragment queued
             options.jobs = 2 * cluster.total_threads() or os.cpu_count() or 1

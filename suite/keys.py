@@ -244,9 +244,10 @@ class KeyMaker:
         return self._shared
 
     def _suite_digest(self) -> str:
-        """suite.yaml by what it says, less its ``quarantine``: which
-        testcases are quarantined changes how their failures count, not
-        what they do, and must not run the whole suite again."""
+        """suite.yaml by what it says, less its ``quarantine`` and
+        ``cluster``: which testcases are quarantined changes how their
+        failures count, and the batch jobs' settings where they run, not
+        what they do; neither must run the whole suite again."""
         suite = self.suite
         said = [
             suite.name,

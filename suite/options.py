@@ -139,7 +139,15 @@ def _execution(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--dask",
         metavar="ADDRESS",
-        help="run fragments on a Dask cluster: its scheduler's address (tcp://host:8786), or local:N to start N local worker processes; needs a file system shared at the same paths, and pip install 'run-testsuite[dask]'",
+        help="run fragments on a Dask cluster: its scheduler's address (tcp://host:8786), local:N to start N local worker processes, or slurm:N or pbs:N to submit N batch jobs of workers (suite.yaml 'cluster:' sets them); needs a file system shared at the same paths, and pip install 'run-testsuite[dask]' ('run-testsuite[slurm]' for slurm:N and pbs:N)",
+    )
+    group.add_argument(
+        "--dask-option",
+        action="append",
+        type=definition,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the batch jobs of --dask slurm:N or pbs:N, over suite.yaml 'cluster:' (queue=debug, walltime=02:00:00, cores=4)",
     )
     group.add_argument(
         "--cpus-per-slot",

@@ -92,6 +92,13 @@ def validator(name: str):
     return found
 
 
+def load_yaml_text(text: str) -> Any:
+    """A YAML value from the command line, read as the specs' values are."""
+    import yaml
+
+    return yaml.load(text, Loader=_loader())
+
+
 def load_yaml(path: str) -> Any:
     """Parse ``path`` with the safe loader; syntax errors become SpecError."""
     try:

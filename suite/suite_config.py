@@ -28,6 +28,7 @@ class SuiteConfig:
     key_ignore: list = field(default_factory=list)  # globs of shared files in no key
     # name -> why: testcases whose failures do not fail the run (suite.yaml `quarantine`)
     quarantine: dict = field(default_factory=dict)
+    cluster: dict = field(default_factory=dict)  # the batch jobs of --dask slurm:N, pbs:N
 
     def pool(self, name: str) -> list[str]:
         """The members of a resource pool: its names, or numbered ones."""
@@ -61,6 +62,7 @@ def load_suite_config(root: str, cache: SpecCache | None = None) -> SuiteConfig:
         max_variants=data.get("max_variants", 10_000),
         key_ignore=data.get("key_ignore", []),
         quarantine=_quarantine(data.get("quarantine", {})),
+        cluster=data.get("cluster", {}),
     )
 
 

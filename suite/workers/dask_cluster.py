@@ -1,4 +1,5 @@
-"""Running fragments on a Dask cluster (``--dask ADDRESS`` or ``--dask local:N``).
+"""Running fragments on a Dask cluster (``--dask ADDRESS``, ``--dask local:N``,
+or ``--dask slurm:N``/``pbs:N``, whose jobs ``dask_batch`` starts).
 
 The scheduler stays in the main process and keeps doing everything it does
 for a local run: the dependency graph, the order of work, retries, resource
@@ -23,6 +24,7 @@ import threading
 import time
 from typing import Any  # Dask imports typing anyway
 
+from run_testsuite.workers.dask_errors import DaskError, one_line
 from run_testsuite.workers.dask_tasks import probe, running_tasks, stop_tasks
 
 INSTALL_HINT = "pip install 'run-testsuite[dask]'"
@@ -38,11 +40,6 @@ STOP_TIMEOUT = 5.0
 TASKS_TTL = 1.0
 
 
-class DaskError(Exception):
-    """--dask cannot be used: Dask missing, a bad address, an unreachable
-    scheduler, or workers that cannot run fragments. A usage error (exit 2)."""
-
-
 def require_distributed():
     """The ``distributed`` module, or a DaskError saying how to get it."""
     try:
@@ -53,6 +50,16 @@ def require_distributed():
             f"install it with: {INSTALL_HINT}"
         ) from None
     return distributed
+
+
+def parse_batch(text: str) -> tuple[str, int] | None:
+    """``("slurm", N)`` for ``slurm:N``, ``("pbs", N)`` for ``pbs:N``, else None."""
+    kind, colon, count = text.strip().partition(":")
+    if kind not in ("slurm", "pbs"):
+        return None
+    if not colon or not count.isdigit() or int(count) < 1:
+        raise DaskError(f"--dask {text.strip()}: expected {kind}:N with N at least 1 ({kind}:4 submits four jobs)")
+    return kind, int(count)
 
 
 def parse_address(text: str) -> tuple[str, int | None]:
@@ -79,8 +86,10 @@ class DaskCluster:
 
     def __init__(self, address: str):
         self.spec = address
-        self.address, self.local_workers = parse_address(address)
+        self.batch_spec = parse_batch(address)
+        self.address, self.local_workers = parse_address(address) if self.batch_spec is None else ("", None)
         require_distributed()
+        self._batch: Any = None  # a dask_batch.BatchCluster, once configured
         self._client: Any = None  # a distributed.Client once connected
         self._local = None
         self._users = 0
@@ -96,6 +105,18 @@ class DaskCluster:
         self._stoppers: list[threading.Thread] = []
 
     # -- connection ----------------------------------------------------------
+    def configure_batch(
+        self, suite_cluster: dict, options: list[tuple[str, str]], output_dir: str, origin: str
+    ) -> None:
+        """slurm:N, pbs:N: the jobs' settings, from suite.yaml's ``cluster:``
+        and ``--dask-option``; DaskError names a bad one."""
+        from run_testsuite.workers.dask_batch import BatchCluster, require_jobqueue, settings_from
+
+        assert self.batch_spec is not None
+        require_jobqueue()
+        kind, jobs = self.batch_spec
+        self._batch = BatchCluster(kind, jobs, settings_from(suite_cluster, options, origin), output_dir)
+
     @property
     def client(self):
         return self._client if self._client is not None else self.connect()
@@ -108,7 +129,9 @@ class DaskCluster:
                 return self._client
             distributed = require_distributed()
             try:
-                if self.local_workers:
+                if self._batch is not None:
+                    client = self._batch.start(distributed.Client)
+                elif self.local_workers:
                     self._local = distributed.LocalCluster(
                         n_workers=self.local_workers,
                         processes=True,
@@ -119,11 +142,14 @@ class DaskCluster:
                     client = distributed.Client(self._local, set_as_default=False)
                 else:
                     client = distributed.Client(self.address, set_as_default=False)
+            except DaskError:
+                self._close_local()
+                raise
             except Exception as exc:  # OSError, TimeoutError, ValueError (a bad address)...
                 self._close_local()
                 what = (
-                    f"start a local Dask cluster ({self.spec})"
-                    if self.local_workers
+                    f"start a Dask cluster ({self.spec})"
+                    if self.local_workers or self._batch is not None
                     else f"connect to the Dask scheduler at {self.spec}"
                 )
                 raise DaskError(f"cannot {what}: {type(exc).__name__}: {one_line(exc)}") from None
@@ -185,6 +211,10 @@ class DaskCluster:
             self._close_local()
 
     def _close_local(self) -> None:
+        """Stop the cluster this run started, if any: local:N's processes,
+        or slurm:N's and pbs:N's jobs (cancelled)."""
+        if self._batch is not None:
+            self._batch.close()
         local, self._local = self._local, None
         if local is not None:
             try:
@@ -231,7 +261,10 @@ class DaskCluster:
         return dict(self.client.scheduler_info(n_workers=-1).get("workers", {}))
 
     def total_threads(self) -> int:
-        """Fragments the cluster can run at once right now (0 with no worker yet)."""
+        """Fragments the cluster can run at once right now (0 with no worker
+        yet), or, of batch jobs, once all are in."""
+        if self._batch is not None:
+            return self._batch.threads
         return sum(info.get("nthreads", 1) for info in self.workers().values())
 
     def advertised(self, refresh: bool = False) -> dict[str, float]:
@@ -318,9 +351,3 @@ class DaskCluster:
             client.run(stop_tasks, tasks, on_error="ignore")
         except Exception:
             pass
-
-
-def one_line(exc: BaseException, limit: int = 300) -> str:
-    """An exception's text on one line, for a result's message."""
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."

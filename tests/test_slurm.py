@@ -1,0 +1,224 @@
+"""``--dask slurm:N`` on a real one-node SLURM (``slurm_cluster.py``: Debian's
+slurm-wlm and munge, daemons started by the test, nothing of the system's).
+
+A run submits N worker jobs with dask-jobqueue, runs its fragments on them,
+and cancels them at its end: the index matches a local run's, a job
+cancelled mid-run loses no result, and a submission that fails (or jobs
+that never start) ends the run at once, or within its ``start_timeout``,
+with what SLURM said. Without SLURM the tests skip, unless CI is set.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+import slurm_cluster as harness
+from conftest import REPO, cli_argv, cli_env, load_index, run_cli, start_cli, statuses, wait_for, write_suite
+from test_dask import EXPECTED, SUITE
+
+slurm = harness.slurm  # the fixture: a fresh cluster per test
+
+if not os.environ.get("CI"):
+    pytest.importorskip("dask_jobqueue", reason="pip install -e '.[slurm]'")
+
+# The test cluster's partition; its scheduler and workers talk on 127.0.0.1.
+OPTIONS = ("--dask-option", f"queue={harness.PARTITION}", "--dask-option", "interface=lo")
+
+
+def leftovers(cluster: harness.SlurmCluster) -> list[str]:
+    """Processes of this cluster but its daemons (job steps, workers), once
+    SLURM lists no job."""
+    daemons = {proc.pid for proc in cluster.daemons.values()}
+    assert cluster.wait_no_jobs(timeout=20) == [], "jobs left queued"
+    found = []
+    for pid in harness.processes_of(cluster.conf):
+        if pid in daemons or pid == os.getpid() or _parent(pid) in daemons:  # slurmctld's slurmscriptd
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                command = handle.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        found.append(f"{pid}: {command}")
+    return found
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def no_leftovers(cluster: harness.SlurmCluster) -> bool:
+    return wait_for(lambda: not leftovers(cluster), 15)
+
+
+def test_a_suite_through_slurm_matches_a_local_run(slurm, tmp_path):
+    root = write_suite(tmp_path / "suite", SUITE)
+    local = run_cli(root, tmp_path / "local", "-j", "4")
+    remote = run_cli(root, tmp_path / "slurm", "-j", "4", "--dask", "slurm:2", *OPTIONS)
+    assert remote.returncode == local.returncode == 1, remote.stderr
+    assert statuses(remote.index) == statuses(local.index) == EXPECTED
+    assert sorted(e["name"] for e in remote.index["results"]) == sorted(e["name"] for e in local.index["results"])
+    # Two jobs ran the workers; their logs are in the output directory.
+    logs = sorted(p.name for p in (tmp_path / "slurm" / "cluster-logs").iterdir())
+    assert len([name for name in logs if name.endswith(".err")]) == 2, logs
+    assert no_leftovers(slurm), leftovers(slurm)
+
+
+def test_the_example_suite_runs_green_on_slurm(slurm, tmp_path):
+    local = run_cli(REPO / "testcases", tmp_path / "local", "-j", "4")
+    remote = run_cli(REPO / "testcases", tmp_path / "slurm", "-j", "4", "--dask", "slurm:2", *OPTIONS)
+    assert remote.returncode == local.returncode == 0, remote.stdout[-3000:] + remote.stderr
+    assert statuses(remote.index) == statuses(local.index)
+    assert no_leftovers(slurm), leftovers(slurm)
+
+
+def test_a_worker_job_cancelled_mid_run_loses_no_result(slurm, tmp_path):
+    names = [f"sleep-{n}" for n in range(8)]
+    root = write_suite(tmp_path / "suite", {f"{name}/test.yaml": "cmd: sleep 1\n" for name in names})
+    out = tmp_path / "out"
+    proc = start_cli(root, out, "-j", "4", "--dask", "slurm:2", *OPTIONS)
+    try:
+        work = out / "new" / "work"
+        # Cancel one worker job once fragments run on the cluster.
+        assert wait_for(lambda: work.is_dir() and len(list(work.iterdir())) >= 2, 60), proc.poll()
+        jobs = slurm.squeue()
+        assert len(jobs) == 2, jobs
+        slurm.run("scancel", jobs[0])
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode in (0, 1), stderr
+    index = load_index(out)
+    assert index["complete"] is True
+    assert sorted(e["name"] for e in index["results"]) == sorted(names), stderr  # each exactly once
+    for name, (status, reason) in statuses(index).items():
+        # Dask runs the cancelled job's tasks again on the other worker;
+        # past its allowed failures a task is ERROR (CRASH).
+        assert (status, reason) in (("PASS", None), ("ERROR", "CRASH")), (name, status, reason, stderr)
+    assert no_leftovers(slurm), leftovers(slurm)
+
+
+def test_a_failed_submission_ends_the_run_at_once_with_what_sbatch_said(slurm, tmp_path):
+    root = write_suite(tmp_path / "suite", {"a/test.yaml": "cmd: 'true'\n"})
+    began = time.monotonic()
+    run = run_cli(root, tmp_path / "out", "--dask", "slurm:2", *OPTIONS, "--dask-option", "queue=nosuch")
+    took = time.monotonic() - began
+    assert run.returncode == 2, run.stderr
+    assert "could not submit its jobs: sbatch: error: invalid partition specified: nosuch" in run.stderr, run.stderr
+    assert took < 30, took  # not the 300 s of start_timeout
+    assert not (tmp_path / "out" / "new").exists()  # nothing ran, nothing was reported
+    # Without SLURM_CONF (and no /etc/slurm here), sbatch cannot start at all.
+    if not os.path.exists("/etc/slurm/slurm.conf"):
+        env = cli_env()
+        env.pop("SLURM_CONF")
+        argv = cli_argv(root, tmp_path / "out2", "--dask", "slurm:1", *OPTIONS)
+        unset = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+        assert unset.returncode == 2, unset.stderr
+        assert "sbatch: fatal: Could not establish a configuration source" in unset.stderr, unset.stderr
+    assert no_leftovers(slurm), leftovers(slurm)
+
+
+def test_workers_that_never_start_end_the_run_with_the_jobs_states(slurm, tmp_path):
+    # A job holding every core of the node: the workers' jobs stay pending.
+    blocker = slurm.run("sbatch", "--parsable", "--exclusive", "--output=/dev/null", "--wrap", "sleep 300")
+    assert wait_for(lambda: "RUNNING" in slurm.run("squeue", "--noheader", "--format=%T").stdout, 20)
+    root = write_suite(
+        tmp_path / "suite", {"suite.yaml": "cluster:\n  start_timeout: 3\n", "a/test.yaml": "cmd: 'true'\n"}
+    )
+    began = time.monotonic()
+    run = run_cli(root, tmp_path / "out", "--dask", "slurm:1", *OPTIONS)
+    took = time.monotonic() - began
+    assert run.returncode == 2, run.stderr
+    assert "no Dask worker of the SLURM cluster of --dask slurm:1 arrived within 3 s" in run.stderr, run.stderr
+    assert "PENDING" in run.stderr and "cluster-logs" in run.stderr, run.stderr
+    assert took < 20, took
+    # Its job was cancelled with the run; the blocker is all that is left.
+    assert wait_for(lambda: slurm.squeue() == [blocker.stdout.strip().split(";")[0]], 10), slurm.squeue()
+    slurm.run("scancel", blocker.stdout.strip().split(";")[0])
+    assert no_leftovers(slurm), leftovers(slurm)
+
+
+def test_the_jobs_settings_come_from_suite_yaml_and_the_options(tmp_path):
+    pytest.importorskip("dask_jobqueue")
+    from run_testsuite.workers.dask_batch import job_arguments, settings_from
+    from run_testsuite.workers.dask_cluster import DaskError
+
+    settings = settings_from(
+        {"queue": "long", "walltime": 5400, "cores": 2, "directives": ["--exclusive"]},
+        [("cores", "4"), ("memory", "8GB"), ("account", "proj1"), ("worker_resources", "{GPU: 1}")],
+        "suite.yaml's cluster: and --dask-option",
+    )
+    arguments = job_arguments("slurm", settings, str(tmp_path))
+    assert arguments["queue"] == "long" and arguments["walltime"] == "01:30:00"  # YAML read 01:30:00 as 5400
+    assert arguments["cores"] == arguments["processes"] == 4  # one thread a worker
+    assert arguments["memory"] == "8GB" and arguments["account"] == "proj1"
+    assert arguments["job_extra_directives"] == ["--exclusive"]
+    assert arguments["worker_extra_args"] == ["--resources", "GPU=1"]
+    assert arguments["log_directory"] == str(tmp_path / "cluster-logs")
+    import dask_jobqueue
+
+    with dask_jobqueue.SLURMCluster(**arguments) as cluster:
+        script = cluster.job_script()
+    for line in ("#SBATCH -p long", "#SBATCH -A proj1", "#SBATCH -t 01:30:00", "#SBATCH --exclusive"):
+        assert line in script, script
+    with pytest.raises(DaskError, match=r"--dask-option\): cluster.cores: 0 is less than the minimum of 1"):
+        settings_from({}, [("cores", "0")], "--dask-option")
+    with pytest.raises(DaskError, match="'nosuch' was unexpected"):
+        settings_from({}, [("nosuch", "1")], "--dask-option")
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("--dask", "slurm:0"), "expected slurm:N with N at least 1"),
+        (("--dask", "pbs:x"), "expected pbs:N with N at least 1"),
+        (("--dask", "local:2", "--dask-option", "cores=2"), "--dask-option sets the batch jobs of --dask slurm:N"),
+        (("--dask-option", "cores=2"), "--dask-option sets the batch jobs of --dask slurm:N"),
+        (("--dask", "slurm:1", "--dask-option", "memory=lots"), "memory: 'lots' does not match"),
+    ],
+)
+def test_bad_batch_options_are_usage_errors(tmp_path, args, said):
+    pytest.importorskip("distributed")
+    root = write_suite(tmp_path / "suite", {"a/test.yaml": "cmd: 'true'\n"})
+    run = subprocess.run(
+        cli_argv(root, tmp_path / "out", *args), capture_output=True, text=True, timeout=60, env=cli_env()
+    )
+    assert run.returncode == 2, run.stderr
+    assert said in run.stderr, run.stderr
+    assert not (tmp_path / "out" / "new").exists()
+
+
+def test_a_bad_cluster_section_is_a_spec_error_with_its_line(tmp_path):
+    root = write_suite(tmp_path / "suite", {"suite.yaml": "cluster:\n  cores: 0\n", "a/test.yaml": "cmd: 'true'\n"})
+    run = run_cli(root, tmp_path / "out")
+    assert run.returncode == 2 and "suite.yaml:2:" in run.stderr and "cluster.cores" in run.stderr, run.stderr
+
+
+
+def test_ctrl_c_cancels_the_jobs(slurm, tmp_path):
+    import signal
+
+    root = write_suite(tmp_path / "suite", {f"s{n}/test.yaml": "cmd: sleep 30\n" for n in range(4)})
+    out = tmp_path / "out"
+    proc = start_cli(root, out, "-j", "2", "--dask", "slurm:2", *OPTIONS)
+    try:
+        work = out / "new" / "work"
+        assert wait_for(lambda: work.is_dir() and len(list(work.iterdir())) >= 2, 60), proc.poll()
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stderr
+    assert {status for status, _ in statuses(load_index(out)).values()} <= {"SKIP", "ERROR", "FAIL"}
+    assert no_leftovers(slurm), leftovers(slurm)
