@@ -29,9 +29,10 @@ class DurationsError(Exception):
 def export(history_path: str, path: str, suite: str) -> int:
     """Write the fragments' durations history knows to ``path``
     (atomically); return how many fragments."""
+    from run_testsuite.history import read_only_uri
     from run_testsuite.jsonio import write_atomic
 
-    db = sqlite3.connect(f"file:{history_path}?mode=ro", uri=True, timeout=30)
+    db = sqlite3.connect(read_only_uri(history_path), uri=True, timeout=30)
     try:
         rows = db.execute("SELECT testcase, fragment, duration FROM fragment_durations ORDER BY testcase").fetchall()
     finally:

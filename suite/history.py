@@ -131,7 +131,7 @@ class HistoryView:
         if self.path is None or not keys:
             return {}
         try:
-            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+            db = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=30)
             try:
                 return {key: run for key, run in db.execute("SELECT key, run FROM passed_keys") if key in keys}
             finally:
@@ -409,6 +409,14 @@ def _stop(pid: int) -> None:
         os.waitpid(pid, 0)
     except OSError:
         pass
+
+
+def read_only_uri(path: str) -> str:
+    """SQLite's URI opening ``path`` read-only (a ``#``, ``?`` or ``%`` in
+    it escaped: as plain text it would open another file)."""
+    from pathlib import Path
+
+    return Path(os.path.abspath(path)).as_uri() + "?mode=ro"
 
 
 def history_file_of(output: str) -> str | None:

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from sys import intern
 
-from run_testsuite.history import KEY_IN_RESULTS, NOT_VERDICTS
+from run_testsuite.history import KEY_IN_RESULTS, NOT_VERDICTS, read_only_uri
 
 GOOD = frozenset({"PASS", "XFAIL"})
 BAD = frozenset({"FAIL", "ERROR"})
@@ -185,7 +185,7 @@ def read_window(path: str, last: int, name: str | None = None, before: float | N
     """The last ``last`` runs of the history at ``path`` (those that started
     ``before`` a time, if given), of every testcase or of the one ``name``.
     Raises sqlite3.Error when it cannot be read."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    db = sqlite3.connect(read_only_uri(path), uri=True, timeout=30)
     try:
         runs, total = _runs(db, last, before)
         series = {found.name: found for found in each_series(db, runs, name)}
@@ -272,7 +272,7 @@ def strips(output_dir: str, last: int, before: float | None = None) -> Strips:
     if not os.path.isfile(path):
         return found
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        db = sqlite3.connect(read_only_uri(path), uri=True, timeout=30)
         try:
             runs, _ = _runs(db, last, before)
             for series in each_series(db, runs):

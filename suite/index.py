@@ -127,6 +127,10 @@ class ReportIndex:
         self._writer = threading.Thread(target=self._write_loop, name="report-writer", daemon=True)
         self._writer.start()
 
+    def has_room(self) -> bool:
+        """Whether ``add`` would not wait for the writer thread now."""
+        return self._queue.qsize() < WRITE_AHEAD
+
     def add(self, result: Result, safe_name: str, previous: Previous | None = None) -> None:
         """Record one result: its file is written at once, in the background.
         ``previous``: the testcase's latest earlier verdict, from history."""

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 CHUNK = 1 << 20
 _WHITESPACE = " \t\n\r"
+_NUMBER = frozenset("0123456789.eE+-")
 
 
 class _Reader:
@@ -25,10 +26,10 @@ class _Reader:
         self.at = 0
         self.done = False
 
-    def _more(self, size: int = CHUNK) -> bool:
+    def _more(self, size: int | None = None) -> bool:
         if self.done:
             return False
-        chunk = self.handle.read(size)
+        chunk = self.handle.read(size or CHUNK)
         if not chunk:
             self.done = True
             return False
@@ -66,9 +67,12 @@ class _Reader:
                     raise
                 size *= 2  # a large value: no re-reading it a megabyte at a time
                 continue
-            if end < len(self.text) or self.done or not self._more(size):
-                self.at = end
-                return value
+            # A number may go on past what was read: `1.` of `1.5`, `2e` of `2e9`.
+            if (end == len(self.text) or self.text[end] in _NUMBER) and self._more(size):
+                size *= 2
+                continue
+            self.at = end
+            return value
 
 
 def read_object(handle, list_key: str, each: Callable[[object], object]) -> dict:

@@ -3,9 +3,10 @@
 Each testcase's key parts (``KeyParts`` as JSON) are made with its key, and
 read again only where history records a key that is new, or ``--explain``
 compares one: held in memory they took 100,000 testcases 35 MB for the
-whole run. The file has no name (``tempfile.TemporaryFile``): nothing is
-left of it, even when the run is killed. Where it cannot be written (a full
-temporary directory) the parts stay in memory.
+whole run. The file has no name (``tempfile.TemporaryFile``, in TMPDIR):
+nothing is left of it, even when the run is killed. Written unbuffered, so
+what could not be written is known at once: a part the file cannot take
+(a full temporary directory) stays in memory, and so do all after it.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ class PartsSpool:
                 if self._file is None:
                     import tempfile
 
-                    self._file = tempfile.TemporaryFile(prefix="run-testsuite-parts-")
-                self._file.write(data)
+                    self._file = tempfile.TemporaryFile(prefix="run-testsuite-parts-", buffering=0)
+                written = 0
+                while written < len(data):
+                    written += os.pwrite(self._file.fileno(), data[written:], self._size + written)
             except OSError:
                 self._broken = True
             else:
@@ -43,12 +46,16 @@ class PartsSpool:
         self._in_memory.append(text)
         return -len(self._in_memory)
 
-    def get(self, at: int) -> str:
+    def get(self, at: int) -> str | None:
+        """What ``keep`` kept, or None if it cannot be read back."""
         if at < 0:
             return self._in_memory[-at - 1]
-        assert self._file is not None  # ``at`` came from keep
-        self._file.flush()
-        return os.pread(self._file.fileno(), at & 0xFFFFFFFF, at >> 32).decode()
+        if self._file is None:
+            return None
+        try:
+            return os.pread(self._file.fileno(), at & 0xFFFFFFFF, at >> 32).decode()
+        except (OSError, UnicodeDecodeError):
+            return None
 
     def close(self) -> None:
         if self._file is not None:

@@ -93,8 +93,8 @@ class DetailsSpool:
     written and kept as a line of JSON in a file beside the index, in the
     order of the index; read back in that order as the page is written.
     Kept in memory, even as text, they took 100,000 results 40 MB at the
-    end of the run. A line that cannot be written (a full disk) is only
-    missing: the page then reads that result's file."""
+    end of the run. A line that cannot be made or written (a full disk) is
+    only missing: the page then reads that result's file."""
 
     def __init__(self, path: str):
         self.path = path
@@ -105,23 +105,35 @@ class DetailsSpool:
         if self.broken:
             return
         try:
+            line = dumps([rel, details]) + "\n"
+        except ValueError:  # this one result's details: its line is missing
+            return
+        try:
             if self.handle is None:
-                self.handle = open(self.path, "w", encoding="utf-8")
-            self.handle.write(dumps([rel, details]) + "\n")
-        except (OSError, ValueError):
+                # Output that was not UTF-8 holds lone surrogates: written as
+                # the result files write them (\udcXX), read back the same.
+                self.handle = open(self.path, "w", encoding="utf-8", errors="backslashreplace")
+            self.handle.write(line)
+        except OSError:  # a full disk: what was written is kept, the rest read from the files
             self.broken = True
 
     def in_order(self) -> SpooledDetails:
-        """The details, for results asked for in the order they were added."""
+        """The details, for results asked for in the order they were added
+        (a line torn by a full disk ends them: the rest are read from the
+        result files)."""
+        self._close()
+        return SpooledDetails(self.path)
+
+    def _close(self) -> None:
         if self.handle is not None:
             try:
                 self.handle.close()
             except OSError:
-                self.broken = True
+                pass
             self.handle = None
-        return SpooledDetails(None if self.broken else self.path)
 
     def remove(self) -> None:
+        self._close()
         try:
             os.unlink(self.path)
         except OSError:
@@ -233,3 +245,7 @@ class HtmlReport:
             print(f"run-testsuite: warning: could not write the HTML report: {exc}", file=sys.stderr)
         finally:
             self.details.remove()
+
+    def discard(self) -> None:
+        """The run ended without its report (an error): its spool goes."""
+        self.details.remove()

@@ -156,6 +156,8 @@ class RunSession:
                 html.write(final, self.earlier)
             self._record_history(index.started, scheduler, reporters.results, final["counts"])
         finally:
+            if html is not None:  # its spool, were the report not written
+                html.discard()
             scheduler.close()
             remove_spares(options.work_dir)  # of workers that died
             if cleaner is not None:
@@ -271,6 +273,7 @@ class RunSession:
             defer_close=True,  # workers wind down while the reports are written
             discards=reporters.cleaner.take if reporters.cleaner is not None else None,
             spend_plan=True,
+            has_room=reporters.index.has_room,
         )
 
     def _record_history(

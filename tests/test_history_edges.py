@@ -772,3 +772,13 @@ def test_strips_of_10000_testcases_are_read_and_written_in_seconds(tmp_path):
     html.write_html(str(out / "new"), str(tmp_path / "r.html"))
     written = time.monotonic() - began
     assert read < 5 and written < 10, (read, written)
+
+
+def test_an_output_directory_with_uri_characters_keeps_its_history(tmp_path):
+    root = write_suite(tmp_path / "suite", {"a/test.yaml": "cmd: 'true'\n", "b/test.yaml": "cmd: 'true'\n"})
+    out = tmp_path / "out #1?x=%41"
+    assert run_cli(root, out, "-q").returncode == 0
+    again = run_cli(root, out, "-q", "--incremental")
+    assert again.returncode == 0, again.stderr
+    assert {e["name"]: e.get("cached") for e in again.index["results"]} == {"a": True, "b": True}
+    assert "The last 2 runs" in report(out, "--history").stdout

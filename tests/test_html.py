@@ -760,13 +760,13 @@ def test_details_spooled_to_disk_come_back_in_order_and_a_missing_line_is_read_f
 
     spool = DetailsSpool(str(tmp_path / DETAILS_SPOOL))
     spool.add("results/a.json", {"name": "a"})
-    spool.add("results/c.json", {"name": "c"})  # b's line could not be made
+    spool.add("results/c.json", {"name": "c", "output": "not UTF-8: \udcff"})  # b's line could not be made
     with open(spool.path, "a", encoding="utf-8") as handle:
         handle.write('["results/d.json", {"na')  # torn: the run was killed while writing it
     found = spool.in_order()
     assert found.get("results/a.json") == {"name": "a"}
     assert found.get("results/b.json") is None
-    assert found.get("results/c.json") == {"name": "c"}
+    assert found.get("results/c.json") == {"name": "c", "output": "not UTF-8: \udcff"}
     assert found.get("results/d.json") is None and found.get("results/e.json") is None
     spool.remove()
     assert not os.path.exists(spool.path)

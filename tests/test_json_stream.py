@@ -58,3 +58,10 @@ def test_a_number_cut_at_the_end_of_a_piece_is_read_whole(monkeypatch):
         "a": 123456789,
         "b": [1.5e10],
     }
+
+
+@pytest.mark.parametrize("chunk", range(1, 41))
+def test_a_number_cut_after_its_point_or_exponent_is_read_whole(monkeypatch, chunk):
+    monkeypatch.setattr(json_stream, "CHUNK", chunk)
+    data = {"start": 1712345678.123456, "x": -2.5e-10, "y": 3e8, "results": [{"d": 0.004}], "duration": 12.75}
+    assert read_object(io.StringIO(json.dumps(data)), "results", lambda item: item) == data

@@ -438,3 +438,25 @@ def test_key_parts_are_kept_in_a_nameless_file_and_in_memory_where_it_cannot_be_
     ref = other.keep('{"a": 1}')
     assert ref < 0 and other.get(ref) == '{"a": 1}'
     spool.close()
+    assert spool.get(refs[0]) is None  # gone: history skips it, nothing fails
+
+
+def test_key_parts_the_temporary_file_cannot_take_stay_in_memory(monkeypatch):
+    import errno
+    import os
+
+    from run_testsuite import parts_spool
+
+    spool = parts_spool.PartsSpool()
+    first = spool.keep("one")
+    real = os.pwrite
+
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(parts_spool.os, "pwrite", full)
+    second = spool.keep("two")
+    monkeypatch.setattr(parts_spool.os, "pwrite", real)
+    third = spool.keep("three")  # the file is not trusted again
+    assert first >= 0 and second < 0 and third < 0
+    assert [spool.get(first), spool.get(second), spool.get(third)] == ["one", "two", "three"]

@@ -27,6 +27,8 @@ from run_testsuite.workers.base import Event, Worker
 AHEAD_WITHIN = 0.5
 # The longest the loop blocks at once; epoll refuses waits past its int.
 MAX_WAIT = 3600.0
+# Seconds the loop waits while verdicts wait for the reports to take them.
+PUBLISH_WAIT = 0.02
 
 
 class _FailFast(Exception):
@@ -51,6 +53,7 @@ class MultiprocessScheduler:
         defer_close: bool = False,
         discards: Callable[[], tuple[str, ...]] | None = None,
         spend_plan: bool = False,
+        has_room: Callable[[], bool] | None = None,
     ):
         """``on_started`` is called once the workers exist and the first
         fragments are handed out: the place to start threads of this
@@ -58,12 +61,15 @@ class MultiprocessScheduler:
         gives the work directories the worker of each fragment sent is to
         remove (``--cleanup``). ``spend_plan``: the plan runs once, and the
         fragments of a testcase decided without failing are let go (see
-        ``Verdicts``)."""
+        ``Verdicts``). ``has_room()``: whether the reports take a verdict
+        now without waiting (the index's writer thread); while they do not,
+        verdicts wait and the run goes on."""
         if worker_class is None:
             from run_testsuite.workers.local import ProcessWorker
 
             worker_class = ProcessWorker
         self.plan = plan
+        self.has_room = has_room
         self.on_started = on_started
         self.defer_close = defer_close
         self.discards = discards
@@ -127,9 +133,9 @@ class MultiprocessScheduler:
             if not (ended_well and self.defer_close):
                 self.close()
             self._pending_interrupt = False
-            self._publish()
+            self._publish(everything=True)
         self.verdicts.settle(self.interrupted)
-        self._publish()
+        self._publish(everything=True)
 
     def close(self) -> None:
         """Wait for the workers to be gone and sweep what their commands
@@ -257,6 +263,8 @@ class MultiprocessScheduler:
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         if timeout is not None and not timeout < MAX_WAIT:  # a watchdog a year away, inf, NaN
             timeout = MAX_WAIT
+        if self.verdicts.unpublished and (timeout is None or timeout > PUBLISH_WAIT):
+            timeout = PUBLISH_WAIT  # verdicts wait for the reports: back soon to hand them over
         woken = {key.data for key, _ in self.selector.select(timeout)}
         for worker in woken:
             events.extend(worker.events())
@@ -286,17 +294,23 @@ class MultiprocessScheduler:
             self.ready.push(waiting)
 
     # -- reporting -------------------------------------------------------------
-    def _publish(self) -> None:
-        """Hand verdicts to the reports. A Ctrl-C arriving meanwhile waits
-        until this is done (see ``interrupt_requested``), so none is
-        half-written."""
+    def _publish(self, everything: bool = False) -> None:
+        """Hand verdicts to the reports: as many as they take without
+        waiting, unless ``everything`` (the run is over). A Ctrl-C arriving
+        meanwhile waits until this is done (see ``interrupt_requested``),
+        so none is half-written. (100,000 verdicts known at the start,
+        taken from the cache, used to wait for the writer thread, and the
+        fragments to run behind them.)"""
         unpublished = self.verdicts.unpublished
         self._critical += 1
         try:
             done = 0
             try:
                 for item in unpublished:
+                    if not everything and self.has_room is not None and not self.has_room():
+                        break
                     self.on_result(self.verdicts.published(item))
+                    self.verdicts.forget(item)
                     done += 1
             finally:  # what was handed over is gone, even if a report failed
                 del unpublished[:done]

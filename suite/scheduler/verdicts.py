@@ -106,15 +106,19 @@ class Verdicts:
 
     def published(self, item: Result | int) -> Result:
         """An item of ``unpublished`` as its Result: a cached testcase's is
-        made now (and then let go by the plan)."""
+        made now."""
         if not isinstance(item, int):
             return item
         planned = self.plan.testcases[item]
         cached = planned.result
         assert isinstance(cached, CachedPass)  # what decide_early put there
-        if self.spend_plan:
-            planned.result = None
         return cached.of(planned)
+
+    def forget(self, item: Result | int) -> None:
+        """An item of ``unpublished`` was published: a cached testcase's
+        verdict is let go by the plan."""
+        if isinstance(item, int) and self.spend_plan:
+            self.plan.testcases[item].result = None
 
     def may_start(self, number: int) -> bool:
         """Whether a fragment of testcase ``number`` may start now: it is
