@@ -107,6 +107,28 @@ def test_a_worker_job_cancelled_mid_run_loses_no_result(slurm, tmp_path):
     assert no_leftovers(slurm), leftovers(slurm)
 
 
+def test_a_run_whose_every_job_ended_ends_with_every_result(slurm, tmp_path):
+    names = [f"sleep-{n}" for n in range(4)]
+    files = {f"{name}/test.yaml": "cmd: sleep 2\n" for name in names}
+    root = write_suite(tmp_path / "suite", {**files, "suite.yaml": "cluster:\n  start_timeout: 3\n"})
+    out = tmp_path / "out"
+    proc = start_cli(root, out, "-j", "2", "--dask", "slurm:1", *OPTIONS)
+    try:
+        work = out / "new" / "work"
+        assert wait_for(lambda: work.is_dir() and len(list(work.iterdir())) >= 1, 60), proc.poll()
+        slurm.run("scancel", *slurm.squeue())  # as a walltime would: no job is left
+        _, stderr = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, stderr
+    index = load_index(out)
+    assert sorted(e["name"] for e in index["results"]) == sorted(names), stderr
+    assert ("ERROR", "CRASH") in set(statuses(index).values()), statuses(index)
+    assert no_leftovers(slurm), leftovers(slurm)
+
+
 def test_a_failed_submission_ends_the_run_at_once_with_what_sbatch_said(slurm, tmp_path):
     root = write_suite(tmp_path / "suite", {"a/test.yaml": "cmd: 'true'\n"})
     began = time.monotonic()
@@ -170,6 +192,8 @@ def test_the_jobs_settings_come_from_suite_yaml_and_the_options(tmp_path):
         script = cluster.job_script()
     for line in ("#SBATCH -p long", "#SBATCH -A proj1", "#SBATCH -t 01:30:00", "#SBATCH --exclusive"):
         assert line in script, script
+    # Text keys keep the option's text: walltime=90 is SLURM's 90 minutes, not YAML's 90 seconds.
+    assert job_arguments("slurm", settings_from({}, [("walltime", "90")], "--dask-option"), ".")["walltime"] == "90"
     with pytest.raises(DaskError, match=r"--dask-option\): cluster.cores: 0 is less than the minimum of 1"):
         settings_from({}, [("cores", "0")], "--dask-option")
     with pytest.raises(DaskError, match="'nosuch' was unexpected"):

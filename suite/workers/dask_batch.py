@@ -44,15 +44,22 @@ DEATH_TIMEOUT = 60
 
 def settings_from(suite_cluster: dict, options: list[tuple[str, str]], origin: str) -> dict[str, Any]:
     """suite.yaml's ``cluster:`` section (already checked by its schema)
-    with each ``--dask-option KEY=VALUE`` over it, its value read as YAML
-    (``cores=4`` is a number, ``directives=[--exclusive]`` a list), checked
-    by the same schema; DaskError names a bad option."""
+    with each ``--dask-option KEY=VALUE`` over it, checked by the same
+    schema; DaskError names a bad option. A value is read as YAML
+    (``cores=4`` is a number, ``directives=[--exclusive]`` a list), but for
+    the keys that take text, which keep it as given: ``walltime=90`` is
+    SLURM's 90 minutes, where YAML would make it 90 seconds."""
     import yaml
 
+    from run_testsuite import schemas
     from run_testsuite.spec import describe, load_yaml_text, validator
 
+    keys = schemas.load("suite")["properties"]["cluster"]["properties"]
     merged = dict(suite_cluster)
     for key, text in options:
+        if keys.get(key, {}).get("type") == "string" or key == "walltime":
+            merged[key] = text
+            continue
         try:
             merged[key] = load_yaml_text(text) if text.strip() else ""
         except yaml.YAMLError as exc:
@@ -135,8 +142,14 @@ class BatchCluster:
         dask_jobqueue = require_jobqueue()
         base = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}[self.kind]
         os.makedirs(self.arguments["log_directory"], exist_ok=True)
+        import dask
+
         try:
-            self.cluster = base(job_cls=_watched(base.job_cls, self.failures), **self.arguments)
+            # Jobs are not replaced when they end (walltime, preemption): once
+            # none is left for start_timeout, what waits for a worker fails
+            # (ERROR, CRASH), where the run would wait for ever.
+            with dask.config.set({"distributed.scheduler.no-workers-timeout": f"{self.timeout}s"}):
+                self.cluster = base(job_cls=_watched(base.job_cls, self.failures), **self.arguments)
         except Exception as exc:  # a bad setting dask-jobqueue refuses
             raise DaskError(f"cannot set up the {self.name}: {type(exc).__name__}: {one_line(exc)}") from None
         client = None
@@ -171,7 +184,7 @@ class BatchCluster:
         ids = [str(job.job_id) for job in jobs if getattr(job, "job_id", None)]
         said = f"no Dask worker of the {self.name} arrived within {self.timeout:g} s (cluster: start_timeout)"
         if not ids:
-            return said + f"; {len(jobs)} job submission{'s' if len(jobs) != 1 else ''} still waiting for an answer"
+            return said + f"; {self.jobs} job submission{'s' if self.jobs != 1 else ''} still waiting for an answer"
         states = _job_states(self.kind, ids)
         logs = self.arguments["log_directory"]
         return said + f"; jobs {', '.join(ids)}: {states or 'state unknown'}; their logs: {logs}"
