@@ -65,9 +65,11 @@ def test_a_suite_through_slurm_matches_a_local_run(slurm, tmp_path):
     assert remote.returncode == local.returncode == 1, remote.stderr
     assert statuses(remote.index) == statuses(local.index) == EXPECTED
     assert sorted(e["name"] for e in remote.index["results"]) == sorted(e["name"] for e in local.index["results"])
-    # Two jobs ran the workers; their logs are in the output directory.
+    # The workers' jobs write their logs in the output directory (the run
+    # starts with the first worker: the second job may be cancelled before
+    # it starts, as this suite is short).
     logs = sorted(p.name for p in (tmp_path / "slurm" / "cluster-logs").iterdir())
-    assert len([name for name in logs if name.endswith(".err")]) == 2, logs
+    assert 1 <= len([name for name in logs if name.endswith(".err")]) <= 2, logs
     assert no_leftovers(slurm), leftovers(slurm)
 
 
