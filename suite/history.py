@@ -351,18 +351,24 @@ def start_pruning(path: str, keep: int) -> None:
     seconds; the steady state, one run, about 50 ms at 10,000 testcases).
     A prune cut short rolls back: SQLite's transaction is all or nothing."""
     global _pruner
+    import signal
+
+    # Ctrl-C is held until the child is known: one arriving between the
+    # fork and the assignment would leave a prune no one stops.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         pid = os.fork()
     except OSError:  # no process to spare: the next run prunes
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         return
     if pid:
         _pruner = pid
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         return
     try:
-        import signal
-
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         # The run's descriptors are not the prune's: the output directory's
         # lock above all, which would keep the next run out while it works.
         os.closerange(3, 1 << 16)

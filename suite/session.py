@@ -162,9 +162,9 @@ class RunSession:
             remove_spares(options.work_dir)  # of workers that died
             if cleaner is not None:
                 cleaner.finish()
-        if options.history_keep:  # after the sweep of the run's leftover processes, which would take it
-            start_pruning(os.path.join(options.output_dir, HISTORY_FILE), options.history_keep)
         try:
+            if options.history_keep:  # after the sweep of the run's leftover processes, which would take it
+                start_pruning(os.path.join(options.output_dir, HISTORY_FILE), options.history_keep)
             reporters.text.summary(
                 final["counts"], time.monotonic() - began, options.output_dir, self._changes(final, self.earlier)
             )
