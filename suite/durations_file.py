@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 import time
 
 FORMAT = 1
@@ -29,14 +28,11 @@ class DurationsError(Exception):
 def export(history_path: str, path: str, suite: str) -> int:
     """Write the fragments' durations history knows to ``path``
     (atomically); return how many fragments."""
-    from run_testsuite.history import read_only_uri
+    from run_testsuite.history import read_only
     from run_testsuite.jsonio import write_atomic
 
-    db = sqlite3.connect(read_only_uri(history_path), uri=True, timeout=30)
-    try:
+    with read_only(history_path) as db:
         rows = db.execute("SELECT testcase, fragment, duration FROM fragment_durations ORDER BY testcase").fetchall()
-    finally:
-        db.close()
     durations: dict[str, dict[str, float]] = {}
     for testcase, fragment, seconds in rows:
         durations.setdefault(testcase, {})[fragment] = round(seconds, 4)

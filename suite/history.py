@@ -14,6 +14,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 
 from run_testsuite.results import Verdict
@@ -131,11 +132,8 @@ class HistoryView:
         if self.path is None or not keys:
             return {}
         try:
-            db = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=30)
-            try:
+            with read_only(self.path) as db:
                 return {key: run for key, run in db.execute("SELECT key, run FROM passed_keys") if key in keys}
-            finally:
-                db.close()
         except sqlite3.Error:  # read at start already: gone since, nothing is taken from it
             return {}
 
@@ -417,12 +415,13 @@ def _stop(pid: int) -> None:
         pass
 
 
-def read_only_uri(path: str) -> str:
-    """SQLite's URI opening ``path`` read-only (a ``#``, ``?`` or ``%`` in
-    it escaped: as plain text it would open another file)."""
+def read_only(path: str) -> closing[sqlite3.Connection]:
+    """The history file at ``path`` opened read-only, for a ``with`` block
+    that closes it. (Its URI escapes a ``#``, ``?`` or ``%`` in the path: as
+    plain text they would open another file.)"""
     from pathlib import Path
 
-    return Path(os.path.abspath(path)).as_uri() + "?mode=ro"
+    return closing(sqlite3.connect(Path(os.path.abspath(path)).as_uri() + "?mode=ro", uri=True, timeout=30))
 
 
 def history_file_of(output: str) -> str | None:

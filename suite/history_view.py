@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from sys import intern
 
-from run_testsuite.history import KEY_IN_RESULTS, NOT_VERDICTS, read_only_uri
+from run_testsuite.history import KEY_IN_RESULTS, NOT_VERDICTS, read_only
 
 GOOD = frozenset({"PASS", "XFAIL"})
 BAD = frozenset({"FAIL", "ERROR"})
@@ -185,12 +185,9 @@ def read_window(path: str, last: int, name: str | None = None, before: float | N
     """The last ``last`` runs of the history at ``path`` (those that started
     ``before`` a time, if given), of every testcase or of the one ``name``.
     Raises sqlite3.Error when it cannot be read."""
-    db = sqlite3.connect(read_only_uri(path), uri=True, timeout=30)
-    try:
+    with read_only(path) as db:
         runs, total = _runs(db, last, before)
         series = {found.name: found for found in each_series(db, runs, name)}
-    finally:
-        db.close()
     return Window(runs, series, total)
 
 
@@ -272,8 +269,7 @@ def strips(output_dir: str, last: int, before: float | None = None) -> Strips:
     if not os.path.isfile(path):
         return found
     try:
-        db = sqlite3.connect(read_only_uri(path), uri=True, timeout=30)
-        try:
+        with read_only(path) as db:
             runs, _ = _runs(db, last, before)
             for series in each_series(db, runs):
                 name = intern(series.name)  # as the run's names are
@@ -282,8 +278,6 @@ def strips(output_dir: str, last: int, before: float | None = None) -> Strips:
                 )
                 if series.flaky:
                     found.flips[name] = len(series.flips())
-        finally:
-            db.close()
     except sqlite3.Error:
         return Strips()
     return found

@@ -184,16 +184,11 @@ class RunSession:
         failed = sum(1 for r in reporters.results if r.status.is_failure and not r.quarantined)
         return EXIT_FAILED if failed else EXIT_OK
 
-    def _has_changes(self) -> bool:
-        """Whether the summary says what changed: history knows verdicts
-        (none on a first run)."""
-        return bool(self.history and self.history.verdicts)
-
     def _changes(self, final: Index, earlier: dict[str, IndexEntry] | None) -> str | None:
         """The terminal's line of changes since each testcase's latest
         earlier verdict in history, and of the sub-results broken since
         the run before (OUTPUT/old, ``earlier`` as ``read_earlier`` reads it)."""
-        if not self._has_changes():
+        if not self.history or not self.history.verdicts:  # a first run
             return None
         from run_testsuite.reports.compare import changes_line, compare, sub_regressions_since
 

@@ -223,6 +223,21 @@ def wait_for(predicate, timeout: float, interval: float = 0.02) -> bool:
     return predicate()
 
 
+def act_mid_run(proc: subprocess.Popen, out, started: int, action, timeout: float, start_timeout: float = 60) -> str:
+    """Once ``started`` fragments have their work directories under
+    OUT/new/work, ``action()``; then wait for the run to end and return its
+    stderr. A run still going after ``timeout`` is killed."""
+    try:
+        work = Path(out) / "new" / "work"
+        assert wait_for(lambda: work.is_dir() and len(list(work.iterdir())) >= started, start_timeout), proc.poll()
+        action()
+        return proc.communicate(timeout=timeout)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def children_of(pid: int) -> list[int]:
     found = []
     for task in os.listdir(f"/proc/{pid}/task"):

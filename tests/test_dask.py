@@ -24,7 +24,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PYTHON, load_index, load_result, process_alive, run_cli, start_cli, statuses, wait_for, write_suite
+from conftest import (
+    PYTHON,
+    act_mid_run,
+    load_index,
+    load_result,
+    process_alive,
+    run_cli,
+    start_cli,
+    statuses,
+    wait_for,
+    write_suite,
+)
 
 try:
     import distributed
@@ -159,18 +170,11 @@ def test_a_worker_killed_mid_run_loses_no_result(tmp_path):
         root = write_suite(tmp_path / "suite", {f"{name}/test.yaml": "cmd: sleep 1\n" for name in names})
         out = tmp_path / "out"
         proc = start_cli(root, out, "-j", "4", "--dask", local.scheduler_address)
-        try:
-            work = out / "new" / "work"
-            # Kill a worker once fragments run on both.
-            assert wait_for(lambda: work.is_dir() and len(list(work.iterdir())) >= 2, 30), proc.stderr
-            pids = client.run(os.getpid)
-            victim = sorted(pids.values())[0]
-            os.kill(victim, signal.SIGKILL)
-            stdout, stderr = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+
+        def kill_a_worker() -> None:  # once fragments run on both
+            os.kill(sorted(client.run(os.getpid).values())[0], signal.SIGKILL)
+
+        stderr = act_mid_run(proc, out, 2, kill_a_worker, timeout=60, start_timeout=30)
         assert proc.returncode in (0, 1), stderr
         index = load_index(out)
         assert index["complete"] is True

@@ -16,7 +16,18 @@ import time
 
 import pytest
 import slurm_cluster as harness
-from conftest import REPO, cli_argv, cli_env, load_index, run_cli, start_cli, statuses, wait_for, write_suite
+from conftest import (
+    REPO,
+    act_mid_run,
+    cli_argv,
+    cli_env,
+    load_index,
+    run_cli,
+    start_cli,
+    statuses,
+    wait_for,
+    write_suite,
+)
 from test_dask import EXPECTED, SUITE
 
 slurm = harness.slurm  # the fixture: a fresh cluster per test
@@ -86,18 +97,13 @@ def test_a_worker_job_cancelled_mid_run_loses_no_result(slurm, tmp_path):
     root = write_suite(tmp_path / "suite", {f"{name}/test.yaml": "cmd: sleep 1\n" for name in names})
     out = tmp_path / "out"
     proc = start_cli(root, out, "-j", "4", "--dask", "slurm:2", *OPTIONS)
-    try:
-        work = out / "new" / "work"
-        # Cancel one worker job once fragments run on the cluster.
-        assert wait_for(lambda: work.is_dir() and len(list(work.iterdir())) >= 2, 60), proc.poll()
+
+    def cancel_one() -> None:  # once fragments run on the cluster
         jobs = slurm.squeue()
         assert len(jobs) == 2, jobs
         slurm.run("scancel", jobs[0])
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+
+    stderr = act_mid_run(proc, out, 2, cancel_one, timeout=120)
     assert proc.returncode in (0, 1), stderr
     index = load_index(out)
     assert index["complete"] is True
@@ -115,15 +121,8 @@ def test_a_run_whose_every_job_ended_ends_with_every_result(slurm, tmp_path):
     root = write_suite(tmp_path / "suite", {**files, "suite.yaml": "cluster:\n  start_timeout: 3\n"})
     out = tmp_path / "out"
     proc = start_cli(root, out, "-j", "2", "--dask", "slurm:1", *OPTIONS)
-    try:
-        work = out / "new" / "work"
-        assert wait_for(lambda: work.is_dir() and len(list(work.iterdir())) >= 1, 60), proc.poll()
-        slurm.run("scancel", *slurm.squeue())  # as a walltime would: no job is left
-        _, stderr = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    # As a walltime would: no job is left.
+    stderr = act_mid_run(proc, out, 1, lambda: slurm.run("scancel", *slurm.squeue()), timeout=90)
     assert proc.returncode == 1, stderr
     index = load_index(out)
     assert sorted(e["name"] for e in index["results"]) == sorted(names), stderr
@@ -236,15 +235,7 @@ def test_ctrl_c_cancels_the_jobs(slurm, tmp_path):
     root = write_suite(tmp_path / "suite", {f"s{n}/test.yaml": "cmd: sleep 30\n" for n in range(4)})
     out = tmp_path / "out"
     proc = start_cli(root, out, "-j", "2", "--dask", "slurm:2", *OPTIONS)
-    try:
-        work = out / "new" / "work"
-        assert wait_for(lambda: work.is_dir() and len(list(work.iterdir())) >= 2, 60), proc.poll()
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    stderr = act_mid_run(proc, out, 2, lambda: proc.send_signal(signal.SIGINT), timeout=60)
     assert proc.returncode == 130, stderr
     assert {status for status, _ in statuses(load_index(out)).values()} <= {"SKIP", "ERROR", "FAIL"}
     assert no_leftovers(slurm), leftovers(slurm)

@@ -217,17 +217,10 @@ def _unnumbered(name: str) -> str:
     return rest if dash and number.isdigit() else name
 
 
-def sub_regressions_since(
-    old_dir: str, new_dir: str, new: Index, before: dict[str, IndexEntry] | None = None
-) -> list[SubChange]:
+def sub_regressions_since(old_dir: str, new_dir: str, new: Index, before: dict[str, IndexEntry]) -> list[SubChange]:
     """The sub-result regressions of run ``new`` (in ``new_dir``) against the
-    run in ``old_dir``, when that one has an index (``before``: that index
-    as ``read_earlier`` gives it, if read already): what the terminal and
-    the HTML report name beside history's changes."""
-    if before is None:
-        before = read_earlier(old_dir)
-        if before is None:
-            return []
+    run in ``old_dir`` (``before``: its index as ``read_earlier`` reads it):
+    what the terminal and the HTML report name beside history's changes."""
     comparison = Comparison()
     compare_subresults(before, _by_name(new), old_dir, new_dir, comparison)
     return sorted(comparison.sub_regressions, key=lambda change: (change.testcase, change.name))

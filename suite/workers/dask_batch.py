@@ -120,9 +120,9 @@ class BatchCluster:
     """N batch jobs of Dask workers, started by ``start`` and cancelled by ``close``."""
 
     def __init__(self, kind: str, jobs: int, settings: dict[str, Any], output_dir: str):
-        self.kind, self.jobs, self.settings = kind, jobs, settings
+        self.kind, self.jobs = kind, jobs
         self.arguments = job_arguments(kind, settings, output_dir)
-        self.timeout = float({**DEFAULTS, **settings}["start_timeout"])
+        self.timeout = float(settings.get("start_timeout", DEFAULTS["start_timeout"]))
         self.failures: list[str] = []  # the submissions' errors, as the jobs met them
         self.cluster: Any = None
 
