@@ -118,7 +118,9 @@ def test_a_worker_job_cancelled_mid_run_loses_no_result(slurm, tmp_path):
 def test_a_run_whose_every_job_ended_ends_with_every_result(slurm, tmp_path):
     names = [f"sleep-{n}" for n in range(4)]
     files = {f"{name}/test.yaml": "cmd: sleep 2\n" for name in names}
-    root = write_suite(tmp_path / "suite", {**files, "suite.yaml": "cluster:\n  start_timeout: 3\n"})
+    # Long enough for the job's worker to come on a loaded machine (3 s was
+    # not, under CI), and what waits after it is gone fails as soon.
+    root = write_suite(tmp_path / "suite", {**files, "suite.yaml": "cluster:\n  start_timeout: 20\n"})
     out = tmp_path / "out"
     proc = start_cli(root, out, "-j", "2", "--dask", "slurm:1", *OPTIONS)
     # As a walltime would: no job is left.
