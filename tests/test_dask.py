@@ -19,6 +19,7 @@ import os
 import selectors
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -565,9 +566,51 @@ def test_a_lease_waits_for_its_holder_and_is_taken_over_from_the_dead(tmp_path, 
     dask_guard.release_lease(path)
 
 
-def _take_within(work: str, seconds: float) -> None:
-    import threading
+def test_an_unreadable_lease_is_taken_over_after_the_wait(tmp_path, monkeypatch):
+    """An empty lease names no holder to ask: taken over after the wait,
+    not waited on for ever."""
+    from run_testsuite.workers import dask_guard
 
+    monkeypatch.setattr(dask_guard, "tell", lambda message: None)
+    work = tmp_path / "work" / "t"
+    work.parent.mkdir()
+    Path(dask_guard.lease_path(str(work))).write_text("")
+    started = time.monotonic()
+    taken: list[str] = []
+    thread = threading.Thread(target=lambda: taken.append(dask_guard.take_lease(str(work), wait=0.5)), daemon=True)
+    thread.start()
+    thread.join(10)
+    assert taken, "an empty lease was waited on past the wait"
+    assert time.monotonic() - started >= 0.5
+    path = taken[0]
+    assert Path(path).read_text().split() == [os.uname().nodename, str(os.getpid())]
+    assert sorted(p.name for p in work.parent.iterdir()) == [".lease-t"]  # no draft left
+    dask_guard.release_lease(path)
+
+
+@pytest.mark.parametrize("moment", ["before", "after"])
+def test_a_worker_killed_as_it_takes_a_lease_leaves_nothing_that_blocks(tmp_path, moment):
+    """kill -9 just before or just after the lease is linked into place: its
+    guard removes the draft and the lease, and the next attempt takes it."""
+    work = tmp_path / "work" / "t"
+    script = f"""
+import os, signal
+from run_testsuite.workers import dask_guard
+real_link = os.link
+def link(source, target):
+    if {moment == "after"!r}:
+        real_link(source, target)
+    os.kill(os.getpid(), signal.SIGKILL)
+os.link = link
+dask_guard.take_lease({str(work)!r}, wait=600)
+"""
+    killed = subprocess.run([PYTHON, "-c", script], timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    assert wait_for(lambda: not list(work.parent.iterdir()), 15), sorted(p.name for p in work.parent.iterdir())
+    _take_within(str(work), 5)
+
+
+def _take_within(work: str, seconds: float) -> None:
     from run_testsuite.workers import dask_guard
 
     done = threading.Event()

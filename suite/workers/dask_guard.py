@@ -15,18 +15,20 @@ Two things close that:
   until they are gone, then releases the worker's leases;
 - a **lease** per work directory (``WORK/.lease-NAME``, holding the host
   and process that runs a fragment there): a fragment starts only once it
-  holds its directory's lease. One left by a dead worker is released by
-  its guard once the orphans are dead (only if it still names that
-  worker); the next attempt waits for that. A holder alive on this host is
-  waited for as long as it lives (the run's watchdog bounds that); one
-  whose process and guard are both gone is taken over at once; one of
-  another host, which cannot be asked, after LEASE_WAIT (the commands of a
+  holds its directory's lease, which appears whole (drafted, then linked
+  into place). One left by a dead worker is released by its guard once the
+  orphans are dead (only if it still names that worker); the next attempt
+  waits for that. A holder alive on this host is waited for as long as it
+  lives (the run's watchdog bounds that); one whose process and guard are
+  both gone is taken over at once; one of another host, which cannot be
+  asked, or one that cannot be read, after LEASE_WAIT (the commands of a
   lost host do not write any more). A lease is taken over by renaming it
   away first, so that of two waiters only one can.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -99,25 +101,60 @@ def lease_path(work_dir: str) -> str:
 
 def take_lease(work_dir: str, wait: float = LEASE_WAIT) -> str:
     """Hold ``work_dir``'s lease, waiting while another worker's (alive, or
-    dead and not yet cleaned up by its guard) holds it. Returns its path."""
+    dead and not yet cleaned up by its guard) holds it. Returns its path.
+
+    The lease appears whole or not at all: it is written to a draft of this
+    thread's own, then hard-linked into place (a link fails when the name
+    is taken, as an exclusive create does). Created first and written
+    after, a worker killed in between left an empty lease that named
+    nobody, so no guard released it and every later attempt waited on it
+    for ever (a run that hung, seen once in 1,100 tests under CI's load)."""
     path = lease_path(work_dir)
     me = f"{socket.gethostname()} {os.getpid()}\n"
+    draft = f"{path}.draft-{os.getpid()}-{threading.get_ident()}"
     deadline = time.monotonic() + wait
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    while True:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
+    # Told first: if this worker dies from here on, its guard removes the
+    # draft, and the lease too once it names this worker.
+    tell(f"L {draft}")
+    tell(f"L {path}")
+    with open(draft, "w", encoding="utf-8") as handle:
+        handle.write(me)
+    try:
+        while not _link(draft, path, me):
             holder = _holder(path)
-            if holder == "gone" or (holder == "elsewhere" and time.monotonic() >= deadline):
+            # An unreadable lease (not one of ours) is waited for like one of
+            # another host: it cannot be asked whether its holder lives.
+            if holder == "gone" or (holder in ("elsewhere", "unknown") and time.monotonic() >= deadline):
                 _take_over(path)
                 continue
             time.sleep(0.05)
-            continue
-        with os.fdopen(fd, "w") as handle:
-            handle.write(me)
-        tell(f"L {path}")
-        return path
+    finally:
+        _unlink(draft)
+        tell(f"U {draft}")
+    return path
+
+
+def _link(draft: str, path: str, me: str) -> bool:
+    """Put the lease at ``path`` if the name is free; False if it is taken.
+    Where the file system has no hard links, an exclusive create and a
+    write stand in (an empty lease left by a death in between is then
+    taken over after the wait, as an unreadable one)."""
+    try:
+        os.link(draft, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(me)
+    return True
 
 
 def release_lease(path: str) -> None:
@@ -128,7 +165,8 @@ def release_lease(path: str) -> None:
 def _holder(path: str) -> str:
     """Who holds a lease: ``alive`` (a process of this host, or its guard,
     still at work), ``gone`` (both dead), ``elsewhere`` (another host's,
-    which cannot be asked), or ``unknown`` (being written: wait)."""
+    which cannot be asked), or ``unknown`` (unreadable, or gone between the
+    failed link and this read)."""
     try:
         with open(path, encoding="utf-8") as handle:
             host, pid_text = handle.read().split()
