@@ -120,7 +120,8 @@ def test_a_run_whose_every_job_ended_ends_with_every_result(slurm, tmp_path):
     files = {f"{name}/test.yaml": "cmd: sleep 2\n" for name in names}
     # Long enough for the job's worker to come on a loaded machine (3 s was
     # not, under CI), and what waits after it is gone fails as soon.
-    root = write_suite(tmp_path / "suite", {**files, "suite.yaml": "cluster:\n  start_timeout: 20\n"})
+    # resubmit: 0, so that nothing comes in its place.
+    root = write_suite(tmp_path / "suite", {**files, "suite.yaml": "cluster:\n  start_timeout: 20\n  resubmit: 0\n"})
     out = tmp_path / "out"
     proc = start_cli(root, out, "-j", "2", "--dask", "slurm:1", *OPTIONS)
     # As a walltime would: no job is left.
@@ -130,6 +131,71 @@ def test_a_run_whose_every_job_ended_ends_with_every_result(slurm, tmp_path):
     assert sorted(e["name"] for e in index["results"]) == sorted(names), stderr
     assert ("ERROR", "CRASH") in set(statuses(index).values()), statuses(index)
     assert no_leftovers(slurm), leftovers(slurm)
+
+
+def test_a_job_that_ends_early_is_submitted_again_and_the_run_completes(slurm, tmp_path):
+    names = [f"sleep-{n}" for n in range(5)]
+    root = write_suite(tmp_path / "suite", {f"{name}/test.yaml": "cmd: sleep 1\n" for name in names})
+    out = tmp_path / "out"
+    proc = start_cli(root, out, "-j", "2", "--dask", "slurm:1", *OPTIONS)
+    first: list[str] = []
+
+    def end_the_job() -> None:  # as a walltime would
+        first.extend(slurm.squeue())
+        slurm.run("scancel", *first)
+
+    stderr = act_mid_run(proc, out, 1, end_the_job, timeout=120)
+    assert proc.returncode == 0, stderr
+    # The fragments it was running ran again on the job that replaced it.
+    assert set(statuses(load_index(out)).values()) == {("PASS", None)}, statuses(load_index(out))
+    jobs = {p.stem for p in (out / "cluster-logs").iterdir()}  # dask-worker-ID.out and .err
+    assert len(jobs) == 2 and f"dask-worker-{first[0]}" in jobs, jobs  # a second job
+    assert no_leftovers(slurm), leftovers(slurm)
+
+
+def test_the_job_keeper_replaces_jobs_that_had_workers_up_to_its_limit(monkeypatch):
+    pytest.importorskip("dask_jobqueue")
+    from run_testsuite.workers import dask_batch
+
+    class Cluster:  # what the keeper reads of a SLURMCluster, and how it acts on it
+        def __init__(self) -> None:
+            self.scheduler_info: dict = {"workers": {}}
+            self.resubmitted: list[list[str]] = []
+
+        def workers_of(self, *names: str) -> None:
+            self.scheduler_info = {"workers": {f"tcp://w{n}": {"name": name} for n, name in enumerate(names)}}
+
+        def sync(self, function, cluster, jobs) -> None:
+            assert function is dask_batch._resubmit and cluster is self
+            self.resubmitted.append(list(jobs))
+
+    cluster = Cluster()
+    keeper = dask_batch.JobKeeper(cluster, processes=2, limit=3)
+    assert keeper.gone_after == 17.0  # past Dask's lost-worker-timeout
+    cluster.workers_of("C-0-0", "C-0-1", "C-1-0", "C-1-1")
+    assert keeper._ended(0.0) == []
+    cluster.workers_of("C-0-0", "C-1-0")  # one worker of each gone: the jobs live
+    assert keeper._ended(1.0) == []
+    cluster.workers_of("C-1-0")  # C-0 has no worker left
+    assert keeper._ended(2.0) == []
+    assert keeper._ended(18.0) == []  # 16 s: not yet
+    assert keeper._ended(19.5) == ["C-0"]
+    assert keeper._ended(60.0) == []  # replaced: waits for the new job's workers again
+    cluster.workers_of("C-1-0", "C-2-0")  # a job that never had workers is never counted
+    assert keeper._ended(61.0) == []
+    cluster.workers_of()
+    assert keeper._ended(62.0) == [] and keeper._ended(80.0) == ["C-1", "C-2"]
+
+    monkeypatch.setattr(dask_batch, "KEEP_EVERY", 0.01)
+    limited = dask_batch.JobKeeper(cluster, processes=1, limit=1)
+    limited.gone_after = 0.0
+    cluster.workers_of("C-0", "C-1")
+    limited.start()
+    assert wait_for(lambda: limited._had_workers == {"C-0", "C-1"}, 5)
+    cluster.workers_of()
+    limited.join(5)
+    assert not limited.is_alive() and limited.replaced == 1
+    assert cluster.resubmitted == [["C-0"]]  # one of the two: the limit
 
 
 def test_a_failed_submission_ends_the_run_at_once_with_what_sbatch_said(slurm, tmp_path):

@@ -18,6 +18,13 @@ keeps its submission's error, and ``start`` waits no longer than
 ``start_timeout`` seconds, failing at once with the batch scheduler's own
 message when a submission fails, and with the jobs' states when no worker
 arrives in time.
+
+A job that ends before the run does (its walltime, a preemption, a node
+lost) is replaced: a ``JobKeeper`` thread watches which jobs have Dask
+workers, and a job that had some and has had none for 17 s is submitted
+again under its name, up to ``resubmit`` times in all (no limit by
+default). A job that never brought a worker is not replaced: it is still
+queued, or its script fails, and more of it would only flood the queue.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from typing import Any  # Dask imports typing anyway
 
 from run_testsuite.workers.dask_errors import DaskError, one_line
@@ -40,6 +49,14 @@ LOGS = "cluster-logs"
 # Seconds a worker waits for a scheduler that went away before it ends
 # (and its job with it): the run was killed, nothing must stay queued.
 DEATH_TIMEOUT = 60
+# Seconds a job that had workers must have none before it is replaced, past
+# Dask's distributed.deploy.lost-worker-timeout (15 s), when the cluster
+# drops a single-worker job itself: replaced sooner, the new job under the
+# same name would be the one it drops. (A nanny restarts a worker that
+# died in about 2 s, its job living on.)
+GONE_AFTER = 2.0
+# Seconds between two looks at which jobs have workers (a dict read).
+KEEP_EVERY = 1.0
 
 
 def settings_from(suite_cluster: dict, options: list[tuple[str, str]], origin: str) -> dict[str, Any]:
@@ -124,7 +141,9 @@ class BatchCluster:
         self.arguments = job_arguments(kind, settings, output_dir)
         self.timeout = float(settings.get("start_timeout", DEFAULTS["start_timeout"]))
         self.failures: list[str] = []  # the submissions' errors, as the jobs met them
+        self.resubmit: int | None = settings.get("resubmit")  # None: no limit
         self.cluster: Any = None
+        self.keeper: JobKeeper | None = None
 
     @property
     def name(self) -> str:
@@ -145,11 +164,11 @@ class BatchCluster:
         import dask
 
         try:
-            # Jobs are not replaced when they end (walltime, preemption): once
-            # none is left for start_timeout, what waits for a worker fails
-            # (ERROR, CRASH), where the run would wait for ever.
+            # Once no job has been left for start_timeout (none replaced, or
+            # the replacements queued that long), what waits for a worker
+            # fails (ERROR, CRASH), where the run would wait for ever.
             with dask.config.set({"distributed.scheduler.no-workers-timeout": f"{self.timeout}s"}):
-                self.cluster = base(job_cls=_watched(base.job_cls, self.failures), **self.arguments)
+                self.cluster = _recording(base)(job_cls=_watched(base.job_cls, self.failures), **self.arguments)
         except Exception as exc:  # a bad setting dask-jobqueue refuses
             raise DaskError(f"cannot set up the {self.name}: {type(exc).__name__}: {one_line(exc)}") from None
         client = None
@@ -157,6 +176,9 @@ class BatchCluster:
             self.cluster.scale(jobs=self.jobs)
             client = client_class(self.cluster, set_as_default=False)
             self._wait(client)
+            if self.resubmit != 0:
+                self.keeper = JobKeeper(self.cluster, int(self.arguments["processes"]), self.resubmit)
+                self.keeper.start()
         except BaseException:
             if client is not None:
                 client.close()
@@ -192,12 +214,110 @@ class BatchCluster:
     def close(self) -> None:
         """Cancel the jobs (dask-jobqueue's ``scancel``/``qdel`` of each) and
         stop the scheduler."""
+        keeper, self.keeper = self.keeper, None
+        if keeper is not None:
+            keeper.stop()  # before the jobs are cancelled: they are not to come back
         cluster, self.cluster = self.cluster, None
         if cluster is not None:
             try:
                 cluster.close()
             except Exception:  # jobs already gone are cancelled enough
                 pass
+
+
+class JobKeeper(threading.Thread):
+    """Submits again each job that ended before the run (see the module's
+    docstring); ``replaced`` counts them."""
+
+    def __init__(self, cluster: Any, processes: int, limit: int | None):
+        super().__init__(name="run-testsuite-job-keeper", daemon=True)
+        self.cluster, self.processes, self.limit = cluster, processes, limit
+        self.replaced = 0
+        import dask
+        from dask.utils import parse_timedelta
+
+        lost = parse_timedelta(dask.config.get("distributed.deploy.lost-worker-timeout"))
+        self.gone_after = float(lost or 0) + GONE_AFTER
+        self._stopping = threading.Event()
+        self._had_workers: set[str] = set()
+        self._gone_since: dict[str, float] = {}
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join()
+
+    def run(self) -> None:
+        while not self._stopping.wait(KEEP_EVERY):
+            if self.limit is not None and self.replaced >= self.limit:
+                return
+            ended = self._ended(time.monotonic())
+            if ended:
+                if self.limit is not None:
+                    ended = ended[: self.limit - self.replaced]
+                try:
+                    self.cluster.sync(_resubmit, self.cluster, ended)
+                except Exception:  # the cluster closing under us: nothing to keep
+                    return
+                self.replaced += len(ended)
+
+    def _ended(self, now: float) -> list[str]:
+        """The jobs that had workers and have had none for ``gone_after`` s."""
+        # The cluster's own copy of the scheduler's view, kept current by
+        # its event loop: a read, not a question to the scheduler.
+        names = [info.get("name") for info in dict(self.cluster.scheduler_info.get("workers", {})).values()]
+        with_workers = {self._job_of(str(name)) for name in names if name is not None}
+        # Workers that came and went between two looks count too.
+        arrivals: deque = getattr(self.cluster, "arrivals", deque())
+        while arrivals:
+            self._had_workers.add(self._job_of(str(arrivals.popleft())))
+        self._had_workers |= with_workers
+        ended = []
+        for job in sorted(self._had_workers - with_workers):
+            since = self._gone_since.setdefault(job, now)
+            if now - since >= self.gone_after:
+                ended.append(job)
+        for job in with_workers:
+            self._gone_since.pop(job, None)
+        for job in ended:
+            self._had_workers.discard(job)
+            del self._gone_since[job]
+        return ended
+
+    def _job_of(self, worker: str) -> str:
+        """A job's workers are named after it: JOB alone, or JOB-0, JOB-1...
+        when it starts several."""
+        return worker.rsplit("-", 1)[0] if self.processes > 1 else worker
+
+
+async def _resubmit(cluster: Any, jobs: list[str]) -> None:
+    """On the cluster's event loop: forget the ended ``jobs`` (cancelling
+    them is harmless once they ended), then let the cluster start what its
+    spec still names and no job runs: a new job under each name."""
+    for name in jobs:
+        job = cluster.workers.pop(name, None)
+        if job is not None:
+            try:
+                await job.close()
+            except Exception:  # scancel of a job that is gone
+                pass
+    await cluster._correct_state()
+
+
+def _recording(cluster_class: Any) -> Any:
+    """``cluster_class``, noting in ``arrivals`` the name of each worker
+    as the scheduler tells of it (on the cluster's event loop), for the
+    JobKeeper: a job killed within a second of its worker's arrival is one
+    that had a worker."""
+
+    class Recording(cluster_class):
+        def _update_worker_status(self, op, msg):
+            if op == "add":
+                if not hasattr(self, "arrivals"):
+                    self.arrivals: deque = deque()
+                self.arrivals.extend(info.get("name") for info in msg.get("workers", {}).values())
+            super()._update_worker_status(op, msg)
+
+    return Recording
 
 
 def _watched(job_class, failures: list[str]):
