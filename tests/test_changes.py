@@ -200,3 +200,27 @@ def test_the_old_run_is_read_cut_down_to_what_changes_need(tmp_path):
     for bad in ("{", '{"results": 3}', '{"results": [{"name": "a", "status": "BAD", "result": "r"}]}'):
         (old / "_index.json").write_text(bad)
         assert read_earlier(str(old)) is None, bad
+
+
+def test_a_testcase_skipped_in_both_runs_is_not_new_and_an_unneeded_set_up_not_removed(tmp_path):
+    files = {
+        "suite.yaml": "setup:\n  build: {cmd: 'true'}\n",
+        "ok/test.yaml": "cmd: 'true'\n",
+        "sk/test.yaml": "cmd: 'true'\ncontrol: [{skip: 'True', reason: never}]\n",
+        "dep/test.yaml": "cmd: 'true'\nneeds: [build]\n",
+    }
+    root = write_suite(tmp_path / "suite", files)
+    out = tmp_path / "out"
+    assert run_cli(root, out).returncode == 0
+    assert run_cli(root, out).returncode == 0
+    compared = report("--compare", out / "old", out / "new")
+    assert compared.returncode == 0, compared.stdout
+    assert "New" not in compared.stdout and "0 new" in compared.stdout, compared.stdout
+    assert "4 unchanged" in compared.stdout, compared.stdout  # ok, sk, dep and the set-up
+
+    # --incremental: dep is cached, so its set-up is not needed, not removed.
+    cached = run_cli(root, out, "--incremental")
+    assert "setup:build" not in statuses(cached.index)
+    compared = report("--compare", out / "old", out / "new")
+    assert compared.returncode == 0, compared.stdout
+    assert "Removed" not in compared.stdout and "0 removed" in compared.stdout, compared.stdout

@@ -30,7 +30,9 @@ A new result that is itself such a skip, or a run's stop (reason
 INTERRUPTED or MAX_FAILURES), says nothing of the testcase: it is "not
 run", never a regression. Testcases with no earlier verdict are new;
 testcases of the old run absent from the new one are removed only when the
-new run's selection was the whole suite (its index is not ``partial``).
+new run's selection was the whole suite (its index is not ``partial``), and
+never set-ups, which run only when a testcase needs them. A testcase the old
+run only skipped, with no verdict in history, was skipped then, not new now.
 Only regressions make ``run-testsuite report --compare`` exit 1: a new
 testcase that fails has no history to regress from, and is shown as new.
 
@@ -91,7 +93,7 @@ class Comparison:
     removed: list[Change] = field(default_factory=list)
     not_run: list[Change] = field(default_factory=list)  # interrupted, or stopped
     unchanged: int = 0
-    unselected: int = 0  # in the old run, not in the new one's narrowed selection
+    unselected: int = 0  # in the old run, not in the new one's narrowed selection (or set-ups not needed)
     # Sub-results (TAP points, GoogleTest tests) that broke or were fixed,
     # inside testcases of both runs: a FAIL -> FAIL binary may hide a new
     # failing test, which is a regression all the same.
@@ -133,6 +135,10 @@ def compare(old: Index, new: Index, old_dir: str | None = None, new_dir: str | N
             result.not_run.append(_change(name, earlier(before.get(name), entry), status, entry))
             continue
         previous = earlier(before.get(name), entry)
+        if previous is None and name in before:
+            # In the old run with nothing but a skip of it, and no verdict
+            # in history: skipped then, not new now.
+            previous = Status.SKIP
         if previous is None:
             result.new.append(_change(name, None, status, entry))
             continue
@@ -146,7 +152,9 @@ def compare(old: Index, new: Index, old_dir: str | None = None, new_dir: str | N
     partial = bool(new.get("partial"))
     for name, entry in before.items():
         if name not in after:
-            if partial:
+            # A set-up runs only when a testcase it serves runs: not needed
+            # (its testcases all cached by --incremental) is not removed.
+            if partial or entry.get("kind") == "setup":
                 result.unselected += 1
             else:
                 result.removed.append(_change(name, Status(entry["status"]), None, entry))
@@ -265,6 +273,8 @@ def read_earlier(index_dir: str | None) -> dict[str, IndexEntry] | None:
             raise ValueError(f"malformed entry {json.dumps(entry)[:200]}")
         status = Status(status).value  # ValueError names the bad status
         reason = entry.get("reason")
+        if entry.get("kind") == "setup":  # few: one dict each
+            return intern(name), {"status": status, "reason": reason, "result": rel, "kind": "setup"}
         if "subresults" in entry:
             return intern(name), {"status": status, "reason": reason, "result": rel, "subresults": entry["subresults"]}
         found = alike.get((status, reason))
