@@ -123,6 +123,9 @@ class DiffDriver(Driver):
         linked_out = link_out_of(baseline, tuple(fragment.data.get("inside", ())))
         if linked_out:
             raise ValueError(f"{baseline} is a link out of the suite (to {linked_out}): not written through")
+        if fragment.data.get("baseline_mode") == "regex":
+            line_endings = bool(fragment.data.get("refine", {}).get("line_endings"))
+            return baseline if rewrite_regex_baseline(actual, baseline, line_endings) else None
         return baseline if rewrite_baseline(actual, baseline) else None
 
 
@@ -235,6 +238,37 @@ def rewrite_baseline(actual_path: str, baseline_path: str) -> bool:
         return False
     write_blocks(baseline_path, _blocks([actual_path]))
     return True
+
+
+def rewrite_regex_baseline(actual_path: str, baseline_path: str, line_endings: bool = False) -> bool:
+    """``--rewrite`` of a ``baseline_mode: regex`` baseline: each pattern
+    that matched its line of the output stays as written (``pid \\d+`` is
+    not turned into one pid), and each other line of the output becomes a
+    pattern matching it literally (``f(x) = [1+2]`` would not match
+    itself). Lines are paired by position, as ``compare_regex``
+    pairs them, so the next run passes. Returns whether the file changed."""
+    if not os.path.isfile(actual_path):
+        return False
+    patterns = baseline_patterns(baseline_path, line_endings) if os.path.isfile(baseline_path) else []
+    lines = _lines(b"".join(_blocks([actual_path])))
+    kept = [
+        patterns[number].pattern if number < len(patterns) and patterns[number].fullmatch(line) else _literal(line)
+        for number, line in enumerate(lines)
+    ]
+    text = "".join(line + "\n" for line in kept).encode("utf-8", "surrogateescape")
+    if os.path.isfile(baseline_path) and _first_difference([text], _blocks([baseline_path])) is None:
+        return False
+    write_blocks(baseline_path, [text])
+    return True
+
+
+_SPECIAL = re.compile(r"[.^$*+?{}\[\]\\|()]")
+
+
+def _literal(line: str) -> str:
+    """A pattern matching ``line`` only: its metacharacters escaped, and
+    nothing else (``re.escape`` escapes spaces too, for readers to wade through)."""
+    return _SPECIAL.sub(r"\\\g<0>", line)
 
 
 # -- exact comparison -----------------------------------------------------------------

@@ -156,6 +156,24 @@ def test_rewrite_round_trip(tmp_path):
     assert statuses(again.index) == {"changed": ("PASS", None), "expected-bug": ("XFAIL", "DIFF")}
 
 
+def test_rewrite_of_a_regex_baseline_keeps_what_matched_and_escapes_the_rest(tmp_path):
+    root, out = tmp_path / "s", tmp_path / "out"
+    write_suite(root, {
+        "re/test.yaml": "driver: diff\nbaseline_mode: regex\ncmd: echo 'pid 4711'; echo 'f(x) = [1+2]'; echo 'a.b'\n",
+        "re/test.out": "pid \\d+\nold line\n",
+        "new/test.yaml": "driver: diff\nbaseline_mode: regex\ncmd: echo '*? (x)'\n",  # no baseline yet
+    })
+    run = run_cli(root, out, "--rewrite")
+    assert run.returncode == 1
+    assert "--rewrite: 2 baselines changed" in run.stdout, run.stdout
+    # The pattern that matched stays; the other lines match themselves only.
+    written = (root / "re" / "test.out").read_text()
+    assert written == "pid \\d+\nf\\(x\\) = \\[1\\+2\\]\na\\.b\n", written
+    assert (root / "new" / "test.out").read_text().startswith("\\*\\?")
+    again = run_cli(root, tmp_path / "elsewhere")
+    assert statuses(again.index) == {"re": ("PASS", None), "new": ("PASS", None)}, again.stdout
+
+
 def test_validate_reports_every_problem_without_running(tmp_path):
     root = tmp_path / "s"
     marker = tmp_path / "ran"
