@@ -782,3 +782,10 @@ def test_an_output_directory_with_uri_characters_keeps_its_history(tmp_path):
     assert again.returncode == 0, again.stderr
     assert {e["name"]: e.get("cached") for e in again.index["results"]} == {"a": True, "b": True}
     assert "The last 2 runs" in report(out, "--history").stdout
+
+
+def test_a_streak_from_the_first_run_ever_is_exact(tmp_path):
+    out = tmp_path / "out"
+    make_history(out, [{"f": R("FAIL", "EXIT_CODE")}] * 3)
+    line = section(report(out, "--history").stdout, "Failing in every run since (1)")[0]
+    assert re.fullmatch(r"  run 1 \(.*\), 3 runs: f", line), line  # every run was read: no "at least"

@@ -46,11 +46,12 @@ def render_summary(window: Window) -> str:
         ],
     )
     failing = window.failing()
+    earlier_runs = len(runs) < window.total_runs  # a streak from the first run read may be older
     lines += _section(
         f"Failing in every run since ({len(failing)})",
         [
             f"  run {first.run} ({when(run.start) if (run := window.run(first.run)) else '?'}), "
-            f"{streak} run{'s' if streak != 1 else ''}{' at least' if first is series.verdicts()[0] else ''}: {series.name}"
+            f"{streak} run{'s' if streak != 1 else ''}{' at least' if earlier_runs and first is series.verdicts()[0] else ''}: {series.name}"
             for series, first, streak in failing
         ],
     )
