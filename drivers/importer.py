@@ -84,7 +84,7 @@ def import_file(file: str):
     _claim_siblings(directory, file)
     _put_first_on_path(directory)
     name = PRIVATE_PREFIX + _mangled(file)
-    tried = f"loaded {file} as module '{name}' with {directory} first on sys.path"
+    tried = f"loaded as a module of its own, with {directory} first on sys.path"
     module = sys.modules.get(name)
     if module is not None:
         return module, tried
@@ -98,7 +98,7 @@ def import_file(file: str):
             spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[name]
-        raise _problem(f"cannot load '{file}': {tried}", exc) from None
+        raise _problem(f"cannot load '{file}'", exc, tried, file) from None
     except BaseException:
         del sys.modules[name]
         raise
@@ -189,7 +189,19 @@ def _put_first_on_path(directory: str) -> None:
         importlib.invalidate_caches()
 
 
-def _problem(what: str, exc: BaseException) -> ImportProblem:
+def _problem(what: str, exc: BaseException, tried: str = "", file: str = "") -> ImportProblem:
+    """Why a driver did not load: the exception, and where in the driver's
+    own file it was raised (the deepest line of ``file`` in the traceback),
+    then how it was loaded."""
     import traceback
 
-    return ImportProblem(f"{what}: {type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc)))
+    where = ""
+    if file:
+        lines = [frame.lineno for frame in traceback.extract_tb(exc.__traceback__) if frame.filename == file]
+        if isinstance(exc, SyntaxError) and exc.filename == file and exc.lineno:
+            lines.append(exc.lineno)
+        where = f" (line {lines[-1]})" if lines else ""
+    return ImportProblem(
+        f"{what}{where}: {type(exc).__name__}: {exc}" + (f"; {tried}" if tried else ""),
+        "".join(traceback.format_exception(exc)),
+    )

@@ -396,3 +396,18 @@ def test_variant_baselines_hide_exactly_their_files_and_a_dollar_is_written_twic
     assert all(found[f"b[debug={d}]#{n}"] == ("PASS", None) for d in ("true", "false") for n in (1, 2)), run.stdout
     message = load_result(tmp_path / "out", "r#2", run.index)["message"]
     assert f"`run-testsuite {root} r --rewrite`" in message  # the testcase's name, not the repetition's
+
+
+def test_validate_names_a_driver_that_cannot_load_once_with_its_line(tmp_path):
+    root = tmp_path / "s"
+    write_suite(root, {
+        "suite.yaml": "drivers:\n  broken: drivers/broken.py:Broken\n",
+        "drivers/broken.py": "import os\nraise RuntimeError('no board attached')\n",
+        "b1/test.yaml": "driver: broken\ncmd: 'true'\n",
+    })
+    proc = cli("validate", root)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines() == [
+        f"{root}/b1/test.yaml:1:9: driver 'broken': cannot load '{root}/drivers/broken.py' (line 2): "
+        f"RuntimeError: no board attached; loaded as a module of its own, with {root}/drivers first on sys.path"
+    ], proc.stdout

@@ -155,7 +155,8 @@ def test_a_driver_that_cannot_be_imported_is_an_error_naming_what_was_tried(tmp_
     assert "Traceback" not in run.stderr  # the run itself never crashes
     a = load_result(out, "a", run.index)
     assert a["message"].startswith(f"{root / 'a' / 'test.yaml'}:1:9: driver 'broken': ")
-    assert f"loaded {root / 'tools' / 'broken.py'} as module" in a["message"]
+    assert f"cannot load '{root / 'tools' / 'broken.py'}' (line 4): " in a["message"], a["message"]  # the import that failed
+    assert f"loaded as a module of its own, with {root / 'tools'} first on sys.path" in a["message"]
     assert "ModuleNotFoundError: No module named 'no_such_module_here'" in a["message"]
     assert "no_such_module_here" in a["traceback"]
     c = load_result(out, "c", run.index)
