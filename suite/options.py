@@ -123,7 +123,10 @@ def _execution(group: argparse._ArgumentGroup) -> None:
         help="slots: fragments run in parallel (default: the number of CPUs; with --dask, twice the cluster's worker threads)",
     )
     group.add_argument(
-        "-t", "--timeout", type=_positive_float, help="default timeout in seconds for each command (default: 300)"
+        "-t",
+        "--timeout",
+        type=_positive_float,
+        help="timeout in seconds for each command of testcases whose test.yaml and suite.yaml (defaults: timeout) set none (default: 300)",
     )
     group.add_argument(
         "--sandbox",
