@@ -121,9 +121,14 @@ def _main(argv: list[str] | None) -> int:
         if args.list and plan.shard is not None:
             index, total, mine, everything = plan.shard
             count = sum(1 for p in plan.testcases if p.kind != "setup")
+            known = history is not None and bool(history.durations)
             print(
                 f"shard {index}/{total}: {count} testcase{'s' if count != 1 else ''}, "
-                f"{mine:.1f} s of work expected (all shards: {everything:.1f} s)"
+                + (
+                    f"{mine:.1f} s of work expected (all shards: {everything:.1f} s)"
+                    if known
+                    else "split by count (no durations recorded yet in this output directory)"
+                )
             )
         return EXIT_OK
     if cluster is not None:

@@ -125,7 +125,7 @@ def build_plan(
             and (selection.only is None or item.name + v.suffix in selection.only)
         )
     if not queue:
-        raise nothing_selected(selection, len(found), root)
+        raise nothing_selected(selection, len(found), root, recorded=history is not None and bool(history.verdicts))
     typos = unmatched_variants(kinds, [item.name + v.suffix for item, v in queue])
     if typos:
         raise UsageError("no variant matches " + ", ".join(repr(p) for p in typos))
@@ -267,7 +267,7 @@ class _Builder:
             line, col = specs.key_position(item.spec_file, ["matrix"])
             self.too_many[item.spec_file] = (
                 f"{item.spec_file}:{line}:{col}: the matrix (times --repeat) makes {count} variants, "
-                f"more than max_variants ({self.suite.max_variants}, in suite.yaml)"
+                f"more than max_variants ({self.suite.max_variants}; suite.yaml may raise it)"
             )
             return [NO_VARIANT]
         return variants(matrix, self.selection.repeat)

@@ -154,10 +154,17 @@ def keeper(selection: Selection, history: HistoryView | None) -> Callable[[str, 
     return keep
 
 
-def nothing_selected(selection: Selection, found: int, root: str) -> NothingSelected:
-    """What to say when ``selection`` holds no testcase of the ``found``."""
+def nothing_selected(selection: Selection, found: int, root: str, recorded: bool = True) -> NothingSelected:
+    """What to say when ``selection`` holds no testcase of the ``found``;
+    ``recorded``: whether history holds any earlier verdict."""
     if not found:
         return NothingSelected(f"no testcase in {root} (no directory below it holds a test.yaml)")
+    if selection.failed_only and not recorded:
+        # Not "nothing failed": a misspelt -o in CI would pass in silence.
+        return NothingSelected(
+            "--failed: no earlier run is recorded in this output directory's history, so nothing is known to have "
+            "failed (is -o the output directory of the run to repeat?)"
+        )
     if selection.failed_only and not (selection.patterns or selection.keyword or selection.tags):
         return NothingSelected("--failed: nothing to run again, nothing failed last time", exit_status=0)
     parts = []

@@ -291,8 +291,8 @@ def test_a_corrupt_history_or_spec_cache_is_set_aside_and_the_run_goes_on(tmp_pa
     assert "Traceback" not in run.stderr
     assert f"warning: {out / name}: the " in run.stderr and "set aside as" in run.stderr
     assert list(out.glob(f"{name}.corrupt-*")), os.listdir(out)
-    if name == "history.sqlite":  # a history set aside knows of no failure
-        assert run.returncode == 0 and "--failed: nothing to run again" in run.stdout
+    if name == "history.sqlite":  # a history set aside knows of no run: nothing is known to have failed
+        assert run.returncode == 5 and "--failed: no earlier run is recorded" in run.stderr
     else:  # a spec cache set aside only costs time
         assert run.returncode == 1 and statuses(run.index) == {"f": ("FAIL", "EXIT_CODE")}
     again = run_cli(root, out)  # and the run after records anew, without a word
@@ -306,7 +306,7 @@ def test_a_corrupt_history_or_spec_cache_is_set_aside_and_the_run_goes_on(tmp_pa
         (["-k", "nothing"], [], "no testcase selected by -k 'nothing' (of 2 in "),
         (["--tag", "zz"], [], "no testcase selected by --tag 'zz' (of 2 in "),
         ([], ["nope*"], "no testcase selected by names 'nope*' (of 2 in "),
-        (["-k", "a", "--failed"], [], "no testcase selected by -k 'a' and --failed"),
+        (["-k", "a", "--failed"], [], "--failed: no earlier run is recorded"),
     ],
     ids=["keyword", "tag", "names", "keyword-failed"],
 )
@@ -488,3 +488,13 @@ def test_ctrl_c_while_workers_start_prints_no_traceback(tmp_path):
         stdout, stderr = proc.communicate(timeout=60)
         assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, (attempt, stderr)
         assert proc.returncode == 130, (attempt, proc.returncode, stdout, stderr)
+
+
+def test_failed_with_no_history_is_nothing_selected_not_a_silent_pass(tmp_path):
+    root = write_suite(tmp_path / "s", {"a/test.yaml": "cmd: 'true'\n"})
+    run = run_cli(root, tmp_path / "misspelt", "--failed")
+    assert run.returncode == 5, run.stdout + run.stderr
+    assert "--failed: no earlier run is recorded" in run.stderr
+    assert run_cli(root, tmp_path / "out").returncode == 0
+    run = run_cli(root, tmp_path / "out", "-k", "a", "--failed")  # recorded, and nothing failed
+    assert run.returncode == 5 and "no testcase selected by -k 'a' and --failed" in run.stderr, run.stderr
