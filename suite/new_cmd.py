@@ -9,6 +9,7 @@ import sys
 from run_testsuite.discovery import SUITE_FILE
 from run_testsuite.schema_cmd import SCHEMA_DIR, suite_root_of, write_schemas
 
+DEFAULT_CMD = "echo hello"
 TEMPLATES = {
     "shell": "description: {description}\ncmd: {cmd}\n",
     "diff": (
@@ -24,7 +25,7 @@ TEMPLATES = {
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="run-testsuite new",
-        description="Create a testcase directory with a test.yaml (and, with --driver diff, an empty test.out)."
+        description="Create a testcase directory with a test.yaml (and, with --driver diff, a test.out: the default command's output, or empty for --rewrite to fill)."
         " The test.yaml references the suite's copy of the schema (ROOT/.schemas/, written by"
         " `run-testsuite schema` or here when missing), so an editor completes its keys in any checkout.",
     )
@@ -32,7 +33,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--driver", default="shell", help="shell (default), diff, or a driver of the suite's suite.yaml or installed"
     )
-    parser.add_argument("--cmd", default="echo hello", help="the command (default: echo hello)")
+    parser.add_argument("--cmd", default=DEFAULT_CMD, help=f"the command (default: {DEFAULT_CMD})")
     parser.add_argument(
         "--description",
         default="TODO: what this testcase checks",
@@ -74,12 +75,21 @@ def main(argv: list[str]) -> int:
         # and document every key.
         handle.write(f"# yaml-language-server: $schema={reference}\n{body}")
     created.append(spec_path)
+    record = None
     if args.driver == "diff":
         baseline = os.path.join(args.path, "test.out")
-        open(baseline, "a").close()
+        with open(baseline, "w", encoding="utf-8") as handle:
+            # The default command's output is known; any other is recorded
+            # by a run (an empty baseline would fail the first run).
+            handle.write("hello\n" if args.cmd == DEFAULT_CMD else "")
         created.append(baseline)
+        if args.cmd != DEFAULT_CMD:
+            name = os.path.relpath(os.path.abspath(args.path), os.path.abspath(root))
+            record = f"run-testsuite {root} {name} --rewrite"
     for path in created:
         print(f"created {path}")
+    if record:
+        print(f"test.out is empty: `{record}` records the command's output in it (review it before committing)")
     return 0
 
 

@@ -215,11 +215,15 @@ def test_new_scaffolds_a_testcase_that_validates_and_runs(tmp_path):
     assert (moved / "greeting" / schema_ref).is_file()
     moved.rename(root)
     assert (root / "greeting" / "test.out").read_text() == ""
+    assert "--rewrite` records the command's output" in proc.stdout
     assert cli("validate", root).returncode == 0
     run = run_cli(root, tmp_path / "out", "--rewrite")
     assert (root / "greeting" / "test.out").read_text() == "hi: there\n"
     assert run_cli(root, tmp_path / "out2").returncode == 0
     assert cli("new", root / "greeting").returncode == 2  # never overwrites
+    # The default command's output is known: the new testcase passes at once.
+    assert cli("new", root / "hello", "--driver", "diff").returncode == 0
+    assert statuses(run_cli(root, tmp_path / "out3", names=["hello"]).index) == {"hello": ("PASS", None)}
 
 
 @pytest.mark.parametrize(
