@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 
 SPEC_FILE = "test.yaml"
+# Spec files by a name that is not read (compared lower-cased).
+MISNAMED = frozenset({"test.yml", "test.yaml"})
 SUITE_FILE = "suite.yaml"
 
 # Directories that never hold testcases: version control and tool caches.
@@ -22,7 +24,12 @@ class Found:
     spec_file: str
 
 
-def discover(root: str, exclude: tuple[str, ...] = (), shared: list[tuple[str, str]] | None = None) -> list[Found]:
+def discover(
+    root: str,
+    exclude: tuple[str, ...] = (),
+    shared: list[tuple[str, str]] | None = None,
+    misnamed: list[str] | None = None,
+) -> list[Found]:
     """Return every testcase under ``root``, sorted by name.
 
     Symlinked directories are followed; a directory reached twice (a link
@@ -31,6 +38,9 @@ def discover(root: str, exclude: tuple[str, ...] = (), shared: list[tuple[str, s
     whose copies of testcases must not be found again. ``shared``, when
     given, receives (relative name, path) of each of the suite's shared
     files: those outside every testcase directory, hidden ones aside.
+    ``misnamed``, when given, receives the paths of spec files by another
+    name (``test.yml``, ``Test.yaml``) in directories without a test.yaml:
+    testcases that would otherwise go missing without a word.
     """
     root = os.path.abspath(root)
     # Compared by identity, like `seen`: one stat each here, instead of a
@@ -63,11 +73,15 @@ def discover(root: str, exclude: tuple[str, ...] = (), shared: list[tuple[str, s
             continue
         subdirs = []
         files = []
+        near: list[str] = []
         for entry in entries:
             name = entry.name
             if name == SPEC_FILE and rel and entry.is_file():
                 found.append(Found(printable(rel), directory, entry.path))
                 owned = True
+                near = []
+            elif misnamed is not None and name != SPEC_FILE and name.lower() in MISNAMED and not owned:
+                near.append(entry.path)
             elif name.startswith(".") or name in SKIPPED_DIRS:
                 continue
             else:
@@ -79,6 +93,8 @@ def discover(root: str, exclude: tuple[str, ...] = (), shared: list[tuple[str, s
                     subdirs.append(entry)
                 elif shared is not None:
                     files.append(entry)
+        if misnamed is not None and not owned:
+            misnamed.extend(near)
         if shared is not None and not owned and any(e.name == "new" for e in subdirs):
             # Another run's output directory in the suite: its files are no input.
             owned = os.path.exists(os.path.join(directory, "new", "_index.json"))

@@ -15,7 +15,7 @@ import sys
 import traceback
 
 from run_testsuite import spec as specs
-from run_testsuite.discovery import Found, discover
+from run_testsuite.discovery import SPEC_FILE, Found, discover
 from run_testsuite.drivers.base import Driver, Testcase
 from run_testsuite.drivers.registry import BUILTIN, DriverLoadError, DriverNotFound, resolve
 from run_testsuite.file_hashes import FileHashes
@@ -103,7 +103,8 @@ def build_plan(
         raise UsageError(f"unknown parameter {', '.join(map(repr, unknown))} for -D (parameters: {known})")
     keep = keeper(selection, history)
     shared: list[tuple[str, str]] = []
-    found = discover(root, exclude=(output_dir, work_dir), shared=shared)
+    misnamed: list[str] = []
+    found = discover(root, exclude=(output_dir, work_dir), shared=shared, misnamed=misnamed)
     by_name = {item.name: item for item in found}
     builder = _Builder(suite, output_dir, work_dir, default_timeout or DEFAULT_TIMEOUT, selection, cache)
     builder.history = history
@@ -124,8 +125,12 @@ def build_plan(
             and keep(item.name + v.suffix, tags)
             and (selection.only is None or item.name + v.suffix in selection.only)
         )
+    builder.warnings += [
+        f"{path}:1:1: warning: not read: a testcase's spec is named {SPEC_FILE} (rename this file)" for path in misnamed
+    ]
     if not queue:
-        raise nothing_selected(selection, len(found), root, recorded=history is not None and bool(history.verdicts))
+        recorded = history is not None and bool(history.verdicts)
+        raise nothing_selected(selection, len(found), root, recorded, misnamed)
     typos = unmatched_variants(kinds, [item.name + v.suffix for item, v in queue])
     if typos:
         raise UsageError("no variant matches " + ", ".join(repr(p) for p in typos))

@@ -154,11 +154,15 @@ def keeper(selection: Selection, history: HistoryView | None) -> Callable[[str, 
     return keep
 
 
-def nothing_selected(selection: Selection, found: int, root: str, recorded: bool = True) -> NothingSelected:
+def nothing_selected(
+    selection: Selection, found: int, root: str, recorded: bool = True, misnamed: list[str] | None = None
+) -> NothingSelected:
     """What to say when ``selection`` holds no testcase of the ``found``;
-    ``recorded``: whether history holds any earlier verdict."""
+    ``recorded``: whether history holds any earlier verdict; ``misnamed``:
+    spec files by a name that is not read."""
     if not found:
-        return NothingSelected(f"no testcase in {root} (no directory below it holds a test.yaml)")
+        hint = f"; {misnamed[0]} is not read: rename it test.yaml" if misnamed else ""
+        return NothingSelected(f"no testcase in {root} (no directory below it holds a test.yaml){hint}")
     if selection.failed_only and not recorded:
         # Not "nothing failed": a misspelt -o in CI would pass in silence.
         return NothingSelected(

@@ -498,3 +498,16 @@ def test_failed_with_no_history_is_nothing_selected_not_a_silent_pass(tmp_path):
     assert run_cli(root, tmp_path / "out").returncode == 0
     run = run_cli(root, tmp_path / "out", "-k", "a", "--failed")  # recorded, and nothing failed
     assert run.returncode == 5 and "no testcase selected by -k 'a' and --failed" in run.stderr, run.stderr
+
+
+def test_a_spec_by_another_name_is_named_not_lost_in_silence(tmp_path):
+    root = write_suite(tmp_path / "s", {"a/test.yml": "cmd: 'true'\n", "b/test.yaml": "cmd: 'true'\n",
+                                        "b/data/Test.yaml": "not a spec: inside testcase b\n"})
+    run = run_cli(root, tmp_path / "out")
+    assert run.returncode == 0
+    assert f"{root}/a/test.yml:1:1: warning: not read: a testcase's spec is named test.yaml" in run.stderr
+    assert "Test.yaml" not in run.stderr  # a file inside a testcase is its own business
+    (root / "b" / "test.yaml").unlink()
+    (root / "b" / "data" / "Test.yaml").unlink()
+    run = run_cli(root, tmp_path / "out")
+    assert run.returncode == 5 and f"{root}/a/test.yml is not read: rename it test.yaml" in run.stderr
