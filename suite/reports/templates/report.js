@@ -7,6 +7,11 @@
  */
 (function () {
   "use strict";
+
+  // "1 flip", "3 flips".
+  function counted(n, word) {
+    return n + " " + word + (n === 1 ? "" : "s");
+  }
   var data = JSON.parse(document.getElementById("report-data").textContent);
   var results = data.results;
   var STATUSES = ["PASS", "FAIL", "XFAIL", "XPASS", "SKIP", "ERROR"];
@@ -259,7 +264,7 @@
     field(dl, "Attempts", String(r.attempts));
     if (r.quarantined) field(dl, "Quarantined", r.quarantined + "; its failures do not fail the run");
     if (r.history && r.history.length) field(dl, "Last runs", historyStrip(r));
-    if (r.flips) field(dl, "Flaky", r.flips + " flips in its last " + r.history.length +
+    if (r.flips) field(dl, "Flaky", counted(r.flips, "flip") + " in its last " + r.history.length +
                         " runs: its verdict changed while its key stayed the same, or it passed on a retry");
     if (r.kind !== "testcase") field(dl, "Kind", r.kind);
     if (r.cached) field(dl, "Cached", "taken from an earlier run whose inputs matched (--incremental)");
@@ -474,7 +479,7 @@
     if (total > items.length) box.appendChild(el("p", "more", "and " + (total - items.length) + " more"));
   }
   if (data.lists) {
-    fillList("flaky", data.lists.flaky, function (i) { return i.flips + " flips"; }, data.lists.flaky_total);
+    fillList("flaky", data.lists.flaky, function (i) { return counted(i.flips, "flip"); }, data.lists.flaky_total);
     fillList("slowest", data.lists.slowest, function (i) { return i.took; }, data.lists.slowest.length);
   }
 
