@@ -132,6 +132,8 @@ def load_yaml(path: str) -> Any:
             raise SpecError(path, [(line, col, problem)]) from None
         if exc.context:
             problem = f"{problem} ({exc.context})"
+        if mark is not None and _char_at(text, mark.line, mark.column) == "\t":
+            problem += "; it is a tab: YAML indents with spaces"
         raise SpecError(path, [(line, col, f"YAML syntax error: {problem}")]) from None
     except yaml.reader.ReaderError as exc:
         raise SpecError(
@@ -275,6 +277,12 @@ def _at(where: list) -> str:
     return f" (at {text.lstrip('.')})"
 
 
+def _char_at(text: bytes, line: int, column: int) -> str:
+    """The character at 0-based ``line`` and ``column`` of ``text``, or ''."""
+    lines = text.decode("utf-8", "replace").split("\n")
+    return lines[line][column : column + 1] if line < len(lines) else ""
+
+
 def describe(error) -> str:
     """A message a spec author understands, without JSON Schema jargon."""
     branches = error.schema.get(error.validator) if error.validator in ("oneOf", "anyOf") else None
@@ -282,7 +290,20 @@ def describe(error) -> str:
         kinds = " or ".join(_kind(s) for s in branches)
         return f"expected {kinds}, got {_shown(error.instance)}"
     if error.validator == "type" and isinstance(error.validator_value, str):
-        return f"expected {_kind(error.schema)}, got {_shown(error.instance)}"
+        said = f"expected {_kind(error.schema)}, got {_shown(error.instance)}"
+        if isinstance(error.instance, bool) and error.validator_value == "string":
+            # YAML 1.1 reads yes/no/on/off/true/false unquoted as booleans.
+            said += " (YAML reads an unquoted yes, no, on, off, true or false as true or false: quote it)"
+        return said
+    if error.validator == "type" and isinstance(error.validator_value, list):
+        kinds = " or ".join(_kind({"type": kind}) for kind in error.validator_value)
+        return f"expected {kinds}, got {_shown(error.instance)}"
+    if error.validator == "exclusiveMinimum":
+        return f"must be more than {error.validator_value}, got {_shown(error.instance)}"
+    if error.validator == "minimum":
+        return f"must be at least {error.validator_value}, got {_shown(error.instance)}"
+    if error.validator == "maximum":
+        return f"must be at most {error.validator_value}, got {_shown(error.instance)}"
     if error.validator == "not" and "description" in error.schema.get("not", {}):
         return error.schema["not"]["description"]
     return error.message

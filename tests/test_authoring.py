@@ -415,3 +415,18 @@ def test_validate_names_a_driver_that_cannot_load_once_with_its_line(tmp_path):
         f"{root}/b1/test.yaml:1:9: driver 'broken': cannot load '{root}/drivers/broken.py' (line 2): "
         f"RuntimeError: no board attached; loaded as a module of its own, with {root}/drivers first on sys.path"
     ], proc.stdout
+
+
+def test_spec_errors_speak_the_spec_authors_words(tmp_path):
+    root = tmp_path / "s"
+    write_suite(root, {
+        "tab/test.yaml": "cmd: 'true'\nenv:\n\tX: 1\n",
+        "zero/test.yaml": "cmd: 'true'\ntimeout: 0\n",
+        "off/test.yaml": "cmd: 'true'\ncontrol: [{skip: 'True', reason: off}]\n",
+    })
+    lines = cli("validate", root).stdout.splitlines()
+    assert f"{root}/off/test.yaml:2:34: expected a string, got false (YAML reads an unquoted yes, no, on, off, " \
+        "true or false as true or false: quote it) (at control[0].reason)" in lines, lines
+    assert any(line.startswith(f"{root}/tab/test.yaml:3:1: YAML syntax error: ")
+               and line.endswith("it is a tab: YAML indents with spaces") for line in lines), lines
+    assert f"{root}/zero/test.yaml:2:10: must be more than 0, got 0 (at timeout)" in lines, lines

@@ -263,7 +263,7 @@ def test_the_jobs_settings_come_from_suite_yaml_and_the_options(tmp_path):
         assert line in script, script
     # Text keys keep the option's text: walltime=90 is SLURM's 90 minutes, not YAML's 90 seconds.
     assert job_arguments("slurm", settings_from({}, [("walltime", "90")], "--dask-option"), ".")["walltime"] == "90"
-    with pytest.raises(DaskError, match=r"--dask-option\): cluster.cores: 0 is less than the minimum of 1"):
+    with pytest.raises(DaskError, match=r"--dask-option\): cluster.cores: must be at least 1, got 0"):
         settings_from({}, [("cores", "0")], "--dask-option")
     with pytest.raises(DaskError, match="'nosuch' was unexpected"):
         settings_from({}, [("nosuch", "1")], "--dask-option")
