@@ -305,7 +305,7 @@ def test_locate_nested_step_errors_sorted_by_place(tmp_path):
     assert problems == [
         (3, 10, "expected a string or a list, got 5 (at steps[1].cmd)"),
         (4, 5, "unknown key 'timout'; did you mean 'timeout'? (at steps[1])"),
-        (5, 12, "300 is greater than the maximum of 255 (at exit_code)"),
+        (5, 12, "must be at most 255, got 300 (at exit_code)"),
     ]
 
 
