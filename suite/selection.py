@@ -180,4 +180,6 @@ def nothing_selected(
         parts.append(" or ".join(f"--tag {t!r}" for t in selection.tags))
     if selection.failed_only:
         parts.append("--failed")
-    return NothingSelected(f"no testcase selected by {' and '.join(parts)} (of {found} in {root})")
+    return NothingSelected(
+        f"no testcase selected by {' and '.join(parts)} (of {found} testcase director{'y' if found == 1 else 'ies'} in {root})"
+    )

@@ -303,9 +303,9 @@ def test_a_corrupt_history_or_spec_cache_is_set_aside_and_the_run_goes_on(tmp_pa
 @pytest.mark.parametrize(
     "args, names, said",
     [
-        (["-k", "nothing"], [], "no testcase selected by -k 'nothing' (of 2 in "),
-        (["--tag", "zz"], [], "no testcase selected by --tag 'zz' (of 2 in "),
-        ([], ["nope*"], "no testcase selected by names 'nope*' (of 2 in "),
+        (["-k", "nothing"], [], "no testcase selected by -k 'nothing' (of 2 testcase directories in "),
+        (["--tag", "zz"], [], "no testcase selected by --tag 'zz' (of 2 testcase directories in "),
+        ([], ["nope*"], "no testcase selected by names 'nope*' (of 2 testcase directories in "),
         (["-k", "a", "--failed"], [], "--failed: no earlier run is recorded"),
     ],
     ids=["keyword", "tag", "names", "keyword-failed"],

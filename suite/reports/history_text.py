@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from run_testsuite.history_view import Window, same_key
+from run_testsuite.plan import SETUP_PREFIX
 from run_testsuite.results import Status
 
 # Rows listed per section; more are counted.
@@ -27,6 +28,14 @@ def seconds(value: float | None) -> str:
     return "-" if value is None else shown(value)
 
 
+def _counted_series(window: Window) -> str:
+    """'20 testcases', or '19 testcases, 1 set-up'."""
+    setups = sum(1 for name in window.series if name.startswith(SETUP_PREFIX))
+    testcases = len(window.series) - setups
+    text = f"{testcases} testcase{'s' if testcases != 1 else ''}"
+    return text + (f", {setups} set-up{'s' if setups != 1 else ''}" if setups else "")
+
+
 def render_summary(window: Window) -> str:
     runs = window.runs
     if not runs:
@@ -34,7 +43,7 @@ def render_summary(window: Window) -> str:
     lines = [
         f"The last {len(runs)} run{'s' if len(runs) != 1 else ''} of {window.total_runs} "
         f"(runs {runs[0].id}-{runs[-1].id}, {when(runs[0].start)} to {when(runs[-1].start)}), "
-        f"{len(window.series)} testcase{'s' if len(window.series) != 1 else ''}"
+        + _counted_series(window)
     ]
     flaky = window.flaky()
     lines += _section(
