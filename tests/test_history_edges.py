@@ -789,3 +789,9 @@ def test_a_streak_from_the_first_run_ever_is_exact(tmp_path):
     make_history(out, [{"f": R("FAIL", "EXIT_CODE")}] * 3)
     line = section(report(out, "--history").stdout, "Failing in every run since (1)")[0]
     assert re.fullmatch(r"  run 1 \(.*\), 3 runs: f", line), line  # every run was read: no "at least"
+
+
+def test_set_ups_are_counted_apart_from_testcases(tmp_path):
+    out = tmp_path / "out"
+    make_history(out, [{"a": R("PASS"), "b": R("PASS"), "setup:build": R("PASS")}] * 2)
+    assert ", 2 testcases, 1 set-up\n" in report(out, "--history").stdout.splitlines(keepends=True)[0]
