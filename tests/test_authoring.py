@@ -362,7 +362,7 @@ def test_validate_reports_every_problem_of_a_testcase_and_of_set_ups_no_one_need
     proc = cli("validate", root)
     assert proc.returncode == 1
     assert proc.stdout.splitlines() == [
-        f"{root}/t/test.yaml:2:10: depends on unknown testcase 'zzz'",
+        f"{root}/t/test.yaml:2:11: depends on unknown testcase 'zzz'",
         f"{root}/t/test.yaml:1:8: needs unknown set-up 'nosuch' (suite.yaml declares: unused)",
         f"{root}/suite.yaml:4:12: needs unknown set-up 'zz' (suite.yaml declares: unused)",
         f"{root}/suite.yaml:5:23: unknown resource pool 'gpus' (pools: none declared in suite.yaml)",
@@ -430,3 +430,16 @@ def test_spec_errors_speak_the_spec_authors_words(tmp_path):
     assert any(line.startswith(f"{root}/tab/test.yaml:3:1: YAML syntax error: ")
                and line.endswith("it is a tab: YAML indents with spaces") for line in lines), lines
     assert f"{root}/zero/test.yaml:2:10: must be more than 0, got 0 (at timeout)" in lines, lines
+
+
+def test_an_unknown_dependency_is_located_at_its_entry(tmp_path):
+    root = tmp_path / "s"
+    write_suite(root, {
+        "a/test.yaml": "cmd: 'true'\ndepends:\n  - b\n  - zz\n",
+        "b/test.yaml": "cmd: 'true'\n",
+        "c/test.yaml": "cmd: 'true'\ndepends: [../b]\n",
+    })
+    lines = cli("validate", root).stdout.splitlines()
+    assert f"{root}/a/test.yaml:4:5: depends on unknown testcase 'zz'" in lines, lines
+    assert f"{root}/c/test.yaml:2:11: depends on unknown testcase '../b' (names are the testcases' paths " \
+        "from the suite's root, without '..')" in lines, lines
