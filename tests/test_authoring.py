@@ -363,7 +363,7 @@ def test_validate_reports_every_problem_of_a_testcase_and_of_set_ups_no_one_need
     assert proc.returncode == 1
     assert proc.stdout.splitlines() == [
         f"{root}/t/test.yaml:2:11: depends on unknown testcase 'zzz'",
-        f"{root}/t/test.yaml:1:8: needs unknown set-up 'nosuch' (suite.yaml declares: unused)",
+        f"{root}/t/test.yaml:1:9: needs unknown set-up 'nosuch' (suite.yaml declares: unused)",
         f"{root}/suite.yaml:4:12: needs unknown set-up 'zz' (suite.yaml declares: unused)",
         f"{root}/suite.yaml:5:23: unknown resource pool 'gpus' (pools: none declared in suite.yaml)",
     ]
