@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 
+from run_testsuite import safe_streams
 from run_testsuite.options import parser
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -44,6 +45,8 @@ def exit_quickly(code: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # What is printed may be lost (`| head`, `>&-`, a full disk); the run is not.
+    safe_streams.install()
     # Paths, names and output that are not UTF-8 are shown escaped, never a
     # UnicodeEncodeError in the middle of a run.
     for stream in (sys.stdout, sys.stderr):

@@ -98,8 +98,8 @@ def live_display_wanted(stream: TextIO) -> bool:
 class StatusLine:
     """One line at the bottom of the terminal, redrawn in place."""
 
-    def __init__(self, stream: TextIO = sys.stdout):
-        self.stream = stream
+    def __init__(self, stream: TextIO | None = None):
+        self.stream: TextIO = stream if stream is not None else sys.stdout
         self.shown = False
 
     def clear(self) -> None:

@@ -19,8 +19,8 @@ LINE_LIMIT = 64 * 1024
 
 
 class Tee:
-    def __init__(self, stream: TextIO = sys.stdout, before_write=None):
-        self.stream = stream
+    def __init__(self, stream: TextIO | None = None, before_write=None):
+        self.stream: TextIO = stream if stream is not None else sys.stdout
         self.partial: dict[str, bytearray] = {}
         self.before_write = before_write  # e.g. clear a status line first
 

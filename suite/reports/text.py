@@ -53,12 +53,12 @@ def use_colour(stream: TextIO) -> bool:
 
 
 class TextReport:
-    def __init__(self, stream: TextIO = sys.stdout, verbose: bool = False, quiet: bool = False):
-        self.stream = stream
+    def __init__(self, stream: TextIO | None = None, verbose: bool = False, quiet: bool = False):
+        self.stream: TextIO = stream if stream is not None else sys.stdout
         self.verbose = verbose
         self.quiet = quiet
         self.before_write: Callable[[], None] | None = None  # e.g. clear a live status line first
-        self.colour = use_colour(stream)
+        self.colour = use_colour(self.stream)
         self.notable: list[Result] = []
         self.cached = 0
         self.setup_counts: dict[str, int] = {}  # status -> set-ups
