@@ -353,7 +353,7 @@ def start_pruning(path: str, keep: int) -> None:
 
     # Ctrl-C is held until the child is known: one arriving between the
     # fork and the assignment would leave a prune no one stops.
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
     try:
         pid = os.fork()
     except OSError:  # no process to spare: the next run prunes
@@ -364,8 +364,8 @@ def start_pruning(path: str, keep: int) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
         return
     try:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
         # The run's descriptors are not the prune's: the output directory's
         # lock above all, which would keep the next run out while it works.

@@ -78,8 +78,8 @@ def _start_emptying(paths: list[str]) -> None:
         _trash_deleter = pid
         return
     try:  # the child: a run interrupted or killed leaves the rest to the next run
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
         os.setpriority(os.PRIO_PROCESS, 0, 19)
         for path in paths:
             shutil.rmtree(path, ignore_errors=True)

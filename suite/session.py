@@ -365,11 +365,12 @@ def rewrite_baselines(plan: Plan, results: list[Verdict]) -> None:
 
 
 class Interrupts:
-    """Ctrl-C and SIGTERM during a run.
+    """Ctrl-C, SIGTERM and SIGHUP (the terminal or ssh session closed)
+    during a run.
 
     The first stops the run gracefully: nothing new starts, running
     fragments get SIGTERM then SIGKILL after a grace period, and every
-    result is reported (exit 130, or 143 for SIGTERM). A second one kills
+    result is reported (exit 130, 143 for SIGTERM, 129 for SIGHUP). A second one kills
     everything at once; what had finished is still reported.
     """
 
@@ -379,7 +380,9 @@ class Interrupts:
         self.previous: dict[int, object] = {}
 
     def __enter__(self) -> Interrupts:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
+                continue  # under nohup: a hang-up is not to stop the run
             self.previous[signum] = signal.signal(signum, self._handle)
         return self
 

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import (
     PYTHON,
+    cli_argv,
     cli_env,
     load_index,
     load_result,
@@ -325,7 +326,9 @@ def _interrupt(tmp_path, sig, *args):
     return proc.returncode, stdout, load_index(out), alive
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"]
+)
 def test_interrupted_run_reports_everything_and_stops_the_command(tmp_path, sig):
     returncode, stdout, index, alive = _interrupt(tmp_path, sig)
     assert returncode == 128 + sig
@@ -344,3 +347,28 @@ def test_interrupted_inline_run_stops_the_command(tmp_path):
     assert returncode == 128 + signal.SIGTERM
     assert statuses(index)["a-slow"] == ("ERROR", "INTERRUPTED")
     assert not alive, "the interrupted command is still running"
+
+
+def test_a_terminal_hang_up_to_the_whole_group_is_an_interrupt(tmp_path):
+    """A closed terminal or ssh session sends SIGHUP to the whole foreground
+    process group: workers leave it to the main process, which stops the
+    run as on SIGTERM, every result reported (it was a kill -9 before)."""
+    root, out = tmp_path / "suite", tmp_path / "out"
+    write_suite(root, {f"t{n}/test.yaml": "cmd: sleep 1\n" for n in range(8)})
+    proc = subprocess.Popen(
+        cli_argv(root, out, "-j", "2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(),
+        start_new_session=True,  # a group of its own, as a terminal's foreground job
+    )
+    try:
+        work = out / "new" / "work"
+        assert wait_for(lambda: work.is_dir() and len(list(work.iterdir())) >= 2, 20)
+        os.killpg(proc.pid, signal.SIGHUP)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGHUP, stderr
+    index = load_index(out)
+    assert index["interrupted"] is True and len(index["results"]) == 8
+    assert "CRASH" not in {reason for _, reason in statuses(index).values()}, statuses(index)

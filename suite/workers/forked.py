@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 
 _HEADER = 4  # bytes of length before each pickled message
-_PARENTS_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+_PARENTS_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 class Channel:
@@ -120,6 +120,7 @@ class ForkedProcess:
         if pid == 0:  # the child: never returns into the caller
             code = 0
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the parent's to handle, as Ctrl-C
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
             try:

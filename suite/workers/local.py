@@ -210,9 +210,11 @@ def _serve(conn, slot: int, parent: int, stderr_path: str | None, tee: bool, cpu
             os.dup2(fd, 2)
             os.close(fd)
         faulthandler.enable()
-    # Ctrl-C reaches the whole foreground process group; the main process
-    # decides what happens, and tells workers with SIGTERM.
+    # Ctrl-C (and the hang-up of a closed terminal) reaches the whole
+    # foreground process group; the main process decides what happens, and
+    # tells workers with SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _terminate)
     die_with_parent(signal.SIGTERM, parent)
     adopt_orphans()
