@@ -103,9 +103,26 @@ class Fragment:
         # One flat directory of logs: a directory per testcase cost an inode
         # allocation each, the dearest file-system operation of a run. '@'
         # never occurs in the file-safe testcase name, so names cannot clash.
-        return f"{self.log_stem}@{self.name}.log"
+        return f"{self.log_stem}@{_step_file_part(self.name)}.log"
 
     @property
     def budget(self) -> float:
         """The longest this fragment may legitimately take, for watchdogs."""
         return sum(c.timeout for c in self.commands)
+
+
+# Longest step name in a log's file name (see loader.SAFE_NAME_MAX).
+STEP_NAME_MAX = 80
+
+
+def _step_file_part(name: str) -> str:
+    """A step's name as it goes into its log's file name: as it is when
+    short and plain (nearly always), else made safe, and shortened with a
+    hash of the whole, so that two steps never share a log."""
+    if len(name) <= STEP_NAME_MAX and name.isascii() and name.isprintable():
+        return name
+    import hashlib
+    import re
+
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return f"{re.sub(r'[^A-Za-z0-9._-]', '_', name)[: STEP_NAME_MAX - 17]}~{digest}"

@@ -136,7 +136,12 @@ def build_plan(
         raise UsageError("no variant matches " + ", ".join(repr(p) for p in typos))
     index: dict[str, int] = {}
     for item, variant in queue:  # grows as dependencies are discovered
-        if item.name + variant.suffix in index:
+        name = item.name + variant.suffix
+        if name in index or name.startswith(SETUP_PREFIX):
+            holder = builder.testcases[index[name]].spec_file if name in index else None
+            if holder != item.spec_file:  # not the same testcase queued twice: another of that name
+                planned = builder.refuse_duplicate(item, name, holder, index)
+                index[planned.name] = len(builder.testcases) - 1
             continue
         planned = builder.load(item, variant)
         index[planned.name] = len(builder.testcases) - 1
@@ -276,6 +281,28 @@ class _Builder:
             )
             return [NO_VARIANT]
         return variants(matrix, self.selection.repeat)
+
+    def refuse_duplicate(self, item: Found, name: str, other: str | None, taken: dict[str, int]) -> Planned:
+        """A testcase whose name another already has (a directory named
+        ``m[opt=O2]`` beside matrix testcase ``m``, two names alike once
+        their bytes are escaped), or one a set-up's would be (``setup:build``):
+        ERROR under a name of its own, ``NAME (2)``, rather than dropped in
+        silence with its verdict."""
+        # Never 'setup:...': reports count those as set-ups.
+        base = "setup_" + name[len(SETUP_PREFIX) :] if name.startswith(SETUP_PREFIX) else name
+        number = 2
+        while f"{base} ({number})" in taken:
+            number += 1
+        unique = sys.intern(f"{base} ({number})")
+        planned = Planned(unique, item.spec_file, item.directory, self._safe(unique))
+        self.testcases.append(planned)
+        if other:
+            clash = f"is also that of the testcase of {other}: rename one of the two directories"
+        else:
+            clash = f"begins with '{SETUP_PREFIX}', which names the set-ups of suite.yaml: rename this directory"
+        message = f"{item.spec_file}:1:1: the name '{name}' {clash} (reported as '{unique}' meanwhile)"
+        planned.result = self._early(planned, Status.ERROR, Reason.SPEC, message)
+        return planned
 
     def load(self, item: Found, variant: Variant = NO_VARIANT) -> Planned:
         # Interned, as history's names are: one string for the plan, the
@@ -628,7 +655,7 @@ class _Builder:
 
     def _safe(self, name: str) -> str:
         """A file name for the testcase's result, logs and work directory."""
-        base = re.sub(r"[^A-Za-z0-9._-]", "_", name.replace("/", "__")) or "_"
+        base = bounded(re.sub(r"[^A-Za-z0-9._-]", "_", name.replace("/", "__")) or "_", name)
         safe, number = base, 1
         while safe in self.safe_names:
             number += 1
@@ -648,6 +675,22 @@ class _Builder:
             return [exact]
         repeat = int(planned.repeat_suffix[1:]) if planned.repeat_suffix else None
         return list(self.groups.get((dep, repeat), []))
+
+
+# Longest file-safe testcase name: a file name may hold 255 bytes, and the
+# log of a step adds '@STEP.log' (STEP bounded alike, see fragment.py), a
+# clash '~N'. Two nested directories of 130 characters, or a matrix of
+# compiler flags, made names past 255: 'File name too long' lost the result.
+SAFE_NAME_MAX = 150
+
+
+def bounded(safe: str, name: str, limit: int = SAFE_NAME_MAX) -> str:
+    """``safe`` if it is short enough, else its start and a hash of ``name``."""
+    if len(safe) <= limit:
+        return safe
+    import hashlib
+
+    return f"{safe[: limit - 17]}~{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}"
 
 
 # Shared by every testcase that has none: never changed in place (three

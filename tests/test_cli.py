@@ -123,7 +123,8 @@ def test_failure_details_show_the_tail_of_long_output(paths):
     "args, message",
     [
         (["-j", "0"], "argument -j/--jobs: must be at least 1"),
-        (["-j", "abc"], "argument -j/--jobs: invalid"),
+        (["-j", "abc"], "argument -j/--jobs: expected a whole number, got 'abc'"),
+        (["--timeout", "abc"], "argument -t/--timeout: expected a number of seconds, got 'abc'"),
         (["--timeout", "0"], "argument -t/--timeout: must be more than 0"),
         (["--bogus"], "unrecognized arguments: --bogus"),
     ],

@@ -511,3 +511,43 @@ def test_a_spec_by_another_name_is_named_not_lost_in_silence(tmp_path):
     (root / "b" / "data" / "Test.yaml").unlink()
     run = run_cli(root, tmp_path / "out")
     assert run.returncode == 5 and f"{root}/a/test.yml is not read: rename it test.yaml" in run.stderr
+
+
+def test_a_testcase_whose_name_is_taken_is_an_error_not_dropped(tmp_path):
+    root = tmp_path / "s"
+    write_suite(root, {
+        "suite.yaml": "setup:\n  build: {cmd: 'true'}\n",
+        "m/test.yaml": "matrix: {opt: [O0, O2]}\ncmd: echo $opt\n",
+        "m[opt=O2]/test.yaml": "cmd: exit 1\n",  # the name of m's second variant
+        "setup:build/test.yaml": "cmd: exit 1\n",  # the name of the set-up
+        "n/test.yaml": "cmd: 'true'\nneeds: [build]\n",
+    })
+    # Two directories whose names are alike once the byte that is not UTF-8 is escaped.
+    for name in (b"a\xff", b"a\\xff"):
+        directory = os.path.join(os.fsencode(root), name)
+        os.mkdir(directory)
+        with open(os.path.join(directory, b"test.yaml"), "w") as handle:
+            handle.write("cmd: exit 1\n")
+    run = run_cli(root, tmp_path / "out")
+    assert run.returncode == 1, run.stdout + run.stderr
+    found = statuses(run.index)
+    assert found["m[opt=O0]"] == found["m[opt=O2]"] == found["n"] == found["setup:build"] == ("PASS", None)
+    assert found["m[opt=O2] (2)"] == ("ERROR", "SPEC") and found["setup_build (2)"] == ("ERROR", "SPEC")
+    assert found["a\\xff"] == ("FAIL", "EXIT_CODE") and found["a\\xff (2)"] == ("ERROR", "SPEC")
+    assert len(run.index["results"]) == 8  # every directory has its verdict
+    assert "the name 'm[opt=O2]' is also that of the testcase of" in run.stdout
+    assert "the name 'setup:build' begins with 'setup:', which names the set-ups" in run.stdout
+
+
+def test_long_names_have_file_names_a_file_system_takes(tmp_path):
+    deep = "a" * 130 + "/" + "b" * 130
+    root = write_suite(tmp_path / "s", {
+        f"{deep}/test.yaml": "cmd: 'true'\n",
+        "flags/test.yaml": "matrix: {cflags: ['" + " ".join(f"-Wflag-number-{n}" for n in range(20)) + "']}\n"
+                           "steps:\n  - name: '" + "s" * 300 + "'\n    cmd: echo step\n",
+    })
+    run = run_cli(root, tmp_path / "out", "--cleanup", "none")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert {status for status, _ in statuses(run.index).values()} == {"PASS"}
+    for entry in run.index["results"]:
+        assert (tmp_path / "out" / "new" / entry["result"]).is_file()
