@@ -76,7 +76,10 @@ def discover(
         near: list[str] = []
         for entry in entries:
             name = entry.name
-            if name == SPEC_FILE and rel and entry.is_file():
+            # Whatever it is (a directory, a dangling link, a ring of links),
+            # a test.yaml makes a testcase: one that cannot be read is a
+            # SPEC error naming it, not a testcase gone without a word.
+            if name == SPEC_FILE and rel:
                 found.append(Found(printable(rel), directory, entry.path))
                 owned = True
                 near = []

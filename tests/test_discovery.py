@@ -172,10 +172,12 @@ def test_spec_in_root_makes_the_root_a_single_testcase(tmp_path):
     assert load_result(out, "single", run.index)["output"] == "I am single\n"
 
 
-def test_a_file_named_like_a_spec_dir_is_not_a_testcase(paths):
+def test_a_directory_named_like_a_spec_is_a_testcase_that_cannot_be_read(paths):
+    # Found, so that it is an ERROR naming it (see test_edges), never a
+    # testcase gone without a word; nothing below it is searched.
     root, _ = paths
-    write_suite(root, {"real/test.yaml": PASS, "odd/test.yaml/inner.txt": "a directory named test.yaml\n"})
-    assert names_of(root) == ["real"]
+    write_suite(root, {"real/test.yaml": PASS, "odd/test.yaml/inner/test.yaml": PASS})
+    assert names_of(root) == ["odd", "real"]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads unreadable directories")

@@ -551,3 +551,18 @@ def test_long_names_have_file_names_a_file_system_takes(tmp_path):
     assert {status for status, _ in statuses(run.index).values()} == {"PASS"}
     for entry in run.index["results"]:
         assert (tmp_path / "out" / "new" / entry["result"]).is_file()
+
+
+def test_a_spec_that_cannot_be_read_is_an_error_not_missing(tmp_path):
+    root = write_suite(tmp_path / "s", {"ok/test.yaml": "cmd: 'true'\n"})
+    (root / "dir" / "test.yaml").mkdir(parents=True)
+    (root / "dangling").mkdir()
+    (root / "dangling" / "test.yaml").symlink_to("/nonexistent/test.yaml")
+    (root / "loop").mkdir()
+    (root / "loop" / "test.yaml").symlink_to("test.yaml")  # itself
+    run = run_cli(root, tmp_path / "out")
+    assert "Traceback" not in run.stderr, run.stderr
+    assert statuses(run.index) == {
+        "ok": ("PASS", None), "dir": ("ERROR", "SPEC"), "dangling": ("ERROR", "SPEC"), "loop": ("ERROR", "SPEC"),
+    }
+    assert f"{root}/loop/test.yaml:1:1: cannot read: Too many levels of symbolic links" in run.stdout
