@@ -54,7 +54,10 @@ def hash_contents(path: str) -> str:
     digest = hashlib.blake2b(digest_size=20)
     block = bytearray(BLOCK)
     view = memoryview(block)
-    with open(path, "rb", buffering=0) as handle:
+    # Non-blocking: a regular file ignores it, and a pseudo-file that would
+    # wait for ever (/proc/kmsg, linked into a testcase) fails at once
+    # (BlockingIOError) where it hung planning and validate.
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb", buffering=0) as handle:
         while count := handle.readinto(block):
             digest.update(view[:count])
     return digest.hexdigest()

@@ -143,9 +143,34 @@ def load_yaml(path: str) -> Any:
         raise SpecError(path, [(1, 1, f"YAML error: {exc}")]) from None
     except RecursionError:
         raise SpecError(path, [(1, 1, "YAML nesting is too deep")]) from None
+    except ValueError as exc:  # an integer of more than 4300 digits, say
+        raise SpecError(path, [(1, 1, f"YAML value cannot be read: {exc}")]) from None
     if _expanded_size(data) > MAX_NODES:
         raise SpecError(path, [(1, 1, f"the document expands to more than {MAX_NODES} values through aliases")])
+    # Only YAML's escapes make a NUL (a raw one is refused above); a few
+    # substring searches spare the walk to nearly every spec.
+    if any(escape in text for escape in (b"\\0", b"\\x00", b"\\u0000", b"\\U00000000")):
+        where = _nul_at(data, [])
+        if where is not None:
+            import yaml
+
+            line, col = position(yaml.compose(text, Loader=yaml.SafeLoader), where)
+            raise SpecError(path, [(line, col, "a NUL character (\\0): no command, argument or variable can hold one")])
     return data
+
+
+def _nul_at(value: Any, where: list) -> list | None:
+    """The key path of the first string holding a NUL, or None."""
+    if isinstance(value, str):
+        return where if "\0" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if isinstance(key, str) and "\0" in key:
+            return where
+        found = _nul_at(item, [*where, key])
+        if found is not None:
+            return found
+    return None
 
 
 def _too_deep(text: bytes) -> tuple[int, int] | None:

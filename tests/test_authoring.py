@@ -443,3 +443,17 @@ def test_an_unknown_dependency_is_located_at_its_entry(tmp_path):
     assert f"{root}/a/test.yaml:4:5: depends on unknown testcase 'zz'" in lines, lines
     assert f"{root}/c/test.yaml:2:11: depends on unknown testcase '../b' (names are the testcases' paths " \
         "from the suite's root, without '..')" in lines, lines
+
+
+def test_a_nul_in_a_spec_is_a_spec_error_at_its_place(tmp_path):
+    root = tmp_path / "s"
+    write_suite(root, {
+        "cmd/test.yaml": 'cmd: "echo a\\0b"\n',
+        "env/test.yaml": "cmd: 'true'\nenv: {X: \"a\\x00b\"}\n",
+        "sed/test.yaml": "cmd: 'echo ab | sed s/a/\\0/'\n",  # a backslash and a zero: no NUL
+    })
+    lines = cli("validate", root).stdout.splitlines()
+    assert lines == [
+        f"{root}/cmd/test.yaml:1:6: a NUL character (\\0): no command, argument or variable can hold one",
+        f"{root}/env/test.yaml:2:10: a NUL character (\\0): no command, argument or variable can hold one",
+    ], lines

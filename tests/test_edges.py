@@ -566,3 +566,12 @@ def test_a_spec_that_cannot_be_read_is_an_error_not_missing(tmp_path):
         "ok": ("PASS", None), "dir": ("ERROR", "SPEC"), "dangling": ("ERROR", "SPEC"), "loop": ("ERROR", "SPEC"),
     }
     assert f"{root}/loop/test.yaml:1:1: cannot read: Too many levels of symbolic links" in run.stdout
+
+
+@pytest.mark.skipif(not os.access("/proc/kmsg", os.R_OK), reason="needs a readable /proc/kmsg (root)")
+def test_a_pseudo_file_that_never_ends_a_read_does_not_hang_planning(tmp_path):
+    # /proc/kmsg is a 'regular' file whose read waits for the next kernel message.
+    root = write_suite(tmp_path / "s", {"t/test.yaml": "cmd: 'true'\n"})
+    (root / "t" / "log").symlink_to("/proc/kmsg")
+    run = run_cli(root, tmp_path / "out", "--incremental", timeout=60)
+    assert statuses(run.index) == {"t": ("PASS", None)}
