@@ -4,7 +4,8 @@ A run that cannot write its results must say so before the first
 testcase, not after the last: the output directory, the work directory
 and a ``--junit-xml`` file are checked first (a usage error, exit 2).
 
-One run at a time per output directory.
+One run at a time per output directory, and per work directory where
+``--work-dir`` puts it outside the output directory.
 
 Two runs writing one output directory rotate each other's ``new/`` away
 and mix their results. A run therefore holds ``OUTPUT/.lock`` with
@@ -31,8 +32,9 @@ LOCK_FILE = ".lock"
 # wrote there (a test.yaml, say) does not make it a suite's directory.
 WORK_MARK = ".run-testsuite-work"
 
-# The lock of this process's run: open for as long as the process lives.
-_held: int | None = None
+# The locks of this process's run, by directory: open for as long as the
+# process lives.
+_held: dict[str, int] = {}
 
 
 class OutputBusy(Exception):
@@ -42,23 +44,26 @@ class OutputBusy(Exception):
 def lock_output(output_dir: str) -> None:
     """Take the output directory for this run, or raise OutputBusy; an
     OSError says the directory cannot be made or written."""
-    global _held
-    if _held is not None:
+    _lock(output_dir, "wait for it to end, or give another --output-dir")
+
+
+def _lock(directory: str, advice: str) -> None:
+    """Hold ``DIRECTORY/.lock`` for this run, or raise OutputBusy naming
+    the run that holds it."""
+    if directory in _held:
         return
-    os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, LOCK_FILE)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, LOCK_FILE)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = _read_holder(fd)
         os.close(fd)
-        raise OutputBusy(
-            f"{output_dir} is in use by another run ({holder}): wait for it to end, or give another --output-dir"
-        ) from None
+        raise OutputBusy(f"{directory} is in use by another run ({holder}): {advice}") from None
     os.ftruncate(fd, 0)
     os.write(fd, f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-    _held = fd
+    _held[directory] = fd
 
 
 def running_in(output_dir: str) -> str | None:
@@ -124,6 +129,9 @@ def claim_outputs(output_dir: str, work_dir: str, report_files: dict[str, str | 
         try:
             os.makedirs(work_dir, exist_ok=True)
             _probe(work_dir, "work")
+            # Elsewhere, its own lock: two runs of one --work-dir (and two
+            # -o) removed each other's testcases' directories mid-run.
+            _lock(work_dir, "give each run its own --work-dir")
         except OSError as exc:
             raise OSError(f"work directory {work_dir} cannot be written: {exc.strerror or exc}") from None
 

@@ -575,3 +575,21 @@ def test_a_pseudo_file_that_never_ends_a_read_does_not_hang_planning(tmp_path):
     (root / "t" / "log").symlink_to("/proc/kmsg")
     run = run_cli(root, tmp_path / "out", "--incremental", timeout=60)
     assert statuses(run.index) == {"t": ("PASS", None)}
+
+
+def test_a_second_run_on_a_busy_work_directory_is_refused(tmp_path):
+    from conftest import start_cli, wait_for
+
+    root = write_suite(tmp_path / "suite", {"slow/test.yaml": "cmd: sleep 3\n"})
+    work = tmp_path / "work"
+    first = start_cli(root, tmp_path / "out1", "--work-dir", work)
+    try:
+        assert wait_for(lambda: (work / "slow").is_dir(), 30)
+        second = run_cli(root, tmp_path / "out2", "--work-dir", work)
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert f"{work} is in use by another run (pid {first.pid}, started " in second.stderr
+        assert "give each run its own --work-dir" in second.stderr
+    finally:
+        stdout, stderr = first.communicate(timeout=60)
+    assert first.returncode == 0, stdout + stderr
+    assert run_cli(root, tmp_path / "out2", "--work-dir", work).returncode == 0  # free once it is gone
