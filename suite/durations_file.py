@@ -40,13 +40,22 @@ def export(history_path: str, path: str, suite: str) -> int:
     return len(rows)
 
 
+MAX_SIZE = 128 * 2**20
+
+
 def load(path: str) -> dict[tuple[str, str], float]:
     """(testcase, fragment) -> seconds, from a file ``export`` wrote."""
     try:
         with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+            # Bounded: /dev/zero, or a file that is no such thing, must not
+            # take all memory (a million testcases' durations are ~60 MB).
+            text = handle.read(MAX_SIZE + 1)
     except OSError as exc:
         raise DurationsError(f"--durations {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise DurationsError(f"{path}: not a durations file (not UTF-8 text: byte {exc.start})") from None
+    if len(text) > MAX_SIZE:
+        raise DurationsError(f"{path}: not a durations file (over {MAX_SIZE // 2**20} MiB)")
     try:
         data = json.loads(text)
     except ValueError as exc:

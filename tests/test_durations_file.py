@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+from pathlib import Path
+
+import pytest
 
 from conftest import cli_argv, cli_env, load_result, run_cli, statuses, write_suite
 
@@ -66,3 +70,17 @@ def test_bad_durations_files_are_usage_errors_naming_the_place(tmp_path):
     assert f"warning: --durations {missing}: no such file; planning without it" in run.stderr
     proc = report(tmp_path / "nowhere", "--export-durations", tmp_path / "d.json")
     assert proc.returncode == 2 and "no history in" in proc.stderr
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe not text", None], ids=["not-utf8", "endless"])
+def test_a_durations_file_that_is_no_such_thing_is_a_usage_error(tmp_path, content):
+    path = tmp_path / "d.json"
+    if content is None:
+        if not os.path.exists("/dev/zero"):
+            pytest.skip("no /dev/zero")
+        path = Path("/dev/zero")
+    else:
+        path.write_bytes(content)
+    root = write_suite(tmp_path / "s", {"a/test.yaml": "cmd: 'true'\n"})
+    run = run_cli(root, tmp_path / "out", "--durations", path)
+    assert run.returncode == 2 and "not a durations file" in run.stderr and "Traceback" not in run.stderr
