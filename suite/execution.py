@@ -42,12 +42,17 @@ def execute(fragment: Fragment, slot: int, on_output=None) -> Outcome:
             elif not os.path.isdir(fragment.source_dir):
                 raise FileNotFoundError(f"testcase directory {fragment.source_dir} is not visible here")
             else:
-                prepare_work_dir(fragment.source_dir, fragment.work_dir, fragment.private_files)
+                try:
+                    prepare_work_dir(fragment.source_dir, fragment.work_dir, fragment.private_files)
+                except OSError as exc:  # the copy's problem, not the driver's: said without a traceback
+                    raise _WorkDirError(exc, fragment.work_dir) from None
         ctx = RunContext(fragment, slot, on_output)
         driver = load_reference(fragment.driver, fragment.driver_path)()
         outcome = driver.run(fragment, ctx)
         if not isinstance(outcome, Outcome):
             raise TypeError(f"{fragment.driver}.run returned {type(outcome).__name__}, not Outcome")
+    except _WorkDirError as exc:
+        outcome = Outcome(Status.ERROR, Reason.SYSTEM, str(exc))
     except OSError as exc:
         if exc.errno not in SYSTEM_ERRNOS:
             outcome = _driver_error(exc)
@@ -77,6 +82,18 @@ def execute(fragment: Fragment, slot: int, on_output=None) -> Outcome:
             outcome.output = ctx.capture.summary()
         outcome.log_files = ctx.capture.log_files()
     return outcome
+
+
+class _WorkDirError(Exception):
+    """The testcase's directory could not be copied into its work
+    directory: a file that cannot be read, a link in the way, a full disk."""
+
+    def __init__(self, exc: OSError, work_dir: str):
+        if exc.errno in SYSTEM_ERRNOS:  # the disk of the work directory, whichever file was being copied
+            problem = f"{_system_problem(exc)}, writing {work_dir}"
+        else:
+            problem = _system_problem(exc)
+        super().__init__(f"the testcase could not be copied into its work directory: {problem}")
 
 
 def _driver_error(exc: Exception) -> Outcome:

@@ -103,6 +103,17 @@ def test_a_full_disk_gives_errors_naming_it_and_no_traceback(tmp_path, small_dis
         assert Path(path).read_text().endswith("}")
 
 
+def test_a_testcase_that_cannot_be_copied_is_a_system_error_naming_the_work_directory(tmp_path, small_disk):
+    root = write_suite(tmp_path / "suite", {"big/test.yaml": "cmd: 'true'\n", "small/test.yaml": "cmd: 'true'\n"})
+    (root / "big" / "data.bin").write_bytes(b"x" * 2 * 2**20)  # more than the work directory's disk holds
+    work = small_disk / "work"
+    run = run_cli(root, tmp_path / "out", "--work-dir", work, "-j", "1")
+    assert "Traceback" not in run.stdout + run.stderr
+    assert statuses(run.index) == {"big": ("ERROR", "SYSTEM"), "small": ("PASS", None)}
+    assert "the testcase could not be copied into its work directory: no space left on device (ENOSPC)" in run.stdout
+    assert f"writing {work}/big" in run.stdout, run.stdout
+
+
 def test_special_files_in_a_testcase_never_block(tmp_path):
     """A FIFO (reading it waits for a writer forever), a socket and a device
     node in a testcase directory: listed, validated, keyed and copied
