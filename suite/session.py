@@ -25,6 +25,7 @@ from run_testsuite.history import (
     stop_pruning,
 )
 from run_testsuite.index import ReportIndex, describe_error, finish_rotation, rotate, run_metadata
+from run_testsuite.jsonio import INDEX_FILE
 from run_testsuite.outputs import mark_work_dir
 from run_testsuite.plan import Plan
 from run_testsuite.reporters import HtmlReport, Reporters
@@ -176,7 +177,7 @@ class RunSession:
             raise
         finish_pruning()
         if lost:
-            _say_unrecorded(lost)
+            _say_unrecorded(lost, options.output_dir)
         if scheduler.interrupted:
             return 128 + (interrupts.signum or signal.SIGINT)
         if lost:
@@ -322,17 +323,26 @@ def key_record(plan: Plan) -> KeyRecord | None:
     return KeyRecord(parts, maker.shared_digest(), lambda: json.dumps(maker.shared_manifest(), sort_keys=True))
 
 
-def _say_unrecorded(errors: list[str]) -> None:
-    """What of the run's record could not be written, on stderr."""
+def _say_unrecorded(errors: list[str], output_dir: str) -> None:
+    """What of the run's record could not be written, on stderr: the index
+    first, and how to make it, for without it the index on disk is the
+    empty one the run began with."""
+    index_lost = [error for error in errors if INDEX_FILE in error]
+    errors = index_lost + [error for error in errors if INDEX_FILE not in error]
     shown = errors[:20]
     more = f"\n  ... and {len(errors) - len(shown)} more" if len(errors) > len(shown) else ""
+    listed = "the index is NOT written" if index_lost else "the index lists those it could"
     print(
         f"run-testsuite: error: {len(errors)} file{'s' if len(errors) != 1 else ''} of the run's record "
-        "could not be written (the verdicts above stand; the index lists those it could):\n  "
-        + "\n  ".join(shown)
-        + more,
+        f"could not be written (the verdicts above stand; {listed}):\n  " + "\n  ".join(shown) + more,
         file=sys.stderr,
     )
+    if index_lost:
+        print(
+            f"run-testsuite: once there is room, `run-testsuite report {output_dir} --rebuild` makes the index "
+            "from the result files that were written",
+            file=sys.stderr,
+        )
 
 
 def rewrite_baselines(plan: Plan, results: list[Verdict]) -> None:

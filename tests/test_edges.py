@@ -97,6 +97,9 @@ def test_a_full_disk_gives_errors_naming_it_and_no_traceback(tmp_path, small_dis
     assert "Traceback" not in text and "exited unexpectedly" not in text
     assert "[SYSTEM]: the run could not go on here: no space left on device (ENOSPC)" in run.stdout
     assert "of the run's record could not be written" in run.stderr and "ENOSPC" in run.stderr
+    if "the index is NOT written" in run.stderr:  # then first, with how to make it once there is room
+        assert run.stderr.split("could not be written", 1)[1].split("\n")[1].startswith("  _index.json: ENOSPC")
+        assert f"`run-testsuite report {out} --rebuild` makes the index" in run.stderr
     # Whatever result file exists is whole: none was left empty or cut.
     for path in (out / "new" / "results").glob("*.json"):
         assert path.stat().st_size > 0
