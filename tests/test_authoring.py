@@ -417,14 +417,19 @@ def test_validate_names_a_driver_that_cannot_load_once_with_its_line(tmp_path):
     ], proc.stdout
 
 
+def _validate_lines(root, files: dict[str, str]) -> list[str]:
+    """What ``validate`` prints of the suite ``files`` make at ``root``."""
+    write_suite(root, files)
+    return cli("validate", root).stdout.splitlines()
+
+
 def test_spec_errors_speak_the_spec_authors_words(tmp_path):
     root = tmp_path / "s"
-    write_suite(root, {
+    lines = _validate_lines(root, {
         "tab/test.yaml": "cmd: 'true'\nenv:\n\tX: 1\n",
         "zero/test.yaml": "cmd: 'true'\ntimeout: 0\n",
         "off/test.yaml": "cmd: 'true'\ncontrol: [{skip: 'True', reason: off}]\n",
     })
-    lines = cli("validate", root).stdout.splitlines()
     assert f"{root}/off/test.yaml:2:34: expected a string, got false (YAML reads an unquoted yes, no, on, off, " \
         "true or false as true or false: quote it) (at control[0].reason)" in lines, lines
     assert any(line.startswith(f"{root}/tab/test.yaml:3:1: YAML syntax error: ")
@@ -434,12 +439,11 @@ def test_spec_errors_speak_the_spec_authors_words(tmp_path):
 
 def test_an_unknown_dependency_is_located_at_its_entry(tmp_path):
     root = tmp_path / "s"
-    write_suite(root, {
+    lines = _validate_lines(root, {
         "a/test.yaml": "cmd: 'true'\ndepends:\n  - b\n  - zz\n",
         "b/test.yaml": "cmd: 'true'\n",
         "c/test.yaml": "cmd: 'true'\ndepends: [../b]\n",
     })
-    lines = cli("validate", root).stdout.splitlines()
     assert f"{root}/a/test.yaml:4:5: depends on unknown testcase 'zz'" in lines, lines
     assert f"{root}/c/test.yaml:2:11: depends on unknown testcase '../b' (names are the testcases' paths " \
         "from the suite's root, without '..')" in lines, lines
@@ -447,12 +451,11 @@ def test_an_unknown_dependency_is_located_at_its_entry(tmp_path):
 
 def test_a_nul_in_a_spec_is_a_spec_error_at_its_place(tmp_path):
     root = tmp_path / "s"
-    write_suite(root, {
+    lines = _validate_lines(root, {
         "cmd/test.yaml": 'cmd: "echo a\\0b"\n',
         "env/test.yaml": "cmd: 'true'\nenv: {X: \"a\\x00b\"}\n",
         "sed/test.yaml": "cmd: 'echo ab | sed s/a/\\0/'\n",  # a backslash and a zero: no NUL
     })
-    lines = cli("validate", root).stdout.splitlines()
     assert lines == [
         f"{root}/cmd/test.yaml:1:6: a NUL character (\\0): no command, argument or variable can hold one",
         f"{root}/env/test.yaml:2:10: a NUL character (\\0): no command, argument or variable can hold one",
