@@ -166,7 +166,11 @@ def read_cache(path: str, what: str) -> Any:
 def set_aside(path: str, why: str) -> None:
     """Rename a file the run cannot use to ``PATH.corrupt-TIME`` (kept for
     a look), with a warning; the run goes on without it."""
-    aside = f"{path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+    aside = stem = f"{path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+    number = 1
+    while os.path.lexists(aside):  # one set aside this second already: keep both
+        number += 1
+        aside = f"{stem}-{number}"
     try:
         os.replace(path, aside)
         done = f"set aside as {os.path.basename(aside)}"

@@ -607,3 +607,14 @@ def test_a_second_run_on_a_busy_work_directory_is_refused(tmp_path):
         stdout, stderr = first.communicate(timeout=60)
     assert first.returncode == 0, stdout + stderr
     assert run_cli(root, tmp_path / "out2", "--work-dir", work).returncode == 0  # free once it is gone
+
+
+def test_files_set_aside_in_one_second_are_all_kept(tmp_path):
+    from run_testsuite.outputs import set_aside
+
+    path = tmp_path / "history.sqlite"
+    for n in range(3):
+        path.write_text(str(n))
+        set_aside(str(path), "damaged")
+    kept = sorted(p.read_text() for p in tmp_path.glob("history.sqlite.corrupt-*"))
+    assert kept == ["0", "1", "2"]  # none overwritten by the next
