@@ -63,6 +63,7 @@ def main(argv: list[str]) -> int:
         if planned.kind == "testcase" and planned.control:
             problems.extend(_check_conditions(planned.spec_file, list(planned.control)))
     problems.extend(_check_setups(plan.suite))
+    problems.extend(_check_drivers(plan.suite))
     _warn_quarantine(plan)
     for line in dict.fromkeys(problems):  # each once, in order
         print(line)
@@ -106,6 +107,22 @@ def _check_setups(suite) -> list[str]:
             check_resources(suite, spec.get("resources", {}), path, ["setup", name])
         except specs.SpecError as exc:
             problems.extend(exc.render().splitlines())
+    return problems
+
+
+def _check_drivers(suite) -> list[str]:
+    """Every driver suite.yaml names, those no testcase uses too, located
+    at its line in suite.yaml (a testcase that uses one names it again at
+    its own ``driver:``)."""
+    from run_testsuite.drivers.registry import DriverLoadError, DriverNotFound, resolve
+
+    problems = []
+    for name in suite.drivers:
+        try:
+            resolve(name, suite.drivers, suite.root)
+        except (DriverNotFound, DriverLoadError) as exc:
+            line, col = specs.key_position(suite.path or "", ["drivers", name])
+            problems.append(f"{suite.path}:{line}:{col}: {exc}")
     return problems
 
 

@@ -460,3 +460,16 @@ def test_a_nul_in_a_spec_is_a_spec_error_at_its_place(tmp_path):
         f"{root}/cmd/test.yaml:1:6: a NUL character (\\0): no command, argument or variable can hold one",
         f"{root}/env/test.yaml:2:10: a NUL character (\\0): no command, argument or variable can hold one",
     ], lines
+
+
+def test_validate_checks_every_driver_of_suite_yaml_used_or_not(tmp_path):
+    root = tmp_path / "s"
+    lines = _validate_lines(root, {
+        "suite.yaml": "drivers:\n  good: drivers/good.py:Good\n  unused: drivers/nosuch.py:X\n",
+        "drivers/good.py": "from run_testsuite.api import Driver\nclass Good(Driver):\n    pass\n",
+        "a/test.yaml": "cmd: 'true'\ndriver: good\n",
+    })
+    assert lines == [
+        f"{root}/suite.yaml:3:11: driver 'unused': driver file '{root}/drivers/nosuch.py' does not exist "
+        "(reference 'drivers/nosuch.py:X')"
+    ], lines
