@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
         if planned.kind == "testcase" and planned.control:
             problems.extend(_check_conditions(planned.spec_file, list(planned.control)))
     problems.extend(_check_setups(plan.suite))
-    problems.extend(_check_drivers(plan.suite))
+    problems.extend(_check_drivers(plan.suite, {planned.driver for planned in plan.testcases}))
     _warn_quarantine(plan)
     for line in dict.fromkeys(problems):  # each once, in order
         print(line)
@@ -110,14 +110,14 @@ def _check_setups(suite) -> list[str]:
     return problems
 
 
-def _check_drivers(suite) -> list[str]:
-    """Every driver suite.yaml names, those no testcase uses too, located
-    at its line in suite.yaml (a testcase that uses one names it again at
-    its own ``driver:``)."""
+def _check_drivers(suite, used: set[str]) -> list[str]:
+    """The drivers suite.yaml names that no testcase uses (a run loads only
+    the used ones, whose problems their testcases say at their ``driver:``),
+    located at their line in suite.yaml."""
     from run_testsuite.drivers.registry import DriverLoadError, DriverNotFound, resolve
 
     problems = []
-    for name in suite.drivers:
+    for name in sorted(set(suite.drivers) - used):
         try:
             resolve(name, suite.drivers, suite.root)
         except (DriverNotFound, DriverLoadError) as exc:

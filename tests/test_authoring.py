@@ -462,7 +462,7 @@ def test_a_nul_in_a_spec_is_a_spec_error_at_its_place(tmp_path):
     ], lines
 
 
-def test_validate_checks_every_driver_of_suite_yaml_used_or_not(tmp_path):
+def test_validate_checks_the_drivers_of_suite_yaml_no_testcase_uses(tmp_path):
     root = tmp_path / "s"
     lines = _validate_lines(root, {
         "suite.yaml": "drivers:\n  good: drivers/good.py:Good\n  unused: drivers/nosuch.py:X\n",
