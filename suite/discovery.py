@@ -120,11 +120,16 @@ def discover(
 
 def printable(rel: str) -> str:
     """A testcase's name from its path: bytes that are not UTF-8 (which
-    Python keeps as lone surrogates) become ``\\xNN``, so that the name can
-    be printed, written to JSON and SQLite, and typed on a command line.
+    Python keeps as lone surrogates) become ``\\xNN``, and characters that
+    are not printable (a newline, an escape) their escapes, so that the name
+    can be printed, written to JSON and SQLite, and typed on a command line.
     Only the name changes: the directory is still reached by its path."""
     try:
         rel.encode("utf-8")
-        return rel
     except UnicodeEncodeError:
-        return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        rel = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if rel.isprintable():
+        return rel
+    # A newline or an escape sequence in a directory's name would break the
+    # terminal's lines, or drive the terminal: shown as \n, \x1b.
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in rel)

@@ -618,3 +618,15 @@ def test_files_set_aside_in_one_second_are_all_kept(tmp_path):
         set_aside(str(path), "damaged")
     kept = sorted(p.read_text() for p in tmp_path.glob("history.sqlite.corrupt-*"))
     assert kept == ["0", "1", "2"]  # none overwritten by the next
+
+
+def test_control_characters_in_a_name_are_shown_escaped(tmp_path):
+    root = write_suite(tmp_path / "s", {"ok/test.yaml": "cmd: 'true'\n"})
+    for raw in ("two\nlines", "esc\x1b[2Jape"):
+        (root / raw).mkdir()
+        (root / raw / "test.yaml").write_text("cmd: exit 1\n")
+    run = run_cli(root, tmp_path / "out")
+    assert set(statuses(run.index)) == {"ok", "two\\nlines", "esc\\x1b[2Jape"}
+    assert "\x1b" not in run.stdout and "FAIL  two\\nlines [EXIT_CODE]" in run.stdout
+    again = run_cli(root, tmp_path / "out2", names=["two\\nlines"])  # selected by the name shown
+    assert set(statuses(again.index)) == {"two\\nlines"}
