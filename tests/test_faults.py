@@ -830,3 +830,16 @@ def test_tee_lines_are_never_mixed(tmp_path, marker):
     spans = {e["name"]: (e["start"], e["start"] + e["duration"]) for e in index["results"]}
     assert spans["fast-a"][0] < spans["fast-b"][1] and spans["fast-b"][0] < spans["fast-a"][1]
     assert spans["pieces-a"][0] < spans["pieces-b"][1] and spans["pieces-b"][0] < spans["pieces-a"][1]
+
+
+def test_a_command_that_writes_into_its_workers_pipes_is_its_own_crash(tmp_path):
+    """Junk written into the worker's pipes (through /proc/$PPID/fd) used to
+    leave the run waiting on that worker until its watchdog, and once blamed
+    the next testcase; now it is the writer's ERROR (CRASH), at once."""
+    attack = "for f in /proc/$PPID/fd/*; do case $(readlink $f) in pipe:*) echo junk > $f;; esac; done; exit 1"
+    root = write_suite(tmp_path / "s", {"a-evil/test.yaml": f"cmd: '{attack}'\n", "b-innocent/test.yaml": "cmd: echo fine\n"})
+    began = time.monotonic()
+    run = run_cli(root, tmp_path / "out", "-j", "1", "--timeout", "60")
+    assert time.monotonic() - began < 30  # not the watchdog's timeout + 30 s
+    assert statuses(run.index) == {"a-evil": ("ERROR", "CRASH"), "b-innocent": ("PASS", None)}, run.stdout
+    assert "the worker's channel to run-testsuite was corrupted" in run.stdout

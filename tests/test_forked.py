@@ -87,3 +87,24 @@ def test_the_sentinel_becomes_readable_when_the_child_exits():
     assert process.exitcode == 0
     process.close()
     parent.close()
+
+
+def test_bytes_that_are_not_a_message_make_the_channel_corrupt():
+    import pytest
+
+    from run_testsuite.workers.forked import ChannelCorrupt
+
+    here, there = channel_pair()
+    try:
+        here.send(("ok", 1))
+        assert there.recv() == ("ok", 1)
+        # What a test writing to /proc/$PPID/fd puts in a worker's pipe.
+        os.write(here.write_fd, b"junk\n")
+        here.send(("lost", 2))
+        with pytest.raises(ChannelCorrupt, match="not a message: b'junk"):
+            there.poll()
+        with pytest.raises(EOFError):  # a ChannelCorrupt is an end, to whoever waits for one
+            there.recv()
+    finally:
+        here.close()
+        there.close()

@@ -18,7 +18,18 @@ import sys
 import traceback
 from collections.abc import Callable
 
-_HEADER = 4  # bytes of length before each pickled message
+# Before each pickled message: a mark, then its length. The mark tells a
+# message from bytes something else wrote into the pipes (a test can, by
+# /proc/$PPID/fd): read as a length, 'junk' asked for 1.8 GB that never
+# came, and the run waited on that worker till its watchdog.
+_MARK = b"RTS\x01"
+_HEADER = len(_MARK) + 4
+
+
+class ChannelCorrupt(EOFError):
+    """What came through the pipe is not a message: the channel is lost."""
+
+
 _PARENTS_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
@@ -39,15 +50,19 @@ class Channel:
 
     def send(self, message) -> None:
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        view = memoryview(len(data).to_bytes(_HEADER, "little") + data)
+        view = memoryview(_MARK + len(data).to_bytes(_HEADER - len(_MARK), "little") + data)
         while view:
             view = view[os.write(self.write_fd, view) :]
 
     def _complete(self) -> int:
         """The length of the first message if it has fully arrived, else 0."""
         if len(self.buffer) < _HEADER:
+            if self.buffer and not _MARK.startswith(bytes(self.buffer[: len(_MARK)])):
+                raise ChannelCorrupt(f"not a message: {bytes(self.buffer[:16])!r}")
             return 0
-        size = int.from_bytes(self.buffer[:_HEADER], "little")
+        if self.buffer[: len(_MARK)] != _MARK:
+            raise ChannelCorrupt(f"not a message: {bytes(self.buffer[:16])!r}")
+        size = int.from_bytes(self.buffer[len(_MARK) : _HEADER], "little")
         return size if len(self.buffer) >= _HEADER + size else 0
 
     def _fill(self) -> None:

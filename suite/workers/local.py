@@ -7,6 +7,7 @@ import faulthandler
 import gc
 import os
 import signal
+import sys
 
 from run_testsuite.commands import KILL_GRACE, kill_active
 from run_testsuite.execution import execute
@@ -16,7 +17,7 @@ from run_testsuite.results import Outcome, Reason, Status
 from run_testsuite.runner import adopt_orphans, become_sole_runner, pin_to
 from run_testsuite.workdir import discard_spare
 from run_testsuite.workers.base import Event, Worker
-from run_testsuite.workers.forked import ForkedProcess, channel_pair
+from run_testsuite.workers.forked import ChannelCorrupt, ForkedProcess, channel_pair
 
 # How much of a dead worker's stderr its fragment's result quotes.
 LAST_WORDS = 4096
@@ -71,6 +72,7 @@ class ProcessWorker(Worker):
         super().__init__(slot, on_output, stderr_dir, cpus)
         self.stderr_path = os.path.join(stderr_dir, f"worker-{slot}.stderr") if stderr_dir else None
         self.expired = False
+        self.corrupt = ""  # why its channel could not be read, once it could not
         self._spawn()  # sets process and conn
 
     def _spawn(self) -> None:
@@ -114,6 +116,11 @@ class ProcessWorker(Worker):
                     continue
                 self._finish()
                 events.append((job, payload))  # payload: None if withdrawn
+        except ChannelCorrupt as exc:  # nothing more can be read from it: the worker is lost
+            self.corrupt = str(exc)
+            self.process.kill()
+            self.process.join()
+            return events + self._crashed()
         except (EOFError, OSError):
             pass
         if events or self.process.is_alive():
@@ -125,14 +132,19 @@ class ProcessWorker(Worker):
         code = self.process.exitcode
         self.process.close()  # release its sentinel now, not at garbage collection
         self.conn.close()
-        if self.expired:
+        if self.corrupt:
+            message = (
+                f"the worker's channel to run-testsuite was corrupted ({self.corrupt}): something wrote into "
+                "its pipes (a command writing to /proc/$PPID/fd?), so the worker was killed"
+            )
+        elif self.expired:
             message = "the worker stopped answering past the fragment's timeouts and was killed"
         elif code is not None and code < 0:
             message = f"the worker process died from signal {signal.Signals(-code).name}"
         else:
             message = f"the worker process exited unexpectedly with status {code}"
         last_words = self._last_words()
-        if last_words:
+        if last_words and not self.corrupt:  # a corrupt channel's own words say the same again
             # The message stays one line; the whole of them is the output.
             message += f" (its last words: {last_words.splitlines()[-1][:200]})"
         events: list[Event] = []
@@ -143,6 +155,7 @@ class ProcessWorker(Worker):
             events.append((self.queued[0], None))
         self.job = self.deadline = self.queued = None
         self.expired = False
+        self.corrupt = ""
         self._spawn()
         return events
 
@@ -242,6 +255,9 @@ def _take_messages(conn, slot: int, tee: bool) -> None:
             # A withdrawal of the next fragment may already be behind it.
             while conn.poll():
                 inbox.append(conn.recv())
+        except ChannelCorrupt as exc:  # its last words, for the main process's report
+            print(f"run-testsuite worker: the channel from run-testsuite was corrupted ({exc})", file=sys.stderr)
+            return
         except (EOFError, OSError):  # the main process is gone
             return
         message = inbox.pop(0)
