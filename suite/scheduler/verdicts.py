@@ -10,6 +10,7 @@ undecided gets a result, so none is lost.
 
 from __future__ import annotations
 
+import re
 import time
 from array import array
 from collections.abc import Callable
@@ -412,6 +413,10 @@ def _wall(outcomes: list[Outcome]) -> float | None:
     return max(o.start + o.duration for o in ran) - min(o.start for o in ran)
 
 
+# A message that names a place in a spec (``FILE:LINE:COL: ...``).
+_LOCATED = re.compile(r"\S.*?:\d+:\d+: ")
+
+
 def _side_by_side(
     ran: list[tuple[Fragment, Outcome]], subresults: list[SubResult]
 ) -> tuple[Status, Reason | None, str]:
@@ -434,7 +439,9 @@ def _side_by_side(
         own = summarise(outcome.subresults)[2] if outcome.subresults else ""
         extra = outcome.message.removeprefix(own).removeprefix("; ") if own else outcome.message
         if extra:
-            extras.append((outcome, f"{fragment.name}: {extra}"))
+            # A problem of the spec (a stale xfail name: FILE:LINE:COL: ...)
+            # is the testcase's, not the shard's that happened to find it.
+            extras.append((outcome, extra if _LOCATED.match(extra) else f"{fragment.name}: {extra}"))
     if extras:
         if not any(sub.status.is_failure for sub in subresults):
             reason = extras[0][0].reason
