@@ -60,8 +60,9 @@ def rotate(output_dir: str) -> str:
     return new
 
 
-# The process deleting old runs, if one was started.
+# The process deleting old runs, if one was started, and what it deletes.
 _trash_deleter: int | None = None
+_trash: list[str] = []
 
 
 def _start_emptying(paths: list[str]) -> None:
@@ -76,6 +77,7 @@ def _start_emptying(paths: list[str]) -> None:
         return
     if pid:
         _trash_deleter = pid
+        _trash[:] = paths
         return
     try:  # the child: a run interrupted or killed leaves the rest to the next run
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -96,6 +98,20 @@ def finish_rotation() -> None:
         except ChildProcessError:  # reaped already (a sweep of our children)
             pass
         _trash_deleter = None
+        # Left after a whole deletion: something no run can remove (an
+        # immutable file, a mount point, another user's directory), which
+        # would otherwise pile up, a directory per run, without a word.
+        left = [path for path in _trash if os.path.lexists(path)]
+        if left:
+            print(
+                f"run-testsuite: warning: {len(left)} earlier run{'s' if len(left) != 1 else ''}' directories "
+                f"could not be removed ({left[0]}{' and more' if len(left) > 1 else ''}): remove them by hand"
+                if len(left) > 1
+                else f"run-testsuite: warning: an earlier run's directory could not be removed ({left[0]}): "
+                "remove it by hand",
+                file=sys.stderr,
+            )
+        _trash.clear()
 
 
 class ReportIndex:

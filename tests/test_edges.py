@@ -630,3 +630,23 @@ def test_control_characters_in_a_name_are_shown_escaped(tmp_path):
     assert "\x1b" not in run.stdout and "FAIL  two\\nlines [EXIT_CODE]" in run.stdout
     again = run_cli(root, tmp_path / "out2", names=["two\\nlines"])  # selected by the name shown
     assert set(statuses(again.index)) == {"two\\nlines"}
+
+
+def test_an_earlier_run_that_cannot_be_removed_is_said_not_piled_up_in_silence(tmp_path):
+    root = write_suite(tmp_path / "s", {"a/test.yaml": "cmd: 'true'\n"})
+    out = tmp_path / "out"
+    stuck = out / ".trash-1-1" / "mounted"
+    stuck.mkdir(parents=True)
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", f"rts-{uuid.uuid4().hex[:8]}", str(stuck)],
+                       check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot mount a tmpfs here ({exc}): needs root")
+    try:
+        run = run_cli(root, out)
+        assert run.returncode == 0
+        assert f"warning: an earlier run's directory could not be removed ({out}/.trash-1-1): remove it by hand" \
+            in run.stderr, run.stderr
+    finally:
+        subprocess.run(["umount", "-l", str(stuck)], capture_output=True, timeout=30)
+    assert "could not be removed" not in run_cli(root, out).stderr  # gone, once it could go
