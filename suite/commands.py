@@ -160,9 +160,9 @@ class _Spawned:
 
 
 # Signals a command starts with at their defaults: those Popen restores
-# (Python ignores SIGPIPE), and SIGINT, which workers ignore themselves.
+# (Python ignores SIGPIPE), and SIGINT and SIGHUP, which workers ignore themselves.
 _DEFAULT_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ", "SIGXFZ", "SIGINT") if hasattr(signal, name)
+    getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ", "SIGXFZ", "SIGINT", "SIGHUP") if hasattr(signal, name)
 )
 
 

@@ -9,6 +9,9 @@ column of the offending value.
 
 from __future__ import annotations
 
+import os
+import stat
+
 from run_testsuite import schemas
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every run a few ms
@@ -102,8 +105,14 @@ def load_yaml_text(text: str) -> Any:
 def load_yaml(path: str) -> Any:
     """Parse ``path`` with the safe loader; syntax errors become SpecError."""
     try:
-        with open(path, "rb") as handle:
-            text = handle.read()
+        # Non-blocking, and only a regular file, read at most one byte past
+        # the limit: a test.yaml that is a FIFO waited for ever, one linked
+        # to /dev/zero took all memory.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb", buffering=0) as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise SpecError(path, [(1, 1, "not a regular file: a spec is a YAML file")])
+            text = handle.read(MAX_SPEC_BYTES + 1) or b""
     except OSError as exc:
         raise SpecError(path, [(1, 1, f"cannot read: {exc.strerror or exc}")]) from None
     if b"\0" in text:

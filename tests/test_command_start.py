@@ -103,6 +103,7 @@ def test_commands_start_with_default_signal_dispositions(started, name):
     ignored = _mask(output, "SigIgn")
     assert not ignored & (1 << (SIGPIPE - 1)), "SIGPIPE ignored, as Python leaves it"
     assert not ignored & (1 << (SIGINT - 1)), "SIGINT ignored, as workers leave it"
+    assert not ignored & ((1 << 31) - 1), f"a standard signal ignored: SigIgn {ignored:x}"  # SIGHUP, say
     assert _mask(output, "SigBlk") == 0
 
 

@@ -574,11 +574,17 @@ def test_a_spec_that_cannot_be_read_is_an_error_not_missing(tmp_path):
     (root / "dangling" / "test.yaml").symlink_to("/nonexistent/test.yaml")
     (root / "loop").mkdir()
     (root / "loop" / "test.yaml").symlink_to("test.yaml")  # itself
-    run = run_cli(root, tmp_path / "out")
+    (root / "fifo").mkdir()
+    os.mkfifo(root / "fifo" / "test.yaml")  # a read would wait for a writer for ever
+    (root / "zero").mkdir()
+    (root / "zero" / "test.yaml").symlink_to("/dev/zero")  # a read would never end
+    run = run_cli(root, tmp_path / "out", timeout=60)
     assert "Traceback" not in run.stderr, run.stderr
     assert statuses(run.index) == {
         "ok": ("PASS", None), "dir": ("ERROR", "SPEC"), "dangling": ("ERROR", "SPEC"), "loop": ("ERROR", "SPEC"),
+        "fifo": ("ERROR", "SPEC"), "zero": ("ERROR", "SPEC"),
     }
+    assert f"{root}/fifo/test.yaml:1:1: not a regular file: a spec is a YAML file" in run.stdout
     assert f"{root}/loop/test.yaml:1:1: cannot read: Too many levels of symbolic links" in run.stdout
 
 
