@@ -197,6 +197,28 @@ def test_the_job_keeper_replaces_jobs_that_had_workers_up_to_its_limit(monkeypat
     assert not limited.is_alive() and limited.replaced == 1
     assert cluster.resubmitted == [["C-0"]]  # one of the two: the limit
 
+    # A submission that fails is said, counted, and the keeper goes on.
+    class Refusing(Cluster):
+        def sync(self, function, cluster, jobs) -> None:
+            super().sync(function, cluster, jobs)
+            if len(self.resubmitted) == 1:
+                raise RuntimeError("sbatch: error: Batch job submission failed")
+
+    refusing = Refusing()
+    keeper = dask_batch.JobKeeper(refusing, processes=1, limit=None)
+    keeper.gone_after = 0.0
+    refusing.workers_of("C-0", "C-1")
+    keeper.start()
+    try:
+        assert wait_for(lambda: keeper._had_workers == {"C-0", "C-1"}, 5)
+        refusing.workers_of("C-1")
+        assert wait_for(lambda: refusing.resubmitted == [["C-0"]], 5)
+        refusing.workers_of()  # and then C-1 ends too
+        assert wait_for(lambda: refusing.resubmitted == [["C-0"], ["C-1"]], 5), refusing.resubmitted
+        assert keeper.is_alive() and keeper.failures == ["RuntimeError: sbatch: error: Batch job submission failed"]
+    finally:
+        keeper.stop()
+
 
 def test_a_failed_submission_ends_the_run_at_once_with_what_sbatch_said(slurm, tmp_path):
     root = write_suite(tmp_path / "suite", {"a/test.yaml": "cmd: 'true'\n"})

@@ -177,7 +177,7 @@ class BatchCluster:
             client = client_class(self.cluster, set_as_default=False)
             self._wait(client)
             if self.resubmit != 0:
-                self.keeper = JobKeeper(self.cluster, int(self.arguments["processes"]), self.resubmit)
+                self.keeper = JobKeeper(self.cluster, int(self.arguments["processes"]), self.resubmit, self.failures)
                 self.keeper.start()
         except BaseException:
             if client is not None:
@@ -229,9 +229,10 @@ class JobKeeper(threading.Thread):
     """Submits again each job that ended before the run (see the module's
     docstring); ``replaced`` counts them."""
 
-    def __init__(self, cluster: Any, processes: int, limit: int | None):
+    def __init__(self, cluster: Any, processes: int, limit: int | None, failures: list[str] | None = None):
         super().__init__(name="run-testsuite-job-keeper", daemon=True)
         self.cluster, self.processes, self.limit = cluster, processes, limit
+        self.failures = failures if failures is not None else []  # the submissions' errors (see _watched)
         self.replaced = 0
         import dask
         from dask.utils import parse_timedelta
@@ -254,11 +255,22 @@ class JobKeeper(threading.Thread):
             if ended:
                 if self.limit is not None:
                     ended = ended[: self.limit - self.replaced]
+                failed = len(self.failures)
                 try:
                     self.cluster.sync(_resubmit, self.cluster, ended)
-                except Exception:  # the cluster closing under us: nothing to keep
-                    return
+                except Exception as exc:
+                    if self._stopping.is_set():  # the cluster closing under us: nothing to keep
+                        return
+                    self.failures.append(f"{type(exc).__name__}: {one_line(exc)}")
+                # Counted, whether it went or not: a submission that fails
+                # again and again must not be tried for ever.
                 self.replaced += len(ended)
+                if len(self.failures) > failed:  # sbatch said no: the run goes on with the jobs it has
+                    print(
+                        f"run-testsuite: warning: could not submit a job in place of {', '.join(ended)}, "
+                        f"which ended: {self.failures[-1]}",
+                        file=sys.stderr,
+                    )
 
     def _ended(self, now: float) -> list[str]:
         """The jobs that had workers and have had none for ``gone_after`` s."""
@@ -309,7 +321,7 @@ def _recording(cluster_class: Any) -> Any:
     JobKeeper: a job killed within a second of its worker's arrival is one
     that had a worker."""
 
-    class Recording(cluster_class):
+    class Recording(cluster_class):  # named as the class it records: jobs and workers take its name
         def _update_worker_status(self, op, msg):
             if op == "add":
                 if not hasattr(self, "arrivals"):
@@ -317,6 +329,7 @@ def _recording(cluster_class: Any) -> Any:
                 self.arrivals.extend(info.get("name") for info in msg.get("workers", {}).values())
             super()._update_worker_status(op, msg)
 
+    Recording.__name__ = Recording.__qualname__ = cluster_class.__name__
     return Recording
 
 
