@@ -120,16 +120,20 @@ def discover(
 
 def printable(rel: str) -> str:
     """A testcase's name from its path: bytes that are not UTF-8 (which
-    Python keeps as lone surrogates) become ``\\xNN``, and characters that
-    are not printable (a newline, an escape) their escapes, so that the name
+    Python keeps as lone surrogates) become ``\\xNN``, and control
+    characters (a newline, an escape) their escapes, so that the name
     can be printed, written to JSON and SQLite, and typed on a command line.
     Only the name changes: the directory is still reached by its path."""
     try:
         rel.encode("utf-8")
     except UnicodeEncodeError:
         rel = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    if rel.isprintable():
+    if rel.isprintable():  # nearly always: the per-character look is for the others
         return rel
     # A newline or an escape sequence in a directory's name would break the
-    # terminal's lines, or drive the terminal: shown as \n, \x1b.
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in rel)
+    # terminal's lines, or drive the terminal: control characters (Cc) are
+    # shown as \n, \x1b. Other characters str.isprintable refuses (a
+    # no-break space, a zero-width joiner in an emoji) stay as they are.
+    import unicodedata
+
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in rel)

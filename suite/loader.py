@@ -135,11 +135,14 @@ def build_plan(
     if typos:
         raise UsageError("no variant matches " + ", ".join(repr(p) for p in typos))
     index: dict[str, int] = {}
+    refused: set[tuple[str, str]] = set()  # (spec, variant) reported under a name of its own
     for item, variant in queue:  # grows as dependencies are discovered
         name = item.name + variant.suffix
         if name in index or name.startswith(SETUP_PREFIX):
             holder = builder.testcases[index[name]].spec_file if name in index else None
-            if holder != item.spec_file:  # not the same testcase queued twice: another of that name
+            # Not the same testcase queued twice (a dependency's), but another of that name.
+            if holder != item.spec_file and (item.spec_file, variant.suffix) not in refused:
+                refused.add((item.spec_file, variant.suffix))
                 planned = builder.refuse_duplicate(item, name, holder, index)
                 index[planned.name] = len(builder.testcases) - 1
             continue

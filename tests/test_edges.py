@@ -535,6 +535,7 @@ def test_a_testcase_whose_name_is_taken_is_an_error_not_dropped(tmp_path):
         "m[opt=O2]/test.yaml": "cmd: exit 1\n",  # the name of m's second variant
         "setup:build/test.yaml": "cmd: exit 1\n",  # the name of the set-up
         "n/test.yaml": "cmd: 'true'\nneeds: [build]\n",
+        "dep/test.yaml": "cmd: 'true'\ndepends: ['m[opt=O2]']\n",  # queues that name again
     })
     # Two directories whose names are alike once the byte that is not UTF-8 is escaped.
     for name in (b"a\xff", b"a\\xff"):
@@ -548,7 +549,7 @@ def test_a_testcase_whose_name_is_taken_is_an_error_not_dropped(tmp_path):
     assert found["m[opt=O0]"] == found["m[opt=O2]"] == found["n"] == found["setup:build"] == ("PASS", None)
     assert found["m[opt=O2] (2)"] == ("ERROR", "SPEC") and found["setup_build (2)"] == ("ERROR", "SPEC")
     assert found["a\\xff"] == ("FAIL", "EXIT_CODE") and found["a\\xff (2)"] == ("ERROR", "SPEC")
-    assert len(run.index["results"]) == 8  # every directory has its verdict
+    assert len(run.index["results"]) == 9  # every directory has its verdict, once
     assert "the name 'm[opt=O2]' is also that of the testcase of" in run.stdout
     assert "the name 'setup:build' begins with 'setup:', which names the set-ups" in run.stdout
 
@@ -628,11 +629,12 @@ def test_files_set_aside_in_one_second_are_all_kept(tmp_path):
 
 def test_control_characters_in_a_name_are_shown_escaped(tmp_path):
     root = write_suite(tmp_path / "s", {"ok/test.yaml": "cmd: 'true'\n"})
-    for raw in ("two\nlines", "esc\x1b[2Jape"):
+    for raw in ("two\nlines", "esc\x1b[2Jape", "no\xa0break"):
         (root / raw).mkdir()
         (root / raw / "test.yaml").write_text("cmd: exit 1\n")
     run = run_cli(root, tmp_path / "out")
-    assert set(statuses(run.index)) == {"ok", "two\\nlines", "esc\\x1b[2Jape"}
+    # A no-break space is no control character: that name stays as it is.
+    assert set(statuses(run.index)) == {"ok", "two\\nlines", "esc\\x1b[2Jape", "no\xa0break"}
     assert "\x1b" not in run.stdout and "FAIL  two\\nlines [EXIT_CODE]" in run.stdout
     again = run_cli(root, tmp_path / "out2", names=["two\\nlines"])  # selected by the name shown
     assert set(statuses(again.index)) == {"two\\nlines"}
