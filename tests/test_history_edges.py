@@ -795,3 +795,10 @@ def test_set_ups_are_counted_apart_from_testcases(tmp_path):
     out = tmp_path / "out"
     make_history(out, [{"a": R("PASS"), "b": R("PASS"), "setup:build": R("PASS")}] * 2)
     assert ", 2 testcases, 1 set-up\n" in report(out, "--history").stdout.splitlines(keepends=True)[0]
+
+
+def test_a_streak_from_the_first_run_kept_after_pruning_says_at_least(tmp_path):
+    out = tmp_path / "out"
+    make_history(out, [{"f": R("FAIL", "EXIT_CODE")}] * 2, first=4)  # runs 1-3 pruned
+    line = section(report(out, "--history").stdout, "Failing in every run since (1)")[0]
+    assert re.fullmatch(r"  run 4 \(.*\), 2 runs at least: f", line), line

@@ -55,7 +55,9 @@ def render_summary(window: Window) -> str:
         ],
     )
     failing = window.failing()
-    earlier_runs = len(runs) < window.total_runs  # a streak from the first run read may be older
+    # A streak from the first run read may be older: runs not read, or
+    # pruned (--history-keep) before it; run ids count from 1.
+    earlier_runs = len(runs) < window.total_runs or runs[0].id > 1
     lines += _section(
         f"Failing in every run since ({len(failing)})",
         [
