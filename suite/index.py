@@ -93,15 +93,17 @@ def finish_rotation() -> None:
     """Wait for the previous runs' deletion (called once results are out)."""
     global _trash_deleter
     if _trash_deleter is not None:
+        finished = False
         try:
-            os.waitpid(_trash_deleter, 0)
+            _, status = os.waitpid(_trash_deleter, 0)
+            finished = os.WIFEXITED(status)  # not stopped by a Ctrl-C of the run: the next run goes on
         except ChildProcessError:  # reaped already (a sweep of our children)
             pass
         _trash_deleter = None
         # Left after a whole deletion: something no run can remove (an
         # immutable file, a mount point, another user's directory), which
         # would otherwise pile up, a directory per run, without a word.
-        left = [path for path in _trash if os.path.lexists(path)]
+        left = [path for path in _trash if os.path.lexists(path)] if finished else []
         if left:
             print(
                 f"run-testsuite: warning: {len(left)} earlier run{'s' if len(left) != 1 else ''}' directories "
