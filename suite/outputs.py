@@ -32,9 +32,10 @@ LOCK_FILE = ".lock"
 # wrote there (a test.yaml, say) does not make it a suite's directory.
 WORK_MARK = ".run-testsuite-work"
 
-# The locks of this process's run, by directory: open for as long as the
-# process lives.
-_held: dict[str, int] = {}
+# The locks of this process's run, by directory (its device and inode: a
+# work directory may be the output directory by another path): open for as
+# long as the process lives.
+_held: dict[tuple[int, int], int] = {}
 
 
 class OutputBusy(Exception):
@@ -50,9 +51,10 @@ def lock_output(output_dir: str) -> None:
 def _lock(directory: str, advice: str) -> None:
     """Hold ``DIRECTORY/.lock`` for this run, or raise OutputBusy naming
     the run that holds it."""
-    if directory in _held:
-        return
     os.makedirs(directory, exist_ok=True)
+    info = os.stat(directory)
+    if (info.st_dev, info.st_ino) in _held:
+        return
     path = os.path.join(directory, LOCK_FILE)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
@@ -63,7 +65,7 @@ def _lock(directory: str, advice: str) -> None:
         raise OutputBusy(f"{directory} is in use by another run ({holder}): {advice}") from None
     os.ftruncate(fd, 0)
     os.write(fd, f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-    _held[directory] = fd
+    _held[(info.st_dev, info.st_ino)] = fd
 
 
 def running_in(output_dir: str) -> str | None:

@@ -614,6 +614,10 @@ def test_a_second_run_on_a_busy_work_directory_is_refused(tmp_path):
         stdout, stderr = first.communicate(timeout=60)
     assert first.returncode == 0, stdout + stderr
     assert run_cli(root, tmp_path / "out2", "--work-dir", work).returncode == 0  # free once it is gone
+    # The output directory by another path is this run's own, not another's.
+    (tmp_path / "link").symlink_to(tmp_path / "out3")
+    (tmp_path / "out3").mkdir()
+    assert run_cli(root, tmp_path / "out3", "--work-dir", tmp_path / "link").returncode == 0
 
 
 def test_files_set_aside_in_one_second_are_all_kept(tmp_path):
