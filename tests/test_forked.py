@@ -105,6 +105,15 @@ def test_bytes_that_are_not_a_message_make_the_channel_corrupt():
             there.poll()
         with pytest.raises(EOFError):  # a ChannelCorrupt is an end, to whoever waits for one
             there.recv()
+        # A mark and a length, then bytes that are no pickle.
+        other_here, other_there = channel_pair()
+        try:
+            os.write(other_here.write_fd, b"RTS\x01" + (4).to_bytes(4, "little") + b"junk")
+            with pytest.raises(ChannelCorrupt, match="a message could not be read: UnpicklingError"):
+                other_there.recv()
+        finally:
+            other_here.close()
+            other_there.close()
     finally:
         here.close()
         there.close()

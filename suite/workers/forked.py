@@ -87,7 +87,10 @@ class Channel:
                 raise EOFError
             self._fill()
         size = self._complete()
-        message = pickle.loads(self.buffer[_HEADER : _HEADER + size])
+        try:
+            message = pickle.loads(self.buffer[_HEADER : _HEADER + size])
+        except Exception as exc:  # bytes written into the middle of a message
+            raise ChannelCorrupt(f"a message could not be read: {type(exc).__name__}: {exc}") from None
         del self.buffer[: _HEADER + size]
         return message
 
