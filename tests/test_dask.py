@@ -626,11 +626,16 @@ def test_a_guard_releases_only_the_leases_that_still_name_its_worker(tmp_path):
     worker = 424242
     mine.write_text(f"{socket.gethostname()} {worker}\n")
     taken.write_text(f"{socket.gethostname()} {os.getpid()}\n")  # taken over since by another worker
+    draft = tmp_path / f".lease-c.draft-{worker}-7"
+    draft.write_text("")  # the worker died as it wrote it
+    alike = tmp_path / ".lease-x.draft-1-2"  # the lease of testcase 'x.draft-1-2', another's
+    alike.write_text(f"{socket.gethostname()} {os.getpid()}\n")
     guard = subprocess.run(
         [PYTHON, "-c", "from run_testsuite.workers.dask_guard import serve; serve()", str(worker)],
-        input=f"L {mine}\nL {taken}\n",
+        input=f"L {mine}\nL {taken}\nL {draft}\nL {alike}\n",
         text=True,
         timeout=30,
     )
     assert guard.returncode == 0
     assert not mine.exists() and taken.exists()
+    assert not draft.exists() and alike.exists()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -42,6 +43,7 @@ LEASE_WAIT = 30.0
 # Longest the guard waits for killed groups to be gone before releasing.
 KILL_WAIT = 10.0
 LEASE_PREFIX = ".lease-"
+DRAFT = ".draft-"  # in a draft's name, never in a lease's (see take_lease)
 
 _lock = threading.Lock()
 _guard: subprocess.Popen | None = None
@@ -111,7 +113,7 @@ def take_lease(work_dir: str, wait: float = LEASE_WAIT) -> str:
     for ever (a run that hung, seen once in 1,100 tests under CI's load)."""
     path = lease_path(work_dir)
     me = f"{socket.gethostname()} {os.getpid()}\n"
-    draft = f"{path}.draft-{os.getpid()}-{threading.get_ident()}"
+    draft = f"{path}{DRAFT}{os.getpid()}-{threading.get_ident()}"
     deadline = time.monotonic() + wait
     os.makedirs(os.path.dirname(path), exist_ok=True)
     # Told first: if this worker dies from here on, its guard removes the
@@ -144,7 +146,12 @@ def _link(draft: str, path: str, me: str) -> bool:
         os.link(draft, path)
         return True
     except FileExistsError:
-        return False
+        # On NFS a link the server made may be retried and fail: the draft's
+        # link count says whether it went (open(2), O_EXCL).
+        try:
+            return os.stat(draft).st_nlink == 2 and _same_file(draft, path)
+        except OSError:
+            return False
     except OSError as error:
         if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
             raise
@@ -160,6 +167,11 @@ def _link(draft: str, path: str, me: str) -> bool:
 def release_lease(path: str) -> None:
     _unlink(path)
     tell(f"U {path}")
+
+
+def _same_file(one: str, other: str) -> bool:
+    first, second = os.stat(one), os.stat(other)
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
 
 
 def _holder(path: str) -> str:
@@ -228,6 +240,7 @@ def serve() -> None:
     closes (the worker is gone), kill what still runs, then release the
     leases that still name the worker (argv[1] is its pid)."""
     worker = f"{socket.gethostname()} {sys.argv[1] if len(sys.argv) > 1 else ''}"
+    drafts = re.compile(re.escape(DRAFT) + re.escape(sys.argv[1] if len(sys.argv) > 1 else "?") + r"-\d+$")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     groups: set[int] = set()
     leases: set[str] = set()
@@ -251,6 +264,9 @@ def serve() -> None:
         groups = {pgid for pgid in groups if _group_alive(pgid)}
         time.sleep(0.01)
     for path in leases:
+        if drafts.search(path):  # the worker's own draft, empty if it died writing it
+            _unlink(path)
+            continue
         try:
             with open(path, encoding="utf-8") as handle:
                 mine = handle.read().strip() == worker
