@@ -108,7 +108,7 @@ def discover(
     # A test.yaml directly in the root makes the root itself a testcase,
     # named after the directory, so a single testcase can be run alone.
     root_spec = os.path.join(root, SPEC_FILE)
-    if os.path.isfile(root_spec):
+    if os.path.lexists(root_spec) and not os.path.isdir(root_spec):  # one that cannot be read is its error
         found.append(Found(printable(os.path.basename(root)), root, root_spec))
         if shared is not None:
             shared.clear()  # the root is the testcase: nothing is shared

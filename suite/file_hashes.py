@@ -21,6 +21,7 @@ what the suite has now, not all it ever had.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -55,11 +56,13 @@ def hash_contents(path: str) -> str:
     block = bytearray(BLOCK)
     view = memoryview(block)
     # Non-blocking: a regular file ignores it, and a pseudo-file that would
-    # wait for ever (/proc/kmsg, linked into a testcase) fails at once
-    # (BlockingIOError) where it hung planning and validate.
+    # wait for ever (/proc/kmsg, linked into a testcase) has nothing to
+    # give at once, where it hung planning and validate: unreadable.
     with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb", buffering=0) as handle:
         while count := handle.readinto(block):
             digest.update(view[:count])
+        if count is None:  # it would have waited
+            raise BlockingIOError(errno.EAGAIN, "reading it would wait", path)
     return digest.hexdigest()
 
 

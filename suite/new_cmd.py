@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 
 from run_testsuite.discovery import SUITE_FILE
@@ -85,7 +86,7 @@ def main(argv: list[str]) -> int:
         created.append(baseline)
         if args.cmd != DEFAULT_CMD:
             name = os.path.relpath(os.path.abspath(args.path), os.path.abspath(root))
-            record = f"run-testsuite {root} {name} --rewrite"
+            record = shlex.join(["run-testsuite", root, name, "--rewrite"])
     for path in created:
         print(f"created {path}")
     if record:

@@ -153,7 +153,8 @@ def load_yaml(path: str) -> Any:
     except RecursionError:
         raise SpecError(path, [(1, 1, "YAML nesting is too deep")]) from None
     except ValueError as exc:  # an integer of more than 4300 digits, say
-        raise SpecError(path, [(1, 1, f"YAML value cannot be read: {exc}")]) from None
+        said = str(exc).split(";", 1)[0]  # not Python's advice on sys.set_int_max_str_digits
+        raise SpecError(path, [(1, 1, f"YAML value cannot be read: {said}")]) from None
     if _expanded_size(data) > MAX_NODES:
         raise SpecError(path, [(1, 1, f"the document expands to more than {MAX_NODES} values through aliases")])
     # Only YAML's escapes make a NUL (a raw one is refused above); a few

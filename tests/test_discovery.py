@@ -189,3 +189,10 @@ def test_unreadable_directory_is_skipped(paths):
         assert names_of(root) == ["a"]
     finally:
         os.chmod(root / "locked", 0o755)
+
+
+def test_a_dangling_test_yaml_in_the_root_is_the_roots_testcase(paths):
+    root, _ = paths
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "test.yaml").symlink_to("/nonexistent/test.yaml")
+    assert names_of(root) == [root.name]  # found, so that it is an error naming it
