@@ -62,6 +62,7 @@ def main(argv: list[str]) -> int:
                 problems.append(line if located else f"{planned.spec_file}:1:1: {line}")
         if planned.kind == "testcase" and planned.control:
             problems.extend(_check_conditions(planned.spec_file, list(planned.control)))
+    problems.extend(_check_links_of_unloaded(plan))
     problems.extend(_check_setups(plan.suite))
     problems.extend(_check_drivers(plan.suite, {planned.driver for planned in plan.testcases}))
     _warn_quarantine(plan)
@@ -107,6 +108,41 @@ def _check_setups(suite) -> list[str]:
             check_resources(suite, spec.get("resources", {}), path, ["setup", name])
         except specs.SpecError as exc:
             problems.extend(exc.render().splitlines())
+    return problems
+
+
+def _check_links_of_unloaded(plan) -> list[str]:
+    """The dependency and set-up names of testcases that did not load (a
+    schema error, say), which the run checks only once they load: so that
+    one pass of validate names every problem it can."""
+    from run_testsuite.links import declared, unknown_names
+    from run_testsuite.variants import base_name
+
+    names = {planned.name for planned in plan.testcases}
+    names |= {base_name(name) for name in names}  # a matrix testcase by its directory's name
+    problems = []
+    seen: set[str] = set()
+    for planned in plan.testcases:
+        result = planned.result
+        if planned.kind != "testcase" or planned.fragments or result is None or result.reason is not Reason.SPEC:
+            continue  # loaded (its links were checked), or not a spec problem
+        if planned.spec_file in seen:  # its variants alike
+            continue
+        seen.add(planned.spec_file)
+        try:
+            raw = specs.load_yaml(planned.spec_file)
+        except specs.SpecError:
+            continue
+        if not isinstance(raw, dict):
+            continue
+        for key, known, hint in (("depends", names, ""), ("needs", set(plan.suite.setup), declared(plan.suite.setup))):
+            listed = raw.get(key)
+            if not isinstance(listed, list) or not all(isinstance(name, str) for name in listed):
+                continue  # the schema's error says what is wrong with it
+            unknown = [name for name in listed if name not in known]
+            if unknown:
+                entry = [listed.index(unknown[0])] if len(unknown) == 1 else []
+                problems.append(unknown_names(planned.spec_file, [key], unknown, hint, entry))
     return problems
 
 

@@ -473,3 +473,22 @@ def test_validate_checks_the_drivers_of_suite_yaml_no_testcase_uses(tmp_path):
         f"{root}/suite.yaml:3:11: driver 'unused': driver file '{root}/drivers/nosuch.py' does not exist "
         "(reference 'drivers/nosuch.py:X')"
     ], lines
+
+
+def test_validate_names_the_links_of_a_testcase_that_did_not_load(tmp_path):
+    root = tmp_path / "s"
+    lines = _validate_lines(root, {
+        "suite.yaml": "setup:\n  build: {cmd: 'true'}\nresources:\n  boards: 1\n",
+        "a/test.yaml": "cmd: 'true'\nneeds: [bild]\ntimeout: x\ndepends: [b, nosuch]\n",
+        "b/test.yaml": "cmd: 'true'\n",
+        "c/test.yaml": "cmd: 'true'\nresources: {boards: 2}\nneeds: [bild]\n",
+        "m/test.yaml": "matrix: {o: [1, 2]}\ncmd: 'true'\ntimeout: x\ndepends: [b]\n",  # known: nothing more
+    })
+    assert sorted(lines) == sorted([
+        f"{root}/a/test.yaml:3:10: expected a number, got 'x' (at timeout)",
+        f"{root}/a/test.yaml:4:14: depends on unknown testcase 'nosuch'",
+        f"{root}/a/test.yaml:2:9: needs unknown set-up 'bild' (suite.yaml declares: build)",
+        f"{root}/c/test.yaml:2:21: asks for 2 of 'boards' but the pool has only 1",
+        f"{root}/c/test.yaml:3:9: needs unknown set-up 'bild' (suite.yaml declares: build)",
+        f"{root}/m/test.yaml:3:10: expected a number, got 'x' (at timeout)",
+    ]), lines
