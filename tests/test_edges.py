@@ -69,16 +69,21 @@ def test_a_result_file_that_cannot_be_written_is_said_and_fails_the_run(tmp_path
         load_result(out, name, index)
 
 
+def mount_tmpfs(mount, size: str) -> None:
+    """A tmpfs of ``size`` at ``mount`` (root only: the test is skipped otherwise)."""
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", f"rts-{uuid.uuid4().hex[:8]}", str(mount)],
+                       check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot mount a tmpfs here ({exc}): this test needs root")
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 512 KiB tmpfs, mounted for the test (root only)."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", f"rts-{uuid.uuid4().hex[:8]}", str(mount)],
-                       check=True, capture_output=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot mount a tmpfs here ({exc}): the full-disk test needs root")
+    mount_tmpfs(mount, "512k")
     try:
         yield mount
     finally:
@@ -649,11 +654,7 @@ def test_an_earlier_run_that_cannot_be_removed_is_said_not_piled_up_in_silence(t
     out = tmp_path / "out"
     stuck = out / ".trash-1-1" / "mounted"
     stuck.mkdir(parents=True)
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", f"rts-{uuid.uuid4().hex[:8]}", str(stuck)],
-                       check=True, capture_output=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot mount a tmpfs here ({exc}): needs root")
+    mount_tmpfs(stuck, "64k")
     try:
         run = run_cli(root, out)
         assert run.returncode == 0
