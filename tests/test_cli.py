@@ -376,7 +376,7 @@ def test_a_terminal_hang_up_to_the_whole_group_is_an_interrupt(tmp_path):
 
 
 def test_a_ctrl_c_while_the_command_loads_ends_it_quietly():
-    """The command's modules load inside run_testsuite.main, where a Ctrl-C
+    """The command's modules load inside run_testsuite.command.main, where a Ctrl-C
     in those first milliseconds is caught: exit 130, no traceback."""
     code = (
         "import builtins\n"
@@ -386,8 +386,8 @@ def test_a_ctrl_c_while_the_command_loads_ends_it_quietly():
         "        raise KeyboardInterrupt\n"
         "    return real(name, *args, **kwargs)\n"
         "builtins.__import__ = refusing\n"
-        "import run_testsuite\n"
-        "run_testsuite.main()\n"
+        "from run_testsuite.command import main\n"
+        "main()\n"
     )
     run = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=cli_env(), timeout=60)
     assert (run.returncode, run.stderr) == (130, "run-testsuite: interrupted\n")

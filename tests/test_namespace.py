@@ -194,7 +194,7 @@ def test_installed_distribution_has_one_top_level_name(tmp_path):
     assert where.stdout.strip() == str(target / "run_testsuite" / "__init__.py")
     env["PYTHONPATH"] = os.pathsep.join([str(target), site, str(root)])
     script = (target / "bin" / "run-testsuite").read_text()
-    assert "from run_testsuite import main" in script  # the command loads its modules in main (Ctrl-C)
+    assert "from run_testsuite.command import main" in script  # the command loads its modules in main (Ctrl-C)
     for how in (["-m", "run_testsuite"], [str(target / "bin" / "run-testsuite")]):
         out = tmp_path / f"out-{len(how)}"
         proc = subprocess.run([sys.executable, "-S", *how, str(root), "-o", str(out), "-j", "2"],
