@@ -10,6 +10,7 @@ column of the offending value.
 from __future__ import annotations
 
 import os
+import re
 import stat
 
 from run_testsuite import schemas
@@ -78,6 +79,15 @@ class SpecError(Exception):
 
     def render(self) -> str:
         return "\n".join(f"{self.path}:{line}:{col}: {text}" for line, col, text in self.problems)
+
+
+# The start of a problem as SpecError renders it: FILE:LINE:COL: text.
+_LOCATED = re.compile(r"\S.*?:\d+:\d+: ")
+
+
+def is_located(message: str) -> bool:
+    """Whether ``message`` begins with a place in a file, as SpecError's do."""
+    return _LOCATED.match(message) is not None
 
 
 _validators: dict[str, Any] = {}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import tempfile
 
@@ -17,9 +16,6 @@ from run_testsuite import spec as specs
 from run_testsuite.options import definition
 from run_testsuite.reports.text import counted
 from run_testsuite.results import Reason, Status
-
-# A message that names its own place (``FILE:LINE:COL: ...``).
-_LOCATED = re.compile(r"\S.*?:\d+:\d+: ")
 
 
 def main(argv: list[str]) -> int:
@@ -58,7 +54,7 @@ def main(argv: list[str]) -> int:
         result = planned.result
         if result is not None and result.status is Status.ERROR:
             for line in result.message.splitlines():
-                located = result.reason is Reason.SPEC or _LOCATED.match(line)
+                located = result.reason is Reason.SPEC or specs.is_located(line)
                 problems.append(line if located else f"{planned.spec_file}:1:1: {line}")
         if planned.kind == "testcase" and planned.control:
             problems.extend(_check_conditions(planned.spec_file, list(planned.control)))

@@ -10,7 +10,6 @@ undecided gets a result, so none is lost.
 
 from __future__ import annotations
 
-import re
 import time
 from array import array
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from enum import Enum
 from run_testsuite.fragment import Fragment
 from run_testsuite.plan import DECIDED, CachedPass, Plan
 from run_testsuite.results import Outcome, Reason, Result, Status, SubResult
+from run_testsuite.spec import is_located
 from run_testsuite.subresults import summarise
 
 # Reasons of an outcome the run made by stopping a fragment, not its driver.
@@ -413,10 +413,6 @@ def _wall(outcomes: list[Outcome]) -> float | None:
     return max(o.start + o.duration for o in ran) - min(o.start for o in ran)
 
 
-# A message that names a place in a spec (``FILE:LINE:COL: ...``).
-_LOCATED = re.compile(r"\S.*?:\d+:\d+: ")
-
-
 def _side_by_side(
     ran: list[tuple[Fragment, Outcome]], subresults: list[SubResult]
 ) -> tuple[Status, Reason | None, str]:
@@ -441,7 +437,7 @@ def _side_by_side(
         if extra:
             # A problem of the spec (a stale xfail name: FILE:LINE:COL: ...)
             # is the testcase's, not the shard's that happened to find it.
-            extras.append((outcome, extra if _LOCATED.match(extra) else f"{fragment.name}: {extra}"))
+            extras.append((outcome, extra if is_located(extra) else f"{fragment.name}: {extra}"))
     if extras:
         if not any(sub.status.is_failure for sub in subresults):
             reason = extras[0][0].reason
