@@ -14,22 +14,22 @@ from run_testsuite.results import Reason, Status
 
 def _unknown(planned: Planned, key: str, names: list[str], hint: str) -> str:
     at = ["setup", planned.name[len(SETUP_PREFIX) :], key] if planned.kind == "setup" else [key]
-    listed = list(planned.depends if key == "depends" else planned.needs)
-    if key == "depends" and any(".." in name.split("/") for name in names):
-        hint += " (names are the testcases' paths from the suite's root, without '..')"
-    # One unknown name is located at its own entry of the list.
-    entry = [listed.index(names[0])] if len(names) == 1 and names[0] in listed else []
-    return unknown_names(planned.spec_file, at, names, hint, entry)
+    return unknown_names(
+        planned.spec_file, at, names, hint, list(planned.depends if key == "depends" else planned.needs)
+    )
 
 
-def unknown_names(spec_file: str, at: list, names: list[str], hint: str, entry: list | None = None) -> str:
+def unknown_names(spec_file: str, at: list, names: list[str], hint: str, listed: list | None = None) -> str:
     """``FILE:LINE:COL: needs unknown set-up 'x' (suite.yaml declares: a, b)``,
-    located at key path ``at`` (ending in 'depends' or 'needs'), or at its
-    ``entry`` in that list."""
-    line, col = specs.key_position(spec_file, at + (entry or []))
-    listed = ", ".join(repr(n) for n in names)
+    located at key path ``at`` (ending in 'depends' or 'needs'), or, when
+    one name of the ``listed`` ones is unknown, at its own entry."""
+    entry = [listed.index(names[0])] if listed and len(names) == 1 and names[0] in listed else []
+    line, col = specs.key_position(spec_file, at + entry)
+    if at[-1] == "depends" and any(".." in name.split("/") for name in names):
+        hint += " (names are the testcases' paths from the suite's root, without '..')"
+    shown = ", ".join(repr(n) for n in names)
     what = "depends on unknown testcase" if at[-1] == "depends" else "needs unknown set-up"
-    return f"{spec_file}:{line}:{col}: {what} {listed}{hint}"
+    return f"{spec_file}:{line}:{col}: {what} {shown}{hint}"
 
 
 def declared(setups) -> str:

@@ -137,8 +137,7 @@ def _check_links_of_unloaded(plan) -> list[str]:
                 continue  # the schema's error says what is wrong with it
             unknown = [name for name in listed if name not in known]
             if unknown:
-                entry = [listed.index(unknown[0])] if len(unknown) == 1 else []
-                problems.append(unknown_names(planned.spec_file, [key], unknown, hint, entry))
+                problems.append(unknown_names(planned.spec_file, [key], unknown, hint, listed))
     return problems
 
 
