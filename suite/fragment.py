@@ -111,8 +111,26 @@ class Fragment:
         return sum(c.timeout for c in self.commands)
 
 
-# Longest step name in a log's file name (see loader.SAFE_NAME_MAX).
+# Longest file-safe testcase name: a file name may hold 255 bytes, and the
+# log of a step adds '@STEP.log' (STEP at most STEP_NAME_MAX), a clash
+# '~N'. Two nested directories of 130 characters, or a matrix of compiler
+# flags, made names past 255: 'File name too long' lost the result.
+SAFE_NAME_MAX = 150
+# Longest step name in a log's file name.
 STEP_NAME_MAX = 80
+
+
+def hashed(safe: str, name: str, limit: int) -> str:
+    """The start of file-safe ``safe`` and a hash of the ``name`` it was
+    made from, ``limit`` characters in all: two names never meet in it."""
+    import hashlib
+
+    return f"{safe[: limit - 17]}~{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}"
+
+
+def bounded(safe: str, name: str, limit: int = SAFE_NAME_MAX) -> str:
+    """``safe`` if it is short enough, else ``hashed``."""
+    return safe if len(safe) <= limit else hashed(safe, name, limit)
 
 
 def _step_file_part(name: str) -> str:
@@ -121,8 +139,6 @@ def _step_file_part(name: str) -> str:
     hash of the whole, so that two steps never share a log."""
     if len(name) <= STEP_NAME_MAX and name.isascii() and name.isprintable():
         return name
-    import hashlib
     import re
 
-    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    return f"{re.sub(r'[^A-Za-z0-9._-]', '_', name)[: STEP_NAME_MAX - 17]}~{digest}"
+    return hashed(re.sub(r"[^A-Za-z0-9._-]", "_", name), name, STEP_NAME_MAX)

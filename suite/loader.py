@@ -19,7 +19,7 @@ from run_testsuite.discovery import SPEC_FILE, Found, discover
 from run_testsuite.drivers.base import Driver, Testcase
 from run_testsuite.drivers.registry import BUILTIN, DriverLoadError, DriverNotFound, resolve
 from run_testsuite.file_hashes import FileHashes
-from run_testsuite.fragment import NO_RESOURCES, Command, Fragment
+from run_testsuite.fragment import NO_RESOURCES, Command, Fragment, bounded
 from run_testsuite.history import HistoryView
 from run_testsuite.keys import KeyMaker, compute_keys, spec_digest, use_cache
 from run_testsuite.links import link
@@ -678,22 +678,6 @@ class _Builder:
             return [exact]
         repeat = int(planned.repeat_suffix[1:]) if planned.repeat_suffix else None
         return list(self.groups.get((dep, repeat), []))
-
-
-# Longest file-safe testcase name: a file name may hold 255 bytes, and the
-# log of a step adds '@STEP.log' (STEP bounded alike, see fragment.py), a
-# clash '~N'. Two nested directories of 130 characters, or a matrix of
-# compiler flags, made names past 255: 'File name too long' lost the result.
-SAFE_NAME_MAX = 150
-
-
-def bounded(safe: str, name: str, limit: int = SAFE_NAME_MAX) -> str:
-    """``safe`` if it is short enough, else its start and a hash of ``name``."""
-    if len(safe) <= limit:
-        return safe
-    import hashlib
-
-    return f"{safe[: limit - 17]}~{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}"
 
 
 # Shared by every testcase that has none: never changed in place (three
