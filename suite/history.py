@@ -353,7 +353,9 @@ def start_pruning(path: str, keep: int) -> None:
 
     # Ctrl-C is held until the child is known: one arriving between the
     # fork and the assignment would leave a prune no one stops.
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+    from run_testsuite.processes import INTERRUPTS
+
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
     try:
         pid = os.fork()
     except OSError:  # no process to spare: the next run prunes
@@ -364,7 +366,7 @@ def start_pruning(path: str, keep: int) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
         return
     try:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for signum in INTERRUPTS:
             signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
         # The run's descriptors are not the prune's: the output directory's

@@ -71,6 +71,8 @@ def _start_emptying(paths: list[str]) -> None:
     the interpreter lock between its system calls, and the scheduler's loop
     would wait for it."""
     global _trash_deleter
+    from run_testsuite.processes import INTERRUPTS
+
     try:
         pid = os.fork()
     except OSError:  # no process to spare: the next run deletes them
@@ -80,7 +82,7 @@ def _start_emptying(paths: list[str]) -> None:
         _trash[:] = paths
         return
     try:  # the child: a run interrupted or killed leaves the rest to the next run
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for signum in INTERRUPTS:
             signal.signal(signum, signal.SIG_DFL)
         os.setpriority(os.PRIO_PROCESS, 0, 19)
         for path in paths:

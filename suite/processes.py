@@ -16,6 +16,10 @@ import signal
 import time
 from collections.abc import Callable
 
+# The signals that stop a run as Ctrl-C does (session.Interrupts): held
+# across a fork, and set back to their defaults in a helper child.
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 

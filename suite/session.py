@@ -28,6 +28,7 @@ from run_testsuite.index import ReportIndex, describe_error, finish_rotation, ro
 from run_testsuite.jsonio import INDEX_FILE
 from run_testsuite.outputs import mark_work_dir
 from run_testsuite.plan import Plan
+from run_testsuite.processes import INTERRUPTS
 from run_testsuite.reporters import HtmlReport, Reporters
 from run_testsuite.reports.progress import Progress, StatusLine, expected_durations, live_display_wanted
 from run_testsuite.reports.tee import Tee
@@ -390,7 +391,7 @@ class Interrupts:
         self.previous: dict[int, object] = {}
 
     def __enter__(self) -> Interrupts:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for signum in INTERRUPTS:
             if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
                 continue  # under nohup: a hang-up is not to stop the run
             self.previous[signum] = signal.signal(signum, self._handle)

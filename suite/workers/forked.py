@@ -18,6 +18,8 @@ import sys
 import traceback
 from collections.abc import Callable
 
+from run_testsuite.processes import INTERRUPTS
+
 # Before each pickled message: a mark, then its length. The mark tells a
 # message from bytes something else wrote into the pipes (a test can, by
 # /proc/$PPID/fd): read as a length, 'junk' asked for 1.8 GB that never
@@ -30,7 +32,7 @@ class ChannelCorrupt(EOFError):
     """What came through the pipe is not a message: the channel is lost."""
 
 
-_PARENTS_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+_PARENTS_SIGNALS = set(INTERRUPTS)
 
 
 class Channel:
